@@ -1,0 +1,117 @@
+/*
+ * hnsw.h - HNSW graphs (Malkov & Yashunin, 2016/2018): build (hnsw_build.c)
+ * and search (hnsw_search.c) over one representation, `struct hnsw_view`,
+ * which is exactly the segment file's layout (format/segment.h). A view points
+ * either into a mapped segment file or into a graph being built on the heap,
+ * so the search code that builds the graph is the code that serves it.
+ *
+ * The search trusts nothing in the view beyond what seg_check() established
+ * (sizes of the arrays): every neighbour id is compared with `count` before
+ * it is followed, and a list count above M0/M is an error, so a graph damaged
+ * behind a valid header yields STRATA_ECORRUPT, never an out-of-bounds read.
+ */
+#ifndef STRATA_HNSW_H
+#define STRATA_HNSW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "distance.h"
+#include "strata.h"
+
+struct hnsw_view {
+	const uint8_t *nodes;       /* count records of `stride` bytes */
+	const uint8_t *upper_index; /* upper_count x 16 bytes: u32 level, u32 0, u64 first_block */
+	const uint8_t *upper_links; /* upper_blocks x (4 + 4*M) bytes */
+	uint64_t upper_count;
+	uint64_t upper_blocks;
+	size_t stride;
+	size_t links_off;           /* = 4 * dim: the u32 nbr_count after the vector */
+	uint32_t count;
+	uint32_t dim;
+	uint32_t M;
+	uint32_t M0;
+	uint32_t max_level;
+	uint32_t entry;             /* meaningless when count == 0 */
+	strata_metric metric;
+	dist_fn dist;
+};
+
+static inline const float *hnsw_vec(const struct hnsw_view *v, uint32_t node)
+{
+	return (const float *)(const void *)(v->nodes + (size_t)node * v->stride);
+}
+
+static inline const uint32_t *hnsw_links0(const struct hnsw_view *v, uint32_t node)
+{
+	return (const uint32_t *)(const void *)(v->nodes + (size_t)node * v->stride + v->links_off);
+}
+
+/*
+ * The adjacency block of `node` on `level` >= 1: [u32 count][u32 nbr[M]],
+ * or NULL when the view says the node does not live on that level or the
+ * block lies outside the upper links (damaged file).
+ */
+const uint32_t *hnsw_links_upper(const struct hnsw_view *v, uint32_t node, uint32_t level);
+
+/* One result: graph node and its distance to the query. */
+struct hnsw_hit {
+	float dist;
+	uint32_t node;
+};
+
+/* Per-thread search scratch: visited marks and heaps. Grows as needed. */
+struct hnsw_scratch;
+struct hnsw_scratch *hnsw_scratch_new(void);
+void hnsw_scratch_free(struct hnsw_scratch *s);
+
+/* Optional filter on graph nodes (node index, not the caller's id). */
+typedef bool (*hnsw_accept_fn)(uint32_t node, void *ctx);
+
+/*
+ * k nearest nodes of `query` (already normalised for cosine): greedy descent
+ * through the upper layers, then a beam search of width max(ef, k) on layer 0.
+ * Nodes that `accept` rejects are walked through but never enter the results.
+ * Writes up to k hits to out (closest first) and their number to *n_out;
+ * adds the distance computations made to *dist_evals.
+ * Returns 0, STRATA_ECORRUPT (an edge or list count outside the graph) or
+ * STRATA_ENOMEM.
+ */
+int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
+                struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals);
+
+struct hnsw_build_params {
+	uint32_t dim;
+	strata_metric metric;
+	uint32_t M;
+	uint32_t ef_construction;
+	uint32_t threads;  /* >= 1 */
+	uint64_t seed;
+	strata_progress_fn progress;
+	void *progress_ctx;
+};
+
+/* A graph under construction, kept in the segment layout (see top of file). */
+struct hnsw_graph;
+
+/*
+ * Build a graph over n vectors (row-major, n * dim floats, finite, already
+ * normalised for cosine). Row r becomes node hnsw_graph_node_of_row(g, r):
+ * nodes are numbered so that the nodes on upper layers come first.
+ * With threads = 1 the result depends only on the input and the seed.
+ * Returns 0, STRATA_ENOMEM or STRATA_ELIMIT (n beyond SEG_COUNT_MAX).
+ */
+int hnsw_build(const struct hnsw_build_params *p, const float *vectors, size_t n,
+               struct hnsw_graph **g_out);
+
+void hnsw_graph_free(struct hnsw_graph *g);
+
+/* A view of the built graph (valid while g lives). */
+void hnsw_graph_view(const struct hnsw_graph *g, struct hnsw_view *v_out);
+
+/* Node index of input row `row`. */
+uint32_t hnsw_graph_node_of_row(const struct hnsw_graph *g, size_t row);
+
+#endif /* STRATA_HNSW_H */

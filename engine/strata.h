@@ -1,0 +1,272 @@
+/*
+ * strata.h - the one public header of strata, an embeddable, memory-mapped
+ * vector search engine (HNSW over float32 vectors).
+ *
+ * Everything a program needs is declared here; nothing else is installed.
+ * Conventions, true of every function below unless its comment says
+ * otherwise:
+ *   - Functions return 0 (STRATA_OK) or a negative STRATA_E* code. Codes are
+ *     ABI: they are never renumbered or reused. Bands tell the class:
+ *       -1..-19  the call was wrong; nothing changed
+ *       -20..-39 a resource ran out
+ *       -40..-59 the operating system failed
+ *       -60..-79 the bytes of a file are wrong (STRATA_IS_DATA_ERROR)
+ *   - Output parameters come last, end in `_out`, and are written only on
+ *     success.
+ *   - Nothing prints, exits or aborts on bad input or I/O errors.
+ *   - After a failure, strata_last_error_detail() says what and where
+ *     (file, offset, row) in the calling thread.
+ *
+ * File formats: format/FORMAT.md. Architecture: DESIGN.md.
+ */
+#ifndef STRATA_H
+#define STRATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(STRATA_BUILDING_LIBRARY)
+#define STRATA_API __attribute__((visibility("default")))
+#else
+#define STRATA_API
+#endif
+
+/* ---- Error codes (stable values) ------------------------------------- */
+
+enum {
+	STRATA_OK = 0,
+	/* The call was wrong; nothing changed. */
+	STRATA_EINVAL = -1,     /* bad argument (null pointer, k = 0, unknown flag ...) */
+	STRATA_EDIM = -2,       /* dimension differs from the database's, or out of range */
+	STRATA_EMETRIC = -3,    /* metric differs from the database's, or unknown */
+	STRATA_ENOTFOUND = -4,  /* no such database, file or id */
+	STRATA_EEXIST = -5,     /* the target already exists */
+	STRATA_EBUSY = -6,      /* another writer holds the directory */
+	STRATA_EREADONLY = -7,  /* write to a database opened STRATA_READONLY */
+	STRATA_ENONFINITE = -8, /* a vector holds NaN or +-Inf */
+	STRATA_EDUPLICATE = -9, /* the same id twice in one bulk build */
+	/* A resource ran out. */
+	STRATA_ENOMEM = -20,
+	STRATA_ELIMIT = -21,    /* a count or size beyond what strata supports */
+	STRATA_ENOSPC = -22,    /* no space left on the device */
+	/* The operating system failed. */
+	STRATA_EIO = -40,
+	STRATA_EFSYNC = -41,    /* sync failed: every later write fails the same way */
+	STRATA_EPERM = -42,     /* permission denied */
+	/* The bytes of a file are wrong. */
+	STRATA_ENOTDB = -60,    /* wrong magic: not a strata file */
+	STRATA_EVERSION = -61,  /* a format version this build cannot read */
+	STRATA_ECORRUPT = -62,  /* structure inconsistent (bad offset, edge, size ...) */
+	STRATA_ECHECKSUM = -63, /* a stored xxh3-64 checksum does not match */
+	STRATA_ETRUNCATED = -64 /* the file is shorter than its header says */
+};
+
+#define STRATA_IS_DATA_ERROR(rc) ((rc) <= -60 && (rc) > -80)
+
+/* The id placed in result slots beyond what exists (distance +infinity). */
+#define STRATA_NO_ID UINT64_MAX
+
+/* Limits this build enforces on arguments and on files. */
+#define STRATA_DIM_MAX 65536u
+#define STRATA_M_MIN 2u
+#define STRATA_M_MAX 256u
+#define STRATA_K_MAX 100000u
+#define STRATA_EF_MAX 1000000u
+
+/* ---- Options ----------------------------------------------------------- */
+
+typedef enum strata_metric {
+	STRATA_METRIC_L2 = 0,     /* squared Euclidean distance */
+	STRATA_METRIC_IP = 1,     /* 1 - dot product */
+	STRATA_METRIC_COSINE = 2  /* 1 - cosine similarity; vectors are normalised on write */
+} strata_metric;
+
+/*
+ * Called from the building thread(s) while strata_build() works: `done` of
+ * `total` vectors are in the graph. Called at most a few hundred times per
+ * build, never concurrently with itself. Must not call back into strata.
+ */
+typedef void (*strata_progress_fn)(uint64_t done, uint64_t total, void *ctx);
+
+typedef struct strata_options {
+	uint32_t dim;             /* vector dimension, 1..STRATA_DIM_MAX; 0 = take it from the database */
+	strata_metric metric;     /* fixed at creation */
+	uint32_t M;               /* graph degree on upper layers; layer 0 has 2*M. Default 16 */
+	uint32_t ef_construction; /* beam width while building. Default 200 */
+	uint32_t ef_search;       /* default beam width of searches (strata_search_options.ef = 0). Default 64 */
+	uint32_t threads;         /* build threads; 0 = all cores. Default 0 */
+	uint64_t seed;            /* level generator seed; with threads = 1 a build is byte-reproducible. Default 100 */
+	strata_progress_fn progress; /* optional, may be NULL */
+	void *progress_ctx;
+} strata_options;
+
+/* Fill `opts_out` with the defaults above (dim 0, metric l2). Cannot fail. */
+STRATA_API void strata_options_default(strata_options *opts_out);
+
+/* ---- Opening and closing ----------------------------------------------- */
+
+typedef struct strata_db strata_db; /* opaque; one per open directory */
+
+enum {
+	STRATA_CREATE = 1u << 0,   /* create an empty database if `dir` holds none */
+	STRATA_READONLY = 1u << 1, /* no writes; needs no write permission; shareable */
+	STRATA_VERIFY = 1u << 2    /* also check every checksum and every graph edge: O(size) */
+};
+
+/*
+ * Open the database stored in directory `dir`.
+ *
+ * Opening maps the segment files and checks their headers, section tables and
+ * every section bound against the file size, in time independent of the number
+ * of vectors; no vector or edge is copied to the heap. STRATA_VERIFY adds a
+ * full check of every checksum and edge.
+ *
+ * `opts` may be NULL. With STRATA_CREATE and no database in `dir`, a new empty
+ * one is made with opts->dim (required), metric, M, ef_construction. For an
+ * existing database a non-zero opts->dim or a metric other than the stored one
+ * is checked against it (STRATA_EDIM / STRATA_EMETRIC); opts->ef_search, when
+ * non-zero, overrides the stored default for this handle. `opts` is copied and
+ * need not outlive the call.
+ *
+ * Without STRATA_READONLY the directory is locked for writing (a second writer
+ * gets STRATA_EBUSY). On success *db_out holds the database until
+ * strata_close(); on failure *db_out is untouched and there is nothing to close.
+ *
+ * Returns 0, STRATA_EINVAL, STRATA_ENOTFOUND (no database and no
+ * STRATA_CREATE), STRATA_EBUSY, STRATA_EDIM, STRATA_EMETRIC, STRATA_EPERM,
+ * STRATA_ENOTDB, STRATA_EVERSION, STRATA_ECORRUPT, STRATA_ECHECKSUM,
+ * STRATA_ETRUNCATED, STRATA_EIO or STRATA_ENOMEM.
+ */
+STRATA_API int strata_open(const char *dir, const strata_options *opts, unsigned flags,
+                           strata_db **db_out);
+
+/*
+ * Release everything `db` holds: mappings, files, lock, memory. `db` may be
+ * NULL. No search may be running on `db`. Returns 0 (or the first error met
+ * while releasing; the handle is freed regardless).
+ */
+STRATA_API int strata_close(strata_db *db);
+
+/*
+ * Offline bulk build: write a complete new database into directory `dir`
+ * (which must not exist, or be empty) holding `n` vectors, one segment, no WAL.
+ *
+ * `vectors` is n * opts->dim floats, row-major; `ids` is n caller ids, or NULL
+ * for the row numbers 0..n-1. Ids must be distinct (STRATA_EDUPLICATE) and not
+ * STRATA_NO_ID. Every component must be finite (STRATA_ENONFINITE; the detail
+ * names the row). The graph is built with opts->M, ef_construction, threads
+ * and seed; opts->progress is called as it grows.
+ *
+ * The files are written to a temporary directory beside `dir` and renamed into
+ * place at the end, so a failed build leaves nothing behind.
+ *
+ * Returns 0, STRATA_EINVAL, STRATA_EDIM, STRATA_EMETRIC, STRATA_EEXIST,
+ * STRATA_EDUPLICATE, STRATA_ENONFINITE, STRATA_ELIMIT, STRATA_ENOMEM,
+ * STRATA_ENOSPC, STRATA_EPERM or STRATA_EIO.
+ */
+STRATA_API int strata_build(const char *dir, const strata_options *opts, const uint64_t *ids,
+                            const float *vectors, size_t n);
+
+/* ---- Reading ------------------------------------------------------------ */
+
+/*
+ * Called during a filtered search for ids that are candidates for the result.
+ * May be called from several threads at once (one per search thread) and
+ * many times per query; it must be thread-safe and must not call into strata.
+ * Return true to let `id` into the results.
+ */
+typedef bool (*strata_filter_fn)(uint64_t id, void *ctx);
+
+typedef struct strata_search_options {
+	uint32_t ef;       /* beam width; 0 = the database default; raised to k if smaller */
+	uint32_t threads;  /* threads for a batch of queries; 0 or 1 = the calling thread only */
+	/*
+	 * Optional filter: a result id must pass every filter that is set.
+	 * allow_ids: sorted ascending, allow_count entries (duplicates allowed).
+	 * filter: a callback (see strata_filter_fn).
+	 * Filtered-out vectors are still walked through, so the graph stays
+	 * connected, but never enter the results.
+	 */
+	const uint64_t *allow_ids;
+	size_t allow_count;
+	strata_filter_fn filter;
+	void *filter_ctx;
+} strata_search_options;
+
+/* Fill `sopts_out` with defaults: ef 0, threads 1, no filter. Cannot fail. */
+STRATA_API void strata_search_options_default(strata_search_options *sopts_out);
+
+/*
+ * Find the k nearest live vectors of each of `nq` queries (nq * dim floats,
+ * row-major). Results go to ids_out[q*k + i] and dists_out[q*k + i], closest
+ * first; slots beyond what exists hold STRATA_NO_ID and +infinity. Either
+ * output may be NULL if not wanted. `sopts` may be NULL for defaults.
+ * Distances follow hnswlib: l2 = squared Euclidean, ip = 1 - dot,
+ * cosine = 1 - cosine similarity.
+ *
+ * Thread-safe: any number of threads may search one handle at once. Answers
+ * do not depend on sopts->threads.
+ *
+ * Returns 0, STRATA_EINVAL (k = 0 or > STRATA_K_MAX, ef > STRATA_EF_MAX, null
+ * queries with nq > 0, unsorted allow_ids), STRATA_ENONFINITE (a query holds
+ * NaN/Inf; the detail names it), STRATA_ECORRUPT (the graph met during this
+ * search points outside its segment) or STRATA_ENOMEM.
+ */
+STRATA_API int strata_search(strata_db *db, const float *queries, size_t nq, uint32_t k,
+                             const strata_search_options *sopts, uint64_t *ids_out,
+                             float *dists_out);
+
+/*
+ * Copy the stored vector of `id` (dim floats) to vector_out. With the cosine
+ * metric the stored vector is the normalised one.
+ * Thread-safe. Returns 0, STRATA_EINVAL or STRATA_ENOTFOUND.
+ */
+STRATA_API int strata_get(strata_db *db, uint64_t id, float *vector_out);
+
+/* Filled by strata_stats(); a struct tag, since strata_stats names the function. */
+struct strata_stats {
+	uint32_t dim;
+	strata_metric metric;
+	uint32_t M;
+	uint32_t ef_construction;
+	uint32_t ef_search;        /* this handle's default */
+	uint32_t segments;         /* live segment files */
+	uint64_t vectors;          /* live vectors */
+	uint32_t max_level;        /* highest graph layer over all segments */
+	uint64_t mapped_bytes;     /* bytes of segment files mapped */
+	uint64_t file_bytes;       /* bytes of all database files on disk */
+	uint64_t searches;         /* queries answered through this handle */
+	uint64_t segments_searched;/* sum over queries of segments touched */
+	uint64_t distance_evals;   /* distance computations made by searches */
+	bool readonly;
+};
+
+/* Fill `stats_out` with a snapshot of `db`'s counters. Thread-safe.
+ * Returns 0 or STRATA_EINVAL. */
+STRATA_API int strata_stats(strata_db *db, struct strata_stats *stats_out);
+
+/* ---- Errors -------------------------------------------------------------- */
+
+/* A static English sentence for `rc` ("unknown error" for values not above). */
+STRATA_API const char *strata_strerror(int rc);
+
+/*
+ * The detail of the last failure in the calling thread: what failed and where
+ * (for example "seg-0000000000000001.seg: section 2 (nodes) ends at 81920,
+ * beyond the file's 40960 bytes"). Empty when nothing failed yet. The string
+ * belongs to the thread and stays valid until its next strata call.
+ */
+STRATA_API const char *strata_last_error_detail(void);
+
+/* The version of this library, "MAJOR.MINOR.PATCH". */
+STRATA_API const char *strata_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRATA_H */

@@ -1,0 +1,39 @@
+/*
+ * fio.h - the one file I/O seam of strata.
+ *
+ * Every open, read, write, sync, rename, unlink and mmap that format/, wal/
+ * and engine/ perform goes through here, so tests can fail, shorten or tear
+ * any of them (failpoint.h). Functions return 0 or a negative STRATA_E* code
+ * (mapped from errno by err_from_errno) and set the error detail with the path.
+ */
+#ifndef STRATA_FIO_H
+#define STRATA_FIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+int fio_open(const char *path, int flags, mode_t mode, int *fd_out);
+int fio_close(int fd);
+/* Write all `len` bytes at `off` (retrying short writes and EINTR). */
+int fio_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, const char *path);
+/* Read exactly `len` bytes at `off`; STRATA_ETRUNCATED if the file ends first. */
+int fio_pread_all(int fd, void *buf, size_t len, uint64_t off, const char *path);
+int fio_fsync(int fd, const char *path);
+int fio_fdatasync(int fd, const char *path);
+int fio_file_size(int fd, uint64_t *size_out, const char *path);
+int fio_rename(const char *from, const char *to);
+int fio_unlink(const char *path);
+int fio_mkdir(const char *path, mode_t mode);
+int fio_rmdir(const char *path);
+/* fsync the directory `dir` so that creates, renames and unlinks in it are durable. */
+int fio_fsync_dir(const char *dir);
+/* Map `len` bytes of `fd` read-only (len may be 0: *addr_out = NULL). */
+int fio_mmap_ro(int fd, size_t len, const char *path, const void **addr_out);
+void fio_munmap(const void *addr, size_t len);
+/* Read a whole small file into a malloc'd buffer (at most max_len bytes, else STRATA_ELIMIT). */
+int fio_read_file(const char *path, size_t max_len, uint8_t **buf_out, size_t *len_out);
+/* Write `len` bytes to `path` via `path`.tmp, fsync, rename, fsync the directory. */
+int fio_write_file_atomic(const char *dir, const char *name, const void *buf, size_t len);
+
+#endif /* STRATA_FIO_H */
