@@ -1,0 +1,321 @@
+/*
+ * hnsw_search.c - k-nearest-neighbour search over a `struct hnsw_view`
+ * (greedy descent through the upper layers, then a beam search of width ef on
+ * layer 0: Malkov & Yashunin, algorithms 2 and 5).
+ *
+ * The view may point into a file mapped from anywhere, so this file trusts
+ * only the array sizes that seg_check() proved: every neighbour id is checked
+ * against `count` (and, on upper layers, `upper_count`) before it is followed,
+ * and a list count above M0 / M is refused. Damage behind a valid header thus
+ * ends the search with STRATA_ECORRUPT, never with an out-of-bounds read.
+ *
+ * It must never allocate per query beyond the scratch's first growth, and the
+ * answer depends only on the view, the query, k, ef and the filter.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "hnsw.h"
+#include "hnsw_internal.h"
+#include "le.h"
+
+struct hnsw_scratch *hnsw_scratch_new(void)
+{
+	return calloc(1, sizeof(struct hnsw_scratch));
+}
+
+void hnsw_scratch_free(struct hnsw_scratch *s)
+{
+	if (!s)
+		return;
+	free(s->tags);
+	free(s->cand.a);
+	free(s->top.a);
+	free(s);
+}
+
+static int heap_reserve(struct hnsw_heap *h, size_t cap)
+{
+	if (h->cap >= cap)
+		return 0;
+	size_t want = h->cap ? h->cap : 64;
+	while (want < cap)
+		want *= 2;
+	struct hnsw_hit *a = realloc(h->a, want * sizeof *a);
+	if (!a)
+		return STRATA_ENOMEM;
+	h->a = a;
+	h->cap = want;
+	return 0;
+}
+
+int hnsw_scratch_prepare(struct hnsw_scratch *s, uint32_t count, uint32_t ef)
+{
+	if (s->tags_len < count) {
+		/* Grow with headroom so a database that grows does not realloc per query. */
+		size_t want = (size_t)count + count / 4 + 1024;
+		uint16_t *t = calloc(want, sizeof *t);
+		if (!t)
+			return err_set(STRATA_ENOMEM, "search scratch: %zu visit marks", want);
+		free(s->tags);
+		s->tags = t;
+		s->tags_len = want;
+		s->epoch = 0;
+	}
+	/* 16-bit epochs: one memset every 65535 searches, as hnswlib's visited lists do. */
+	if (++s->epoch == 0) {
+		memset(s->tags, 0, s->tags_len * sizeof *s->tags);
+		s->epoch = 1;
+	}
+	/* The candidate heap can hold every pushed node at once in the worst case,
+	 * but is bounded in practice by ef times the degree; grow on demand. */
+	if (heap_reserve(&s->top, (size_t)ef + 2) || heap_reserve(&s->cand, (size_t)ef * 2 + 64))
+		return err_set(STRATA_ENOMEM, "search scratch: heaps for ef %u", ef);
+	s->cand.n = 0;
+	s->top.n = 0;
+	return 0;
+}
+
+/* ---- binary heaps: `cand` is a min-heap, `top` a max-heap on dist ------- */
+
+static inline int hit_less(struct hnsw_hit a, struct hnsw_hit b)
+{
+	/* Ties on distance are broken by node index so results are deterministic. */
+	return a.dist < b.dist || (a.dist == b.dist && a.node < b.node);
+}
+
+int hnsw_heap_push_min(struct hnsw_heap *h, struct hnsw_hit x)
+{
+	if (h->n == h->cap && heap_reserve(h, h->n + 1))
+		return STRATA_ENOMEM;
+	size_t i = h->n++;
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!hit_less(x, h->a[p]))
+			break;
+		h->a[i] = h->a[p];
+		i = p;
+	}
+	h->a[i] = x;
+	return 0;
+}
+
+struct hnsw_hit hnsw_heap_pop_min(struct hnsw_heap *h)
+{
+	struct hnsw_hit top = h->a[0];
+	struct hnsw_hit last = h->a[--h->n];
+	size_t i = 0, n = h->n;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && hit_less(h->a[c + 1], h->a[c]))
+			c++;
+		if (!hit_less(h->a[c], last))
+			break;
+		h->a[i] = h->a[c];
+		i = c;
+	}
+	if (n)
+		h->a[i] = last;
+	return top;
+}
+
+int hnsw_heap_push_max(struct hnsw_heap *h, struct hnsw_hit x)
+{
+	if (h->n == h->cap && heap_reserve(h, h->n + 1))
+		return STRATA_ENOMEM;
+	size_t i = h->n++;
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (!hit_less(h->a[p], x))
+			break;
+		h->a[i] = h->a[p];
+		i = p;
+	}
+	h->a[i] = x;
+	return 0;
+}
+
+struct hnsw_hit hnsw_heap_pop_max(struct hnsw_heap *h)
+{
+	struct hnsw_hit top = h->a[0];
+	struct hnsw_hit last = h->a[--h->n];
+	size_t i = 0, n = h->n;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && hit_less(h->a[c], h->a[c + 1]))
+			c++;
+		if (!hit_less(last, h->a[c]))
+			break;
+		h->a[i] = h->a[c];
+		i = c;
+	}
+	if (n)
+		h->a[i] = last;
+	return top;
+}
+
+/* ---- graph access ---------------------------------------------------------- */
+
+const uint32_t *hnsw_links_upper(const struct hnsw_view *v, uint32_t node, uint32_t level)
+{
+	if (node >= v->upper_count || level == 0)
+		return NULL;
+	const uint8_t *e = v->upper_index + (size_t)node * 16;
+	uint32_t node_level = le_load32(e);
+	uint64_t first = le_load64(e + 8);
+	if (level > node_level || first >= v->upper_blocks || level - 1 >= v->upper_blocks - first)
+		return NULL;
+	size_t block = 4 + 4 * (size_t)v->M;
+	return (const uint32_t *)(const void *)(v->upper_links + (first + level - 1) * block);
+}
+
+/* Greedy walk on one upper layer: move to any closer neighbour until none is. */
+static int descend_layer(const struct hnsw_view *v, const float *q, uint32_t level,
+                         uint32_t *cur, float *cur_dist, uint64_t *evals)
+{
+	for (int changed = 1; changed;) {
+		changed = 0;
+		const uint32_t *l = hnsw_links_upper(v, *cur, level);
+		if (!l)
+			return ERR_CORRUPT("graph: node %u has no list on layer %u", *cur, level);
+		uint32_t n = l[0];
+		if (n > v->M)
+			return ERR_CORRUPT("graph: node %u lists %u neighbours on layer %u (M = %u)", *cur,
+			                   n, level, v->M);
+		for (uint32_t j = 1; j <= n; j++) {
+			uint32_t c = l[j];
+			if (c >= v->upper_count)
+				return ERR_CORRUPT("graph: node %u links to %u on layer %u, beyond the %llu "
+				                   "upper-layer nodes",
+				                   *cur, c, level, (unsigned long long)v->upper_count);
+			float d = v->dist(q, hnsw_vec(v, c), v->dim);
+			(*evals)++;
+			if (d < *cur_dist) {
+				*cur_dist = d;
+				*cur = c;
+				changed = 1;
+			}
+		}
+	}
+	return 0;
+}
+
+static inline void prefetch_node(const struct hnsw_view *v, uint32_t node)
+{
+	const char *p = (const char *)v->nodes + (size_t)node * v->stride;
+	__builtin_prefetch(p, 0, 3);
+	__builtin_prefetch(p + 64, 0, 3);
+}
+
+/*
+ * Beam search on layer 0 from `ep`. Rejected nodes (accept == false) still
+ * enter the candidate queue, so the walk goes through them, but never `top`.
+ */
+static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep, float ep_dist,
+                         uint32_t ef, hnsw_accept_fn accept, void *actx, struct hnsw_scratch *s,
+                         uint64_t *evals)
+{
+	uint16_t *tags = s->tags;
+	const uint16_t epoch = s->epoch;
+	struct hnsw_heap *cand = &s->cand, *top = &s->top;
+	const uint32_t count = v->count, M0 = v->M0;
+	float bound = ep_dist;
+	int rc;
+
+	tags[ep] = epoch;
+	if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){ep_dist, ep})))
+		return rc;
+	if (!accept || accept(ep, actx)) {
+		if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){ep_dist, ep})))
+			return rc;
+	} else {
+		bound = __builtin_inff();
+	}
+
+	while (cand->n) {
+		struct hnsw_hit c = cand->a[0];
+		if (c.dist > bound && top->n >= ef)
+			break;
+		hnsw_heap_pop_min(cand);
+		const uint32_t *l = hnsw_links0(v, c.node);
+		uint32_t n = l[0];
+		if (n > M0)
+			return ERR_CORRUPT("graph: node %u lists %u neighbours on layer 0 (M0 = %u)", c.node,
+			                   n, M0);
+		if (n && l[1] < count) {
+			__builtin_prefetch(tags + l[1]);
+			prefetch_node(v, l[1]);
+		}
+		for (uint32_t j = 1; j <= n; j++) {
+			uint32_t x = l[j];
+			if (x >= count)
+				return ERR_CORRUPT("graph: node %u links to %u on layer 0, beyond the %u nodes",
+				                   c.node, x, count);
+			if (j < n && l[j + 1] < count) {
+				__builtin_prefetch(tags + l[j + 1]);
+				prefetch_node(v, l[j + 1]);
+			}
+			if (tags[x] == epoch)
+				continue;
+			tags[x] = epoch;
+			float d = v->dist(q, hnsw_vec(v, x), v->dim);
+			(*evals)++;
+			if (top->n < ef || d < bound) {
+				if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){d, x})))
+					return rc;
+				prefetch_node(v, cand->a[0].node);
+				if (!accept || accept(x, actx)) {
+					if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){d, x})))
+						return rc;
+					if (top->n > ef)
+						hnsw_heap_pop_max(top);
+					bound = top->a[0].dist;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
+                struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
+{
+	*n_out = 0;
+	if (v->count == 0 || k == 0)
+		return 0;
+	if (ef < k)
+		ef = k;
+	if (v->entry >= v->count)
+		return ERR_CORRUPT("graph: entry point %u beyond the %u nodes", v->entry, v->count);
+	int rc = hnsw_scratch_prepare(s, v->count, ef);
+	if (rc)
+		return rc;
+
+	uint64_t evals = 0;
+	uint32_t cur = v->entry;
+	float cur_dist = v->dist(query, hnsw_vec(v, cur), v->dim);
+	evals++;
+	for (uint32_t level = v->max_level; level >= 1; level--) {
+		if ((rc = descend_layer(v, query, level, &cur, &cur_dist, &evals)))
+			goto out;
+	}
+	if ((rc = search_layer0(v, query, cur, cur_dist, ef, accept, accept_ctx, s, &evals)))
+		goto out;
+
+	struct hnsw_heap *top = &s->top;
+	while (top->n > k)
+		hnsw_heap_pop_max(top);
+	uint32_t n = (uint32_t)top->n;
+	for (uint32_t i = n; i > 0; i--)
+		out[i - 1] = hnsw_heap_pop_max(top);
+	*n_out = n;
+out:
+	*dist_evals += evals;
+	return rc;
+}
