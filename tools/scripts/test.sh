@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md's second command and .ci/run run it:
+#   1. install missing dependencies (deps.sh);
+#   2. release build (-O3, -Werror) with failpoints: every meson test;
+#   3. debug-optimized build under ASan+UBSan (no recovery): every meson test;
+#   4. print the totals of both runs as one line "N passed, N failed, N skipped".
+# Exit status non-zero if anything failed. Build dirs: build-test, build-asan.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+bash tools/scripts/deps.sh || exit 1
+
+jobs=${STRATA_TEST_JOBS:-2}
+status=0
+run_suite() { # name, meson setup args...
+	local dir=$1; shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >/dev/null || { echo "test.sh: meson setup $dir failed" >&2; meson setup "$dir" "$@"; return 1; }
+	fi
+	ninja -C "$dir" || return 1
+	meson test -C "$dir" --num-processes "$jobs" --print-errorlogs || return 1
+}
+
+run_suite build-test -Dbuildtype=release -Dfailpoints=true -Dwerror=true || status=1
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+	run_suite build-asan -Dbuildtype=debugoptimized -Db_ndebug=false -Dfailpoints=true \
+	-Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all -Dwerror=true || status=1
+
+python3 - build-test build-asan <<'PY'
+import json, os, sys
+ok = bad = skip = 0
+for d in sys.argv[1:]:
+    log = os.path.join(d, "meson-logs", "testlog.json")
+    if not os.path.exists(log):
+        bad += 1  # a build that never got to run its tests counts as a failure
+        continue
+    for line in open(log):
+        r = json.loads(line).get("result")
+        if r in ("OK", "EXPECTEDFAIL"): ok += 1
+        elif r == "SKIP": skip += 1
+        else: bad += 1
+print(f"{ok} passed, {bad} failed, {skip} skipped")
+sys.exit(1 if bad else 0)
+PY
+[ $? -eq 0 ] || status=1
+exit $status
