@@ -268,7 +268,8 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 			if (top->n < ef || d < bound) {
 				if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){d, x})))
 					return rc;
-				prefetch_node(v, cand->a[0].node);
+				/* The next node to expand: its list is read next, not its vector. */
+				__builtin_prefetch(hnsw_links0(v, cand->a[0].node), 0, 3);
 				if (!accept || accept(x, actx)) {
 					if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){d, x})))
 						return rc;
