@@ -33,6 +33,19 @@ int dist_isa_supported(enum dist_isa isa);
 
 const char *dist_isa_name(enum dist_isa isa);
 
+/*
+ * The ISA named `s` ("scalar", "avx2", "avx512": STRATA_SIMD's values).
+ * Returns 0 and sets *isa_out, or -1 (s NULL or unknown; *isa_out untouched).
+ */
+int dist_isa_parse(const char *s, enum dist_isa *isa_out);
+
+/*
+ * The best ISA this CPU supports, capped by `cap` (a STRATA_SIMD value; NULL
+ * or unknown = no cap). dist_best_isa() is this of getenv("STRATA_SIMD"),
+ * computed once. Exposed for tests.
+ */
+enum dist_isa dist_isa_choose(const char *cap);
+
 /* The distance function of `metric` for `isa` (NULL if isa is unsupported by this CPU or build). */
 dist_fn dist_get(strata_metric metric, enum dist_isa isa);
 
