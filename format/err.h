@@ -15,6 +15,15 @@
 
 #define ERR_DETAIL_MAX 512
 
+/* 1 when ERR_CORRUPT()/err_set_at() prefix the detail with "file.c:line: ". */
+#ifndef STRATA_ERR_ORIGIN
+#if !defined(NDEBUG) || (defined(STRATA_FUZZ_NO_CHECKSUMS) && STRATA_FUZZ_NO_CHECKSUMS)
+#define STRATA_ERR_ORIGIN 1
+#else
+#define STRATA_ERR_ORIGIN 0
+#endif
+#endif
+
 /* Record `rc` with a printf-style detail; returns rc so callers can `return err_set(...)`. */
 int err_set(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -28,6 +28,8 @@ enum fp_site {
 int fp_inject(enum fp_site site);
 /* Make the nth (1-based) call at `site` from now on return -errno_value. */
 void fp_arm(enum fp_site site, int nth, int errno_value);
+/* Same, but every call from the nth on fails (a full disk stays full). */
+void fp_arm_sticky(enum fp_site site, int nth, int errno_value);
 /* How many calls `site` has seen since it was armed. */
 int fp_hits(enum fp_site site);
 void fp_disarm_all(void);

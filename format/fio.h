@@ -24,6 +24,12 @@ int fio_fdatasync(int fd, const char *path);
 int fio_file_size(int fd, uint64_t *size_out, const char *path);
 int fio_rename(const char *from, const char *to);
 int fio_unlink(const char *path);
+/*
+ * Remove a partial file on a failure path: a missing file is success, and the
+ * current error detail is left alone (the first failure is the one to report).
+ * Returns 0 or the code of the failed unlink, without a detail.
+ */
+int fio_discard(const char *path);
 int fio_mkdir(const char *path, mode_t mode);
 int fio_rmdir(const char *path);
 /* fsync the directory `dir` so that creates, renames and unlinks in it are durable. */

@@ -1,0 +1,96 @@
+/*
+ * failpoint.c - the armed failures of the I/O seam (failpoint.h), compiled
+ * only when STRATA_FAILPOINTS=1 (test builds).
+ *
+ * Owns, per site, a call counter and at most one armed failure: the nth call
+ * since arming (1-based), or with fp_arm_sticky() every call from the nth on,
+ * returns the armed -errno. Thread-safe (one mutex: failpoints sit in front
+ * of system calls, so its cost is noise). It must never fail or allocate,
+ * and it is never part of a release build.
+ */
+#include "failpoint.h"
+
+#if STRATA_FAILPOINTS
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct fp_state {
+	int hits;        /* calls since arming (or since the last fp_disarm_all) */
+	int nth;         /* 0 = disarmed */
+	int errno_value; /* positive errno, or FP_SHORT */
+	bool sticky;     /* every call from the nth on fails */
+};
+
+static pthread_mutex_t fp_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fp_state fp_sites[FP_SITE_COUNT];
+
+static bool fp_site_ok(enum fp_site site)
+{
+	return (unsigned)site < FP_SITE_COUNT;
+}
+
+int fp_inject(enum fp_site site)
+{
+	int rc = 0;
+	if (!fp_site_ok(site))
+		return 0;
+	pthread_mutex_lock(&fp_lock);
+	struct fp_state *s = &fp_sites[site];
+	if (s->hits < INT_MAX)
+		s->hits++;
+	if (s->nth > 0 && (s->sticky ? s->hits >= s->nth : s->hits == s->nth))
+		rc = -s->errno_value;
+	pthread_mutex_unlock(&fp_lock);
+	return rc;
+}
+
+static void fp_set(enum fp_site site, int nth, int errno_value, bool sticky)
+{
+	if (!fp_site_ok(site))
+		return;
+	pthread_mutex_lock(&fp_lock);
+	fp_sites[site] = (struct fp_state){
+		.hits = 0,
+		.nth = nth > 0 && errno_value > 0 ? nth : 0,
+		.errno_value = errno_value,
+		.sticky = sticky,
+	};
+	pthread_mutex_unlock(&fp_lock);
+}
+
+void fp_arm(enum fp_site site, int nth, int errno_value)
+{
+	fp_set(site, nth, errno_value, false);
+}
+
+void fp_arm_sticky(enum fp_site site, int nth, int errno_value)
+{
+	fp_set(site, nth, errno_value, true);
+}
+
+int fp_hits(enum fp_site site)
+{
+	if (!fp_site_ok(site))
+		return 0;
+	pthread_mutex_lock(&fp_lock);
+	int h = fp_sites[site].hits;
+	pthread_mutex_unlock(&fp_lock);
+	return h;
+}
+
+void fp_disarm_all(void)
+{
+	pthread_mutex_lock(&fp_lock);
+	for (int i = 0; i < FP_SITE_COUNT; i++)
+		fp_sites[i] = (struct fp_state){0};
+	pthread_mutex_unlock(&fp_lock);
+}
+
+#else
+
+/* Release builds have no failpoints; ISO C wants a non-empty translation unit. */
+typedef int fp_compiled_out;
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * fio.c - the one file I/O seam of strata (fio.h): thin wrappers over the
+ * POSIX calls that map errno to STRATA_E* codes, name the path in the error
+ * detail, and pass through the failpoints of failpoint.h first.
+ *
+ * Failpoint sites: open -> FP_OPEN, pread -> FP_READ, pwrite -> FP_WRITE
+ * (FP_SHORT: write half, then fail with EIO, a torn write), fsync and
+ * fdatasync -> FP_FSYNC, rename -> FP_RENAME, mmap -> FP_MMAP, mkdir ->
+ * FP_MKDIR, unlink and rmdir -> FP_UNLINK. Composite calls (fsync_dir,
+ * read_file, write_file_atomic) fail through the calls they are made of.
+ * close, fstat and munmap have no site.
+ *
+ * It must never print, retry a failed fsync (the page cache may already have
+ * dropped the dirty data: reporting is the only honest answer), or leave a
+ * temporary file behind on a failure it can clean up.
+ */
+#include "fio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "failpoint.h"
+
+#define FIO_PATH_MAX 4096
+#define FIO_CHUNK_MAX (1u << 30) /* Linux moves at most ~2 GiB per call anyway */
+
+static const char *fio_errstr(int e)
+{
+	return e == FP_SHORT ? "short write (injected)" : strerror(e);
+}
+
+/* Record a failed `op` on `path` with the code for -neg_errno; returns the code. */
+static int fio_fail(int neg_errno, const char *op, const char *path)
+{
+	return err_set(err_from_errno(neg_errno), "%s %s: %s", op, path ? path : "(fd)",
+	               fio_errstr(-neg_errno));
+}
+
+int fio_open(const char *path, int flags, mode_t mode, int *fd_out)
+{
+	int rc = fp_inject(FP_OPEN);
+	if (rc)
+		return fio_fail(rc, "open", path);
+	int fd;
+	do
+		fd = open(path, flags | O_CLOEXEC, mode);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		return fio_fail(-errno, "open", path);
+	*fd_out = fd;
+	return 0;
+}
+
+int fio_close(int fd)
+{
+	/* Linux releases the descriptor even when close() reports EINTR: never retry. */
+	if (close(fd) != 0 && errno != EINTR)
+		return err_set(err_from_errno(-errno), "close fd %d: %s", fd, strerror(errno));
+	return 0;
+}
+
+static bool fio_span_ok(size_t len, uint64_t off)
+{
+	return off <= (uint64_t)INT64_MAX && (uint64_t)len <= (uint64_t)INT64_MAX - off;
+}
+
+int fio_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, const char *path)
+{
+	int inj = fp_inject(FP_WRITE);
+	size_t todo = len;
+	if (inj == -FP_SHORT)
+		todo = len / 2; /* a torn write: the first half lands, then the device "fails" */
+	else if (inj)
+		return fio_fail(inj, "write", path);
+	if (!fio_span_ok(len, off))
+		return err_set(STRATA_ELIMIT, "write %s: %zu bytes at offset %llu pass the largest file offset",
+		               path, len, (unsigned long long)off);
+
+	const uint8_t *p = buf;
+	size_t done = 0;
+	while (done < todo) {
+		size_t chunk = todo - done < FIO_CHUNK_MAX ? todo - done : FIO_CHUNK_MAX;
+		ssize_t n = pwrite(fd, p + done, chunk, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return fio_fail(-errno, "write", path);
+		}
+		if (n == 0)
+			return err_set(STRATA_EIO, "write %s: no progress at offset %llu", path,
+			               (unsigned long long)(off + done));
+		done += (size_t)n;
+	}
+	if (inj == -FP_SHORT)
+		return err_set(STRATA_EIO, "write %s: torn write (injected): %zu of %zu bytes at offset %llu",
+		               path, todo, len, (unsigned long long)off);
+	return 0;
+}
+
+int fio_pread_all(int fd, void *buf, size_t len, uint64_t off, const char *path)
+{
+	int inj = fp_inject(FP_READ);
+	if (inj)
+		return fio_fail(inj, "read", path);
+	if (!fio_span_ok(len, off))
+		return err_set(STRATA_ELIMIT, "read %s: %zu bytes at offset %llu pass the largest file offset",
+		               path, len, (unsigned long long)off);
+
+	uint8_t *p = buf;
+	size_t done = 0;
+	while (done < len) {
+		size_t chunk = len - done < FIO_CHUNK_MAX ? len - done : FIO_CHUNK_MAX;
+		ssize_t n = pread(fd, p + done, chunk, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return fio_fail(-errno, "read", path);
+		}
+		if (n == 0)
+			return err_set(STRATA_ETRUNCATED, "read %s: the file ends at %llu, %zu bytes wanted at %llu",
+			               path, (unsigned long long)(off + done), len, (unsigned long long)off);
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int fio_fsync(int fd, const char *path)
+{
+	int inj = fp_inject(FP_FSYNC);
+	if (inj)
+		return fio_fail(inj, "fsync", path);
+	int r;
+	do
+		r = fsync(fd);
+	while (r != 0 && errno == EINTR);
+	return r ? fio_fail(-errno, "fsync", path) : 0;
+}
+
+int fio_fdatasync(int fd, const char *path)
+{
+	int inj = fp_inject(FP_FSYNC);
+	if (inj)
+		return fio_fail(inj, "fdatasync", path);
+	int r;
+	do
+		r = fdatasync(fd);
+	while (r != 0 && errno == EINTR);
+	return r ? fio_fail(-errno, "fdatasync", path) : 0;
+}
+
+int fio_file_size(int fd, uint64_t *size_out, const char *path)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return fio_fail(-errno, "stat", path);
+	*size_out = st.st_size > 0 ? (uint64_t)st.st_size : 0;
+	return 0;
+}
+
+int fio_rename(const char *from, const char *to)
+{
+	int inj = fp_inject(FP_RENAME);
+	int e = inj ? -inj : rename(from, to) != 0 ? errno : 0;
+	if (e)
+		return err_set(err_from_errno(-e), "rename %s to %s: %s", from, to, fio_errstr(e));
+	return 0;
+}
+
+int fio_unlink(const char *path)
+{
+	int inj = fp_inject(FP_UNLINK);
+	if (inj)
+		return fio_fail(inj, "unlink", path);
+	return unlink(path) != 0 ? fio_fail(-errno, "unlink", path) : 0;
+}
+
+int fio_discard(const char *path)
+{
+	int inj = fp_inject(FP_UNLINK);
+	if (inj)
+		return err_from_errno(inj);
+	if (unlink(path) != 0 && errno != ENOENT)
+		return err_from_errno(-errno);
+	return 0;
+}
+
+int fio_mkdir(const char *path, mode_t mode)
+{
+	int inj = fp_inject(FP_MKDIR);
+	if (inj)
+		return fio_fail(inj, "mkdir", path);
+	return mkdir(path, mode) != 0 ? fio_fail(-errno, "mkdir", path) : 0;
+}
+
+int fio_rmdir(const char *path)
+{
+	int inj = fp_inject(FP_UNLINK);
+	if (inj)
+		return fio_fail(inj, "rmdir", path);
+	return rmdir(path) != 0 ? fio_fail(-errno, "rmdir", path) : 0;
+}
+
+int fio_fsync_dir(const char *dir)
+{
+	int fd = -1;
+	int rc = fio_open(dir, O_RDONLY | O_DIRECTORY, 0, &fd);
+	if (rc)
+		return rc;
+	rc = fio_fsync(fd, dir);
+	int rc2 = fio_close(fd);
+	return rc ? rc : rc2;
+}
+
+int fio_mmap_ro(int fd, size_t len, const char *path, const void **addr_out)
+{
+	int inj = fp_inject(FP_MMAP);
+	if (inj)
+		return fio_fail(inj, "mmap", path);
+	if (len == 0) {
+		*addr_out = NULL; /* mmap refuses a zero length; there is nothing to map */
+		return 0;
+	}
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return fio_fail(-errno, "mmap", path);
+	*addr_out = p;
+	return 0;
+}
+
+void fio_munmap(const void *addr, size_t len)
+{
+	if (addr && len)
+		munmap((void *)(uintptr_t)addr, len);
+}
+
+int fio_read_file(const char *path, size_t max_len, uint8_t **buf_out, size_t *len_out)
+{
+	int fd = -1;
+	uint8_t *buf = NULL;
+	uint64_t size;
+	int rc = fio_open(path, O_RDONLY, 0, &fd);
+	if (rc)
+		return rc;
+	if ((rc = fio_file_size(fd, &size, path)))
+		goto fail;
+	/* Refuse before allocating: the size comes from a file that may be hostile. */
+	if (size > max_len) {
+		rc = err_set(STRATA_ELIMIT, "%s: %llu bytes, more than the %zu this file may hold", path,
+		             (unsigned long long)size, max_len);
+		goto fail;
+	}
+	buf = malloc(size ? (size_t)size : 1);
+	if (!buf) {
+		rc = err_set(STRATA_ENOMEM, "%s: %llu bytes", path, (unsigned long long)size);
+		goto fail;
+	}
+	if ((rc = fio_pread_all(fd, buf, (size_t)size, 0, path)))
+		goto fail;
+	fio_close(fd); /* read-only: nothing a failed close could lose */
+	*buf_out = buf;
+	*len_out = (size_t)size;
+	return 0;
+fail:
+	free(buf);
+	if (fd >= 0)
+		fio_close(fd);
+	return rc;
+}
+
+static int fio_join(char *buf, size_t len, const char *dir, const char *name, const char *suffix)
+{
+	int n = snprintf(buf, len, "%s/%s%s", dir, name, suffix);
+	if (n < 0 || (size_t)n >= len)
+		return err_set(STRATA_EINVAL, "%s/%s%s: path too long", dir, name, suffix);
+	return 0;
+}
+
+int fio_write_file_atomic(const char *dir, const char *name, const void *buf, size_t len)
+{
+	char tmp[FIO_PATH_MAX], dst[FIO_PATH_MAX];
+	int fd = -1;
+	bool renamed = false;
+	int rc;
+
+	if ((rc = fio_join(tmp, sizeof tmp, dir, name, ".tmp")) ||
+	    (rc = fio_join(dst, sizeof dst, dir, name, "")))
+		return rc;
+	/* O_TRUNC: a .tmp left by a crash is stale by definition and is overwritten. */
+	if ((rc = fio_open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, &fd)))
+		return rc;
+	if ((rc = fio_pwrite_all(fd, buf, len, 0, tmp)) || (rc = fio_fsync(fd, tmp)))
+		goto fail;
+	rc = fio_close(fd);
+	fd = -1;
+	if (rc || (rc = fio_rename(tmp, dst)))
+		goto fail;
+	renamed = true;
+	/* The new contents are in place but durable only once the directory is synced. */
+	if ((rc = fio_fsync_dir(dir)))
+		goto fail;
+	return 0;
+fail:
+	if (fd >= 0)
+		fio_close(fd);
+	if (!renamed)
+		fio_discard(tmp);
+	return rc;
+}
