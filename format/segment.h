@@ -147,7 +147,20 @@ int seg_check(const uint8_t *buf, size_t len, struct seg_info *info);
  */
 int seg_verify(const struct seg_info *info);
 
-/* Find the node holding `id` via the id index (binary search). 0 or STRATA_ENOTFOUND. */
+/*
+ * The rules of seg_check() on the graph parameters alone (dim, metric, M, M0,
+ * count, stride, max_level, upper_count, upper_blocks, entry), without the
+ * file: shared with seg_write() so that the writer refuses what the reader
+ * would. Reads only those fields of *g. Returns 0 or STRATA_ECORRUPT.
+ */
+int seg_params_check(const struct seg_info *g);
+
+/*
+ * Find the node holding `id` via the id index (binary search). Safe on a file
+ * that only passed seg_check(): a node number that is out of range, or whose
+ * IDS entry is not `id`, gives STRATA_ECORRUPT and is never returned.
+ * Returns 0, STRATA_ENOTFOUND or STRATA_ECORRUPT.
+ */
 int seg_id_find(const struct seg_info *info, uint64_t id, uint32_t *node_out);
 
 /*
