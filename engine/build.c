@@ -197,6 +197,8 @@ int strata_build(const char *dir, const strata_options *opts, const uint64_t *id
 		return err_set(STRATA_EINVAL, "strata_build: path too long");
 	if (!mkdtemp(tmp))
 		return err_set(err_from_errno(-errno), "%s: %s", tmp, strerror(errno));
+	/* mkdtemp makes it 0700; a database is shipped and shared like any directory. */
+	chmod(tmp, 0755);
 
 	struct hnsw_graph *g = NULL;
 	struct hnsw_build_params bp = {
