@@ -23,6 +23,7 @@ run_suite() { # name, meson setup args...
 }
 
 run_suite build-test -Dbuildtype=release -Dfailpoints=true -Dwerror=true || status=1
+LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/tests/lsan.supp:print_suppressions=0} \
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 	run_suite build-asan -Dbuildtype=debugoptimized -Db_ndebug=false -Dfailpoints=true \
