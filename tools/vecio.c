@@ -690,7 +690,7 @@ static int decode_npy_ids(const uint8_t *buf, size_t len, size_t rows, uint64_t 
 		if (v == STRATA_NO_ID) {
 			free(ids);
 			return fail(err, err_len, STRATA_EINVAL,
-			            "id %zu is 18446744073709551615, which strata reserves (STRATA_NO_ID)", i);
+			            "id %zu is 18446744073709551615, which is reserved (STRATA_NO_ID)", i);
 		}
 		ids[i] = v;
 	}
