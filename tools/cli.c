@@ -165,7 +165,8 @@ int cli_fail(const char *cmd, const char *what, int rc)
 {
 	const char *detail = strata_last_error_detail();
 	fprintf(stderr, "strata %s: ", cmd);
-	if (what)
+	/* The detail usually names the file already; say it once. */
+	if (what && !(detail && strstr(detail, what)))
 		fprintf(stderr, "%s: ", what);
 	fputs(strata_strerror(rc), stderr);
 	if (detail && *detail)

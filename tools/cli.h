@@ -82,7 +82,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 
 /*
  * Print a library failure: "strata <cmd>: [<what>: ]<strerror(rc)>[: <detail>]".
- * `what` (a path, a step) may be NULL. Returns CLI_EXIT_FAIL.
+ * `what` (a path, a step) may be NULL; it is left out when the detail already
+ * contains it. Returns CLI_EXIT_FAIL.
  */
 int cli_fail(const char *cmd, const char *what, int rc);
 

@@ -343,7 +343,9 @@ static void print_human(const struct db_report *d)
 	uint64_t total = 0;
 	for (size_t i = 0; i < d->nseg; i++)
 		total += d->segs[i].file_bytes;
-	printf("%s %s\n", d->kind, d->path);
+	/* A lone segment is introduced by seg_print itself. */
+	if (strcmp(d->kind, "segment") != 0)
+		printf("%s %s\n", d->kind, d->path);
 	if (d->have_mf) {
 		const struct mf_manifest *m = &d->mf;
 		printf("  dim %u, metric %s, M %u, ef_construction %u, ef_search %u\n", m->dim,
