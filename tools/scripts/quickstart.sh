@@ -5,7 +5,8 @@
 #
 #   bash tools/scripts/quickstart.sh [REPO_ROOT]
 #
-# REPO_ROOT defaults to the tree this script lives in. Idempotent: an existing
+# REPO_ROOT defaults to the tree this script lives in. Installs missing Debian
+# packages first (deps.sh). Idempotent: an existing
 # build directory is reused (ninja rebuilds only what changed). The build
 # directory is $STRATA_BUILD_DIR, default "build" under the root.
 set -euo pipefail
@@ -13,12 +14,7 @@ root=${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 cd "$root"
 build=${STRATA_BUILD_DIR:-build}
 
-for tool in meson ninja cc pkg-config; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "quickstart: '$tool' is not installed; run: bash tools/scripts/deps.sh" >&2
-		exit 1
-	fi
-done
+bash tools/scripts/deps.sh  # installs only what is missing
 
 if [ ! -f "$build/build.ninja" ]; then
 	echo "quickstart: configuring $build (meson setup, release)" >&2
