@@ -55,6 +55,14 @@ static inline const uint32_t *hnsw_links0(const struct hnsw_view *v, uint32_t no
  */
 const uint32_t *hnsw_links_upper(const struct hnsw_view *v, uint32_t node, uint32_t level);
 
+struct seg_info;
+
+/*
+ * A view of the graph of a segment that seg_check() accepted (format/segment.h).
+ * Reads only `info`; the view points into info's buffer and lives as long as it.
+ */
+void hnsw_view_from_segment(const struct seg_info *info, struct hnsw_view *v_out);
+
 /* One result: graph node and its distance to the query. */
 struct hnsw_hit {
 	float dist;

@@ -19,6 +19,26 @@
 #include "hnsw.h"
 #include "hnsw_internal.h"
 #include "le.h"
+#include "segment.h"
+
+void hnsw_view_from_segment(const struct seg_info *in, struct hnsw_view *v)
+{
+	v->nodes = in->nodes;
+	v->upper_index = in->upper_index;
+	v->upper_links = in->upper_links;
+	v->upper_count = in->upper_count;
+	v->upper_blocks = in->upper_blocks;
+	v->stride = in->stride;
+	v->links_off = 4 * (size_t)in->dim;
+	v->count = (uint32_t)in->count;
+	v->dim = in->dim;
+	v->M = in->M;
+	v->M0 = in->M0;
+	v->max_level = in->max_level;
+	v->entry = in->entry;
+	v->metric = (strata_metric)in->metric;
+	v->dist = dist_for_metric(v->metric);
+}
 
 struct hnsw_scratch *hnsw_scratch_new(void)
 {
