@@ -31,7 +31,9 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <time.h>
 #include <malloc.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -57,6 +59,28 @@ double now_s()
 {
 	return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
 	    .count();
+}
+
+// The clock of the search timings: wall time (default), or with --clock cpu the
+// CPU time of the searching thread, which leaves out the time the thread was
+// not running (a shared machine), not what other processes do to the caches.
+bool g_cpu_clock = false;
+
+double search_clock_s()
+{
+	if (!g_cpu_clock)
+		return now_s();
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+std::string loadavg()
+{
+	std::ifstream in("/proc/loadavg");
+	std::string a, b, c;
+	in >> a >> b >> c;
+	return a + " " + b + " " + c;
 }
 
 [[noreturn]] void die(const std::string &msg)
@@ -105,6 +129,35 @@ uint64_t tree_bytes(const std::string &path)
 		return (uint64_t)st.st_size;
 	nftw(path.c_str(), sum_file, 16, FTW_PHYS);
 	return g_tree_bytes;
+}
+
+// Page-cache control of the files of one index (a file or a directory tree):
+// warm reads every byte once; cold writes back and drops the cached pages of
+// these files only (posix_fadvise DONTNEED), nothing else of the machine.
+bool g_cold;
+int cache_one(const char *p, const struct stat *, int type, struct FTW *)
+{
+	if (type != FTW_F)
+		return 0;
+	int fd = open(p, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	if (g_cold) {
+		fsync(fd);
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	} else {
+		static char buf[1 << 20];
+		while (read(fd, buf, sizeof buf) > 0) {
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+void page_cache(const std::string &path, bool cold)
+{
+	g_cold = cold;
+	nftw(path.c_str(), cache_one, 16, FTW_PHYS);
 }
 
 int rm_one(const char *p, const struct stat *, int, struct FTW *)
@@ -236,6 +289,7 @@ struct Config {
 	enum { TEXT, MARKDOWN, JSON } format = TEXT;
 	std::string md_file, json_file; // extra copies
 	std::string cmdline;
+	std::string load_start, load_end; // /proc/loadavg around the run
 };
 
 struct DatasetSpec {
@@ -294,7 +348,8 @@ struct DatasetResult {
 struct OpenRow {
 	size_t n = 0;
 	EngineResult s, h;
-	double s_first_query_s = -1, h_first_query_s = -1;
+	double s_first_query_s = -1, h_first_query_s = -1; // open/load + 1 query, warm cache
+	double s_cold_s = -1, h_cold_s = -1;                 // the same after evicting the files
 };
 
 const double kTargets[] = {0.90, 0.95, 0.99};
@@ -331,12 +386,12 @@ double strata_pass(strata_db *db, const float *q, size_t nq, size_t dim, unsigne
 	so.ef = ef;
 	so.threads = 1;
 	float dists[K];
-	double t0 = now_s();
+	double t0 = search_clock_s();
 	for (size_t r = 0; r < reps; r++)
 		for (size_t i = 0; i < nq; i++)
 			check_strata(strata_search(db, q + i * dim, 1, K, &so, ids_out + i * K, dists),
 			             "strata_search");
-	return now_s() - t0;
+	return search_clock_s() - t0;
 }
 
 // Same through hnswlib. For cosine the query is copied and normalised per call,
@@ -346,7 +401,7 @@ double hnsw_pass(HnswIndex *h, const float *q, size_t nq, size_t dim, bool cosin
 {
 	hnsw_set_ef(h, ef);
 	std::vector<float> buf(dim);
-	double t0 = now_s();
+	double t0 = search_clock_s();
 	for (size_t r = 0; r < reps; r++) {
 		for (size_t i = 0; i < nq; i++) {
 			const float *qi = q + i * dim;
@@ -358,7 +413,7 @@ double hnsw_pass(HnswIndex *h, const float *q, size_t nq, size_t dim, bool cosin
 			hnsw_search(h, qi, K, ids_out + i * K);
 		}
 	}
-	return now_s() - t0;
+	return search_clock_s() - t0;
 }
 
 double recall_at_k(const std::vector<uint64_t> &found, const Mat &truth, size_t nq)
@@ -588,35 +643,55 @@ OpenRow run_open_size(const Config &cfg, size_t n, const std::string &tmp)
 	std::vector<float> query = random_vectors(1, dim, 7);
 	uint64_t ids[K];
 
-	strata_db *db = nullptr;
-	strata_open_stats(sdir, 21, row.s, &db);
-	check_strata(strata_close(db), "strata_close");
-	// Open + first query, on a handle that has not searched yet.
-	{
+	// Open + one query (ef 64) on a fresh handle: what a process that starts,
+	// answers and exits pays.
+	auto strata_first = [&]() {
 		strata_search_options so;
 		strata_search_options_default(&so);
 		so.ef = 64;
 		float d[K];
+		strata_db *db = nullptr;
 		double t0 = now_s();
 		check_strata(strata_open(sdir.c_str(), nullptr, STRATA_READONLY, &db), "strata_open");
 		check_strata(strata_search(db, query.data(), 1, K, &so, ids, d), "strata_search");
-		row.s_first_query_s = now_s() - t0;
+		double t = now_s() - t0;
 		strata_close(db);
-	}
+		return t;
+	};
+	auto hnsw_first = [&]() {
+		double t0 = now_s();
+		HnswIndex *h = hnsw_load(hfile, dim, false);
+		hnsw_set_ef(h, 64);
+		hnsw_search(h, query.data(), K, ids);
+		double t = now_s() - t0;
+		hnsw_free(h);
+		return t;
+	};
+
+	// Warm: both indexes wholly in the page cache.
+	page_cache(sdir, false);
+	page_cache(hfile, false);
+	strata_db *db = nullptr;
+	strata_open_stats(sdir, 21, row.s, &db);
+	check_strata(strata_close(db), "strata_close");
+	row.s_first_query_s = strata_first();
 	int loads = n >= 1000000 ? 3 : 5;
 	HnswIndex *h = hnsw_load_stats(hfile, dim, false, loads, row.h);
 	hnsw_free(h);
-	{
-		double t0 = now_s();
-		h = hnsw_load(hfile, dim, false);
-		hnsw_set_ef(h, 64);
-		hnsw_search(h, query.data(), K, ids);
-		row.h_first_query_s = now_s() - t0;
-		hnsw_free(h);
-	}
+	row.h_first_query_s = hnsw_first();
+
+	// Cold: the files' pages dropped from the cache first.
+	page_cache(sdir, true);
+	row.s_cold_s = strata_first();
+	page_cache(hfile, true);
+	row.h_cold_s = hnsw_first();
+
 	fprintf(stderr, "  open: strata %.0f us (heap %lld B), hnswlib load %.1f ms (heap %lld B)\n",
 	        row.s.open_s * 1e6, (long long)row.s.heap_after_open, row.h.open_s * 1e3,
 	        (long long)row.h.heap_after_open);
+	fprintf(stderr, "  open+1st query: warm strata %.2f ms, hnswlib %.1f ms; cold strata %.2f ms, "
+	        "hnswlib %.1f ms\n", row.s_first_query_s * 1e3, row.h_first_query_s * 1e3,
+	        row.s_cold_s * 1e3, row.h_cold_s * 1e3);
 	rm_tree(sdir);
 	rm_tree(hfile);
 	return row;
@@ -687,7 +762,12 @@ std::vector<std::string> machine_lines(const Config &cfg)
 	l.push_back("command: " + cfg.cmdline);
 	l.push_back(fmt("cpu: %s, %u logical cores; flags:%s", cpu_model().c_str(), cfg.all_threads,
 	                cpu_flags().c_str()));
-	l.push_back(fmt("os: %s %s %s", u.sysname, u.release, u.machine));
+	l.push_back(fmt("os: %s %s %s; load average at start %s, at end %s", u.sysname, u.release,
+	                u.machine, cfg.load_start.c_str(),
+	                cfg.load_end.empty() ? "-" : cfg.load_end.c_str()));
+	l.push_back(fmt("search timings: %s, best of %d runs of >= %.2f s each (or --repeat)",
+	                g_cpu_clock ? "CPU time of the searching thread (--clock cpu)" : "wall clock",
+	                cfg.runs, cfg.min_time));
 	l.push_back(fmt("strata %s, distance kernels: %s", strata_version(), strata_isa().c_str()));
 	l.push_back(fmt("hnswlib (header-only, compiled with " __VERSION__
 	                " -O3 -march=native): %s distance code",
@@ -786,30 +866,39 @@ Table summary_table(const std::vector<DatasetResult> &all)
 	return t;
 }
 
-Table open_table(const Config &cfg, const std::vector<OpenRow> &rows)
+std::vector<Table> open_tables(const Config &cfg, const std::vector<OpenRow> &rows)
 {
 	Table t;
 	t.title = fmt("Open time against size: random 128-d vectors, l2; a cheap graph for both "
 	              "(M %u, ef_construction %u, %u threads) so that 1M builds in minutes",
 	              cfg.open_M, cfg.open_efc, cfg.all_threads);
-	t.head = {"vectors", "strata build", "hnswlib build+save", "strata on disk", "hnswlib file",
-	          "strata open", "hnswlib loadIndex", "strata open+1st query", "hnswlib load+1st query",
-	          "strata heap after open", "hnswlib heap after load"};
+	t.head = {"vectors", "strata open", "hnswlib loadIndex", "open+1st query: strata",
+	          "hnswlib", "cold open+1st query: strata", "hnswlib"};
 	t.right = std::vector<bool>(t.head.size(), true);
-	for (const auto &r : rows) {
-		t.rows.push_back({fmt("%zu", r.n), fmt("%.1f s", r.s.build_all_s),
+	for (const auto &r : rows)
+		t.rows.push_back({fmt("%zu", r.n), human_time(r.s.open_s), human_time(r.h.open_s),
+		                  human_time(r.s_first_query_s), human_time(r.h_first_query_s),
+		                  human_time(r.s_cold_s), human_time(r.h_cold_s)});
+	t.notes.push_back("open: median of 21 strata_open(READONLY)+strata_close; loadIndex: median "
+	                  "of 5 (3 at 1M); both with the files in the page cache (read once before).");
+	t.notes.push_back("open+1st query: a fresh handle answers one query (k 10, ef 64). Cold: the "
+	                  "index files' pages were dropped first (fsync + posix_fadvise DONTNEED).");
+
+	Table u;
+	u.title = "Same indexes: build, size and memory";
+	u.head = {"vectors", "strata build", "hnswlib build+save", "strata on disk", "hnswlib file",
+	          "strata heap after open", "hnswlib heap after load"};
+	u.right = std::vector<bool>(u.head.size(), true);
+	for (const auto &r : rows)
+		u.rows.push_back({fmt("%zu", r.n), fmt("%.1f s", r.s.build_all_s),
 		                  fmt("%.1f s", r.h.build_all_s + r.h.save_s),
 		                  human_bytes((double)r.s.disk_bytes), human_bytes((double)r.h.disk_bytes),
-		                  human_time(r.s.open_s), human_time(r.h.open_s),
-		                  human_time(r.s_first_query_s), human_time(r.h_first_query_s),
 		                  human_bytes((double)r.s.heap_after_open),
 		                  human_bytes((double)r.h.heap_after_open)});
-	}
-	t.notes.push_back("open: median of 21 strata_open(READONLY)+close; loadIndex: median of 5 (3 "
-	                  "at 1M). Files were just written, so they are in the page cache (warm).");
-	t.notes.push_back("heap: mallinfo2() in-use bytes (arena + mmapped chunks) before and after, "
-	                  "in this process; strata's mapped file pages are not heap.");
-	return t;
+	u.notes.push_back("heap: mallinfo2() in-use bytes (arena + mmapped chunks) before and after "
+	                  "the open, in this process; strata's mapped file pages are not heap (they "
+	                  "are shared page cache, counted in RSS as they are touched).");
+	return {t, u};
 }
 
 void render_all(FILE *out, bool markdown, const Config &cfg, const std::vector<DatasetResult> &all,
@@ -838,7 +927,8 @@ void render_all(FILE *out, bool markdown, const Config &cfg, const std::vector<D
 		for (const auto &t : dataset_tables(cfg, r))
 			render(t);
 	if (!open_rows.empty())
-		render(open_table(cfg, open_rows));
+		for (const auto &t : open_tables(cfg, open_rows))
+			render(t);
 }
 
 void render_engine_json(FILE *out, const EngineResult &e, bool curve)
@@ -874,9 +964,10 @@ void render_json(FILE *out, const Config &cfg, const std::vector<DatasetResult> 
 		fprintf(out, "%s%s", i ? ", " : "", json_str(m[i]).c_str());
 	fprintf(out,
 	        "],\n  \"params\": {\"M\": %u, \"ef_construction\": %u, \"threads\": %u, \"k\": %u, "
-	        "\"seed\": %llu, \"runs\": %d, \"min_time_s\": %g},\n  \"datasets\": [",
+	        "\"seed\": %llu, \"runs\": %d, \"min_time_s\": %g, \"clock\": \"%s\"},\n"
+	        "  \"datasets\": [",
 	        cfg.M, cfg.ef_construction, cfg.threads, K, (unsigned long long)cfg.seed, cfg.runs,
-	        cfg.min_time);
+	        cfg.min_time, g_cpu_clock ? "cpu" : "wall");
 	for (size_t i = 0; i < all.size(); i++) {
 		const auto &r = all[i];
 		fprintf(out, "%s\n    {\"name\": %s, \"metric\": \"%s\", \"n\": %zu, \"dim\": %zu, "
@@ -894,9 +985,11 @@ void render_json(FILE *out, const Config &cfg, const std::vector<DatasetResult> 
 	for (size_t i = 0; i < open_rows.size(); i++) {
 		const auto &r = open_rows[i];
 		fprintf(out, "%s\n    {\"n\": %zu, \"strata_first_query_s\": %s, "
-		             "\"hnswlib_first_query_s\": %s,\n     \"strata\": ",
+		             "\"hnswlib_first_query_s\": %s, \"strata_cold_first_query_s\": %s, "
+		             "\"hnswlib_cold_first_query_s\": %s,\n     \"strata\": ",
 		        i ? "," : "", r.n, json_num(r.s_first_query_s).c_str(),
-		        json_num(r.h_first_query_s).c_str());
+		        json_num(r.h_first_query_s).c_str(), json_num(r.s_cold_s).c_str(),
+		        json_num(r.h_cold_s).c_str());
 		render_engine_json(out, r.s, false);
 		fputs(",\n     \"hnswlib\": ", out);
 		render_engine_json(out, r.h, false);
@@ -920,6 +1013,8 @@ void usage(FILE *f)
 	      "  --min-time S          seconds per timing, by repeating the query set (default 0.3)\n"
 	      "  --repeat N            repeat the query set N times instead\n"
 	      "  --runs N              timings per point, best kept (default 3)\n"
+	      "  --clock wall|cpu      search timings by wall clock (default) or by the CPU\n"
+	      "                        time of the searching thread (a busy shared machine)\n"
 	      "  --open-sizes LIST     sizes of the open-time rows (default 10000,100000,1000000;\n"
 	      "                        0 for none)\n"
 	      "  --quick               fewer ef points, shorter timings, no 1M open row (smoke run)\n"
@@ -1016,6 +1111,11 @@ Config parse_args(int argc, char **argv)
 			c.format = Config::JSON;
 		} else if (a.rfind("--json=", 0) == 0) {
 			c.json_file = a.substr(7);
+		} else if (a == "--clock") {
+			std::string v = val();
+			if (v != "wall" && v != "cpu")
+				die("--clock: wall or cpu");
+			g_cpu_clock = v == "cpu";
 		} else if (a == "--tmp") {
 			c.tmp_base = val();
 		} else {
@@ -1042,6 +1142,7 @@ Config parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	Config cfg = parse_args(argc, argv);
+	cfg.load_start = loadavg();
 
 	std::string tmpl = cfg.tmp_base + "/strata-bench-XXXXXX";
 	std::vector<char> tb(tmpl.begin(), tmpl.end());
@@ -1067,6 +1168,7 @@ int main(int argc, char **argv)
 	for (size_t n : cfg.open_sizes)
 		open_rows.push_back(run_open_size(cfg, n, tmp));
 	rm_tree(tmp);
+	cfg.load_end = loadavg();
 
 	if (cfg.format == Config::JSON)
 		render_json(stdout, cfg, all, open_rows);
