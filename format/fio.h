@@ -5,6 +5,9 @@
  * and engine/ perform goes through here, so tests can fail, shorten or tear
  * any of them (failpoint.h). Functions return 0 or a negative STRATA_E* code
  * (mapped from errno by err_from_errno) and set the error detail with the path.
+ * Failpoint sites: open FP_OPEN, pread FP_READ, pwrite FP_WRITE, fsync and
+ * fdatasync FP_FSYNC, rename FP_RENAME, mmap FP_MMAP, mkdir FP_MKDIR, unlink,
+ * rmdir and discard FP_UNLINK; the composite calls fail through their parts.
  */
 #ifndef STRATA_FIO_H
 #define STRATA_FIO_H

@@ -84,13 +84,21 @@ struct mf_manifest {
  */
 int mf_decode(const uint8_t *buf, size_t len, struct mf_manifest *out);
 
-/* Encode `mf` into a malloc'd buffer. Returns 0 or STRATA_ENOMEM. */
+/*
+ * Encode `mf` into a malloc'd buffer. Returns 0, STRATA_ENOMEM, STRATA_EINVAL
+ * (null segments with segment_count > 0) or STRATA_ELIMIT (more than
+ * MF_SEGMENTS_MAX segments: never write what mf_decode() refuses).
+ */
 int mf_encode(const struct mf_manifest *mf, uint8_t **buf_out, size_t *len_out);
 
 /* Encode and atomically replace dir/MANIFEST. */
 int mf_commit(const char *dir, const struct mf_manifest *mf);
 
-/* Read and decode dir/MANIFEST. STRATA_ENOTFOUND when it does not exist. */
+/*
+ * Read and decode dir/MANIFEST. STRATA_ENOTFOUND when it does not exist; a
+ * file larger than any valid manifest is STRATA_ECORRUPT without being read.
+ * Otherwise the codes of fio_read_file() and mf_decode().
+ */
 int mf_load(const char *dir, struct mf_manifest *out);
 
 void mf_free(struct mf_manifest *mf);

@@ -191,7 +191,7 @@ struct seg_write_input {
 /*
  * Write a complete segment file at `path` (created, must not exist), fsync
  * it, then map it back and seg_check() it (the writer pairs its output with
- * the reader's validator). The directory entry is not synced: the caller
+ * the reader's validator; debug builds also seg_verify() it). The directory entry is not synced: the caller
  * renames or syncs the directory. On failure the file is removed.
  * Returns 0, STRATA_EDUPLICATE (two nodes with one id), STRATA_EINVAL,
  * STRATA_ENOMEM, STRATA_ENOSPC, STRATA_EIO or STRATA_EEXIST.
