@@ -62,6 +62,8 @@ struct strata_db {
 	_Atomic uint64_t searches;
 	_Atomic uint64_t segments_searched;
 	_Atomic uint64_t dist_evals;
+	_Atomic uint64_t filtered_graph;
+	_Atomic uint64_t filtered_scans;
 };
 
 struct db_scratch *db_scratch_get(strata_db *db);

@@ -90,6 +90,17 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
                 hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
                 struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals);
 
+/*
+ * Exact k nearest of `query` among `nodes[0..n)` (or among all nodes when
+ * nodes is NULL) that `accept` passes (NULL = all): the answer for a filter
+ * so selective that a graph walk would visit more nodes than pass it.
+ * Node ids in `nodes` must be < count (STRATA_ECORRUPT otherwise).
+ * Same outputs as hnsw_search.
+ */
+int hnsw_scan(const struct hnsw_view *v, const float *query, uint32_t k, const uint32_t *nodes,
+              size_t n, hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
+              struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals);
+
 struct hnsw_build_params {
 	uint32_t dim;
 	strata_metric metric;

@@ -340,3 +340,42 @@ out:
 	*dist_evals += evals;
 	return rc;
 }
+
+int hnsw_scan(const struct hnsw_view *v, const float *query, uint32_t k, const uint32_t *nodes,
+              size_t n, hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
+              struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
+{
+	*n_out = 0;
+	if (k == 0)
+		return 0;
+	int rc = hnsw_scratch_prepare(s, 0, k);
+	if (rc)
+		return rc;
+	struct hnsw_heap *top = &s->top;
+	size_t total = nodes ? n : v->count;
+	uint64_t evals = 0;
+	for (size_t i = 0; i < total; i++) {
+		uint32_t x = nodes ? nodes[i] : (uint32_t)i;
+		if (x >= v->count)
+			return ERR_CORRUPT("scan: node %u beyond the %u nodes", x, v->count);
+		if (accept && !accept(x, accept_ctx))
+			continue;
+		float d = v->dist(query, hnsw_vec(v, x), v->dim);
+		evals++;
+		struct hnsw_hit h = {d, x};
+		if (top->n < k) {
+			if ((rc = hnsw_heap_push_max(top, h)))
+				return rc;
+		} else if (hit_less(h, top->a[0])) {
+			hnsw_heap_pop_max(top);
+			if ((rc = hnsw_heap_push_max(top, h)))
+				return rc;
+		}
+	}
+	uint32_t got = (uint32_t)top->n;
+	for (uint32_t i = got; i > 0; i--)
+		out[i - 1] = hnsw_heap_pop_max(top);
+	*n_out = got;
+	*dist_evals += evals;
+	return 0;
+}

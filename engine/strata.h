@@ -186,14 +186,27 @@ typedef struct strata_search_options {
 	uint32_t ef;       /* beam width; 0 = the database default; raised to k if smaller */
 	uint32_t threads;  /* threads for a batch of queries; 0 or 1 = the calling thread only */
 	/*
-	 * Optional filter: a result id must pass every filter that is set.
-	 * allow_ids: sorted ascending, allow_count entries (duplicates allowed).
-	 * filter: a callback (see strata_filter_fn).
-	 * Filtered-out vectors are still walked through, so the graph stays
-	 * connected, but never enter the results.
+	 * Optional filters: a result id must pass every filter that is set.
+	 *   allow_ids:    sorted ascending, allow_count entries (duplicates allowed).
+	 *                 allow_ids non-NULL with allow_count 0 passes nothing.
+	 *   allow_bitmap: id i passes if i < allow_bitmap_bits and bit (i % 64) of
+	 *                 word i / 64 is set.
+	 *   deny_ids:     sorted ascending, deny_count entries: these never pass.
+	 *   filter:       a callback (see strata_filter_fn).
+	 * The filters are applied during the graph walk: vectors that fail are
+	 * walked through, so the graph stays connected, but never enter the
+	 * results. Per segment, strata estimates the share of vectors that pass
+	 * (exactly for allow_ids through the segment's id index, by sampling
+	 * otherwise); when few pass it answers that segment by an exact scan of
+	 * the passing vectors, and between the two it widens ef. The callback may
+	 * thus be called for every vector of a segment when very few pass.
 	 */
 	const uint64_t *allow_ids;
 	size_t allow_count;
+	const uint64_t *allow_bitmap;
+	uint64_t allow_bitmap_bits;
+	const uint64_t *deny_ids;
+	size_t deny_count;
 	strata_filter_fn filter;
 	void *filter_ctx;
 } strata_search_options;
@@ -213,7 +226,7 @@ STRATA_API void strata_search_options_default(strata_search_options *sopts_out);
  * do not depend on sopts->threads.
  *
  * Returns 0, STRATA_EINVAL (k = 0 or > STRATA_K_MAX, ef > STRATA_EF_MAX, null
- * queries with nq > 0, unsorted allow_ids), STRATA_ENONFINITE (a query holds
+ * queries with nq > 0, unsorted allow_ids or deny_ids, a count without its array), STRATA_ENONFINITE (a query holds
  * NaN/Inf; the detail names it), STRATA_ECORRUPT (the graph met during this
  * search points outside its segment) or STRATA_ENOMEM.
  */
@@ -243,6 +256,8 @@ struct strata_stats {
 	uint64_t searches;         /* queries answered through this handle */
 	uint64_t segments_searched;/* sum over queries of segments touched */
 	uint64_t distance_evals;   /* distance computations made by searches */
+	uint64_t filtered_graph;   /* filtered segment searches answered by the graph walk */
+	uint64_t filtered_scans;   /* filtered segment searches answered by an exact scan */
 	bool readonly;
 };
 
