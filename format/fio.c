@@ -3,10 +3,10 @@
  * POSIX calls that map errno to STRATA_E* codes, name the path in the error
  * detail, and pass through the failpoints of failpoint.h first.
  *
- * Failpoint sites: open -> FP_OPEN, pread -> FP_READ, pwrite -> FP_WRITE
- * (FP_SHORT: write half, then fail with EIO, a torn write), fsync and
- * fdatasync -> FP_FSYNC, rename -> FP_RENAME, mmap -> FP_MMAP, mkdir ->
- * FP_MKDIR, unlink and rmdir -> FP_UNLINK. Composite calls (fsync_dir,
+ * Failpoint sites: open -> FP_OPEN, pread and read -> FP_READ, pwrite and
+ * write_all -> FP_WRITE (FP_SHORT: write half, then fail with EIO, a torn
+ * write), fsync and fdatasync -> FP_FSYNC, rename -> FP_RENAME, mmap ->
+ * FP_MMAP, mkdir and mkdtemp -> FP_MKDIR, unlink and rmdir -> FP_UNLINK. Composite calls (fsync_dir,
  * read_file, write_file_atomic) fail through the calls they are made of.
  * close, fstat and munmap have no site.
  *
@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -132,6 +133,51 @@ int fio_pread_all(int fd, void *buf, size_t len, uint64_t off, const char *path)
 	return 0;
 }
 
+int fio_read(int fd, void *buf, size_t len, size_t *n_out, const char *path)
+{
+	int inj = fp_inject(FP_READ);
+	if (inj)
+		return fio_fail(inj, "read", path);
+	if (len > FIO_CHUNK_MAX)
+		len = FIO_CHUNK_MAX;
+	ssize_t n;
+	do
+		n = read(fd, buf, len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return fio_fail(-errno, "read", path);
+	*n_out = (size_t)n;
+	return 0;
+}
+
+int fio_write_all(int fd, const void *buf, size_t len, const char *path)
+{
+	int inj = fp_inject(FP_WRITE);
+	size_t todo = len;
+	if (inj == -FP_SHORT)
+		todo = len / 2;
+	else if (inj)
+		return fio_fail(inj, "write", path);
+	const uint8_t *p = buf;
+	size_t done = 0;
+	while (done < todo) {
+		size_t chunk = todo - done < FIO_CHUNK_MAX ? todo - done : FIO_CHUNK_MAX;
+		ssize_t n = write(fd, p + done, chunk);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return fio_fail(-errno, "write", path);
+		}
+		if (n == 0)
+			return err_set(STRATA_EIO, "write %s: no progress after %zu bytes", path, done);
+		done += (size_t)n;
+	}
+	if (inj == -FP_SHORT)
+		return err_set(STRATA_EIO, "write %s: torn write (injected): %zu of %zu bytes", path,
+		               todo, len);
+	return 0;
+}
+
 int fio_fsync(int fd, const char *path)
 {
 	int inj = fp_inject(FP_FSYNC);
@@ -206,6 +252,25 @@ int fio_rmdir(const char *path)
 	if (inj)
 		return fio_fail(inj, "rmdir", path);
 	return rmdir(path) != 0 ? fio_fail(-errno, "rmdir", path) : 0;
+}
+
+int fio_mkdtemp(char *tmpl)
+{
+	int inj = fp_inject(FP_MKDIR);
+	if (inj)
+		return fio_fail(inj, "mkdtemp", tmpl);
+	return mkdtemp(tmpl) ? 0 : fio_fail(-errno, "mkdtemp", tmpl);
+}
+
+int fio_free_bytes(const char *path, uint64_t *bytes_out)
+{
+	struct statvfs sv;
+	if (statvfs(path, &sv) != 0)
+		return fio_fail(-errno, "statvfs", path);
+	uint64_t f = (uint64_t)sv.f_frsize ? (uint64_t)sv.f_frsize : (uint64_t)sv.f_bsize;
+	uint64_t blocks = (uint64_t)sv.f_bavail;
+	*bytes_out = blocks > UINT64_MAX / (f ? f : 1) ? UINT64_MAX : blocks * f;
+	return 0;
 }
 
 int fio_fsync_dir(const char *dir)

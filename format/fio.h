@@ -5,9 +5,10 @@
  * and engine/ perform goes through here, so tests can fail, shorten or tear
  * any of them (failpoint.h). Functions return 0 or a negative STRATA_E* code
  * (mapped from errno by err_from_errno) and set the error detail with the path.
- * Failpoint sites: open FP_OPEN, pread FP_READ, pwrite FP_WRITE, fsync and
- * fdatasync FP_FSYNC, rename FP_RENAME, mmap FP_MMAP, mkdir FP_MKDIR, unlink,
- * rmdir and discard FP_UNLINK; the composite calls fail through their parts.
+ * Failpoint sites: open FP_OPEN, pread and read FP_READ, pwrite and write_all
+ * FP_WRITE, fsync and fdatasync FP_FSYNC, rename FP_RENAME, mmap FP_MMAP,
+ * mkdir and mkdtemp FP_MKDIR, unlink, rmdir and discard FP_UNLINK; the
+ * composite calls fail through their parts.
  */
 #ifndef STRATA_FIO_H
 #define STRATA_FIO_H
@@ -22,6 +23,13 @@ int fio_close(int fd);
 int fio_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, const char *path);
 /* Read exactly `len` bytes at `off`; STRATA_ETRUNCATED if the file ends first. */
 int fio_pread_all(int fd, void *buf, size_t len, uint64_t off, const char *path);
+/*
+ * Sequential forms for descriptors that cannot seek (pipes, stdin, stdout):
+ * read at most `len` bytes (*n_out = 0 only at the end of the input; EINTR
+ * is retried), and write all `len` bytes at the current position.
+ */
+int fio_read(int fd, void *buf, size_t len, size_t *n_out, const char *path);
+int fio_write_all(int fd, const void *buf, size_t len, const char *path);
 int fio_fsync(int fd, const char *path);
 int fio_fdatasync(int fd, const char *path);
 int fio_file_size(int fd, uint64_t *size_out, const char *path);
@@ -35,6 +43,10 @@ int fio_unlink(const char *path);
 int fio_discard(const char *path);
 int fio_mkdir(const char *path, mode_t mode);
 int fio_rmdir(const char *path);
+/* mkdtemp(3): `tmpl` ends in "XXXXXX", which is replaced; the directory is 0700. */
+int fio_mkdtemp(char *tmpl);
+/* Bytes an unprivileged user may still write on the file system holding `path` (statvfs). */
+int fio_free_bytes(const char *path, uint64_t *bytes_out);
 /* fsync the directory `dir` so that creates, renames and unlinks in it are durable. */
 int fio_fsync_dir(const char *dir);
 /* Map `len` bytes of `fd` read-only (len may be 0: *addr_out = NULL). */
