@@ -206,6 +206,9 @@ static void link_back(struct build_worker *w, uint32_t s, uint32_t q, float dq, 
 	uint32_t k = select_heuristic(g, w->cand, n + 1, cap, w->sel);
 	for (uint32_t j = 0; j < k; j++)
 		l[1 + j] = w->sel[j].node;
+	/* Slots past the count are unspecified by FORMAT.md; write zeros, not stale ids. */
+	for (uint32_t j = k; j < n; j++)
+		l[1 + j] = 0;
 	l[0] = k;
 	node_unlock(g, s);
 }

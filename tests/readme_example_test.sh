@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # README.md's C example must compile against the public header alone, link
 # against libstrata.so and run: documentation that is checked, not hoped.
-# Args: README.md, the engine/ source dir (strata.h), the built libstrata.so.
+# Args: README.md, the engine/ source dir (strata.h), the built libstrata.so,
+# and meson's b_sanitize value (a sanitized library needs its runtime first).
 set -euo pipefail
-readme=$1 inc=$2 lib=$3
+readme=$1 inc=$2 lib=$3 sanitize=${4:-none}
+san=()
+[ "$sanitize" = none ] || san=(-fsanitize="$sanitize")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 awk '/^```c$/{on=1; next} /^```$/{if(on){exit}} on' "$readme" > "$tmp/example.c"
 [ -s "$tmp/example.c" ] || { echo "no \`\`\`c block in $readme"; exit 1; }
-cc -std=c11 -Wall -Wextra -Werror -I"$inc" "$tmp/example.c" -o "$tmp/example" \
+cc -std=c11 -Wall -Wextra -Werror "${san[@]}" -I"$inc" "$tmp/example.c" -o "$tmp/example" \
 	-L"$(dirname "$lib")" -lstrata -Wl,-rpath,"$(dirname "$lib")"
 cd "$tmp"
 ./example > out.txt
