@@ -195,8 +195,12 @@ int strata_build(const char *dir, const strata_options *opts, const uint64_t *id
 	const char *base = basename(base_buf);
 	if (snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", parent, base) >= (int)sizeof tmp)
 		return err_set(STRATA_EINVAL, "strata_build: path too long");
-	if (!mkdtemp(tmp))
+	if (!mkdtemp(tmp)) {
+		if (errno == ENOENT)
+			return err_set(STRATA_ENOTFOUND, "%s: the parent directory %s does not exist", dir,
+			               parent);
 		return err_set(err_from_errno(-errno), "%s: %s", tmp, strerror(errno));
+	}
 	/* mkdtemp makes it 0700; a database is shipped and shared like any directory. */
 	chmod(tmp, 0755);
 

@@ -51,6 +51,8 @@ static const char usage_text[] =
 	"                      nearest base vectors (for databases built without --ids)\n"
 	"  --truth exact       compute the truth by brute force over the stored vectors\n"
 	"  --batch             one strata_search call for all queries (default: one per query)\n"
+	"  --filter-ids FILE   only ids listed in FILE (text, one id per line) may be returned;\n"
+	"                      --truth exact then searches the same subset\n"
 	"  --limit N           use only the first N queries\n"
 	"  --json              print one JSON object: k, ef, queries, recall (with a\n"
 	"                      truth), qps, latency_us_mean, latency_us_p99, ...\n"
@@ -182,9 +184,17 @@ struct bf_job {
 	uint32_t dim;
 	uint32_t k;
 	uint64_t *truth; /* nq * k ids, STRATA_NO_ID where fewer exist */
+	const uint64_t *allow; /* sorted allow-list (--filter-ids), or NULL */
+	size_t n_allow;
 	_Atomic size_t next;
 	bool failed;
 };
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
 
 static void *bf_worker(void *arg)
 {
@@ -210,7 +220,10 @@ static void *bf_worker(void *arg)
 			const struct seg_info *in = &j->db->segs[s].info;
 			for (uint64_t i = 0; i < in->count; i++) {
 				const float *v = (const float *)(const void *)(in->nodes + i * in->stride);
-				struct hit h = {j->db->dist(q, v, j->dim), le_load64(in->ids + i * 8)};
+				uint64_t id = le_load64(in->ids + i * 8);
+				if (j->allow && !bsearch(&id, j->allow, j->n_allow, sizeof id, u64_cmp))
+					continue;
+				struct hit h = {j->db->dist(q, v, j->dim), id};
 				heap_push(heap, &n, j->k, h);
 			}
 		}
@@ -226,13 +239,15 @@ static void *bf_worker(void *arg)
 
 /* Exact k nearest ids of every query, over `threads` threads. */
 static int exact_truth(const char *dir, const float *queries, size_t nq, uint32_t dim, uint32_t k,
-                       uint32_t threads, uint64_t **truth_out)
+                       uint32_t threads, const uint64_t *allow, size_t n_allow,
+                       uint64_t **truth_out)
 {
 	struct bf_db b;
 	int rc = bf_open(dir, &b);
 	if (rc != 0)
 		return rc;
-	struct bf_job j = {.db = &b, .queries = queries, .nq = nq, .dim = dim, .k = k};
+	struct bf_job j = {.db = &b, .queries = queries, .nq = nq, .dim = dim, .k = k,
+	                   .allow = allow, .n_allow = n_allow};
 	j.truth = malloc(nq * k * sizeof *j.truth);
 	if (!j.truth) {
 		bf_close(&b);
@@ -269,6 +284,8 @@ struct search_job {
 	uint32_t dim;
 	uint32_t k;
 	uint32_t ef;
+	const uint64_t *allow; /* sorted allow-list, or NULL */
+	size_t n_allow;
 	uint64_t *ids;
 	float *dists;
 	double *lat_us; /* per query */
@@ -283,6 +300,8 @@ static void *search_worker(void *arg)
 	strata_search_options_default(&so);
 	so.ef = j->ef;
 	so.threads = 1;
+	so.allow_ids = j->allow;
+	so.allow_count = j->n_allow;
 	for (;;) {
 		size_t qi = atomic_fetch_add(&j->next, 1);
 		if (qi >= j->nq || atomic_load(&j->rc) != 0)
@@ -424,14 +443,16 @@ static void print_json(const char *dir, const struct strata_stats *st, size_t nq
 
 /* Run and time the searches; fills r (not recall). Returns an exit status. */
 static int run_searches(strata_db *db, const float *queries, size_t nq, uint32_t dim, uint32_t k,
-                        uint32_t ef, uint32_t threads, bool batch, uint64_t *ids, float *dists,
-                        struct query_result *r)
+                        uint32_t ef, uint32_t threads, bool batch, const uint64_t *allow,
+                        size_t n_allow, uint64_t *ids, float *dists, struct query_result *r)
 {
 	if (batch) {
 		strata_search_options so;
 		strata_search_options_default(&so);
 		so.ef = ef;
 		so.threads = threads;
+		so.allow_ids = allow;
+		so.allow_count = n_allow;
 		double t0 = cli_now();
 		int rc = strata_search(db, queries, nq, k, &so, ids, dists);
 		r->wall_s = cli_now() - t0;
@@ -441,7 +462,7 @@ static int run_searches(strata_db *db, const float *queries, size_t nq, uint32_t
 		return 0;
 	}
 	struct search_job j = {.db = db, .queries = queries, .nq = nq, .dim = dim, .k = k, .ef = ef,
-	                       .ids = ids, .dists = dists};
+	                       .allow = allow, .n_allow = n_allow, .ids = ids, .dists = dists};
 	atomic_init(&j.next, 0);
 	atomic_init(&j.rc, 0);
 	j.lat_us = malloc(nq * sizeof *j.lat_us);
@@ -478,7 +499,7 @@ static int run_searches(strata_db *db, const float *queries, size_t nq, uint32_t
 
 int cmd_query(int argc, char **argv)
 {
-	const char *input = NULL, *truth_s = NULL;
+	const char *input = NULL, *truth_s = NULL, *filter_s = NULL;
 	uint32_t k = 10, ef = 50, threads = 1;
 	uint64_t limit = 0;
 	bool batch = false, json = false, help = false;
@@ -489,6 +510,7 @@ int cmd_query(int argc, char **argv)
 		{"--threads", NULL, CLI_OPT_U32, &threads, 1, THREADS_MAX},
 		{"--truth", NULL, CLI_OPT_STR, &truth_s, 0, 0},
 		{"--batch", NULL, CLI_OPT_FLAG, &batch, 0, 0},
+		{"--filter-ids", NULL, CLI_OPT_STR, &filter_s, 0, 0},
 		{"--limit", NULL, CLI_OPT_U64, &limit, 1, UINT64_MAX},
 		{"--json", NULL, CLI_OPT_FLAG, &json, 0, 0},
 		{NULL, NULL, CLI_OPT_FLAG, NULL, 0, 0},
@@ -517,7 +539,8 @@ int cmd_query(int argc, char **argv)
 
 	char err[VECIO_ERR_MAX];
 	struct vecio_mat qm = {0};
-	uint64_t *truth = NULL, *ids = NULL;
+	uint64_t *truth = NULL, *ids = NULL, *allow = NULL;
+	size_t n_allow = 0;
 	float *dists = NULL;
 	int status = CLI_EXIT_FAIL;
 	if (vecio_load(input, VECIO_AUTO, &qm, err, sizeof err) != 0) {
@@ -528,11 +551,21 @@ int cmd_query(int argc, char **argv)
 		cli_error(CMD, "%s: queries have dim %u, the database has dim %u", input, qm.dim, st.dim);
 		goto out;
 	}
+	if (filter_s) {
+		if (vecio_id_list_load(filter_s, &allow, &n_allow, err, sizeof err) != 0) {
+			cli_error(CMD, "%s: %s", filter_s, err);
+			goto out;
+		}
+		if (truth_s && strcmp(truth_s, "exact") != 0)
+			fprintf(stderr, "strata query: note: %s was computed without the filter; recall "
+			                "against it is not the filtered recall (use --truth exact)\n", truth_s);
+	}
 	size_t nq = qm.rows;
 	if (limit && limit < nq)
 		nq = (size_t)limit;
 	if (truth_s && strcmp(truth_s, "exact") == 0) {
-		if (exact_truth(dir, qm.data, nq, qm.dim, k, threads, &truth) != 0)
+		if (exact_truth(dir, qm.data, nq, qm.dim, k, threads, allow, filter_s ? n_allow : 0,
+		                &truth) != 0)
 			goto out;
 	} else if (truth_s) {
 		if (file_truth(truth_s, nq, k, nq < qm.rows, &truth) != 0)
@@ -545,7 +578,9 @@ int cmd_query(int argc, char **argv)
 		goto out;
 	}
 	struct query_result r = {.recall = NAN};
-	if ((status = run_searches(db, qm.data, nq, qm.dim, k, ef, threads, batch, ids, dists, &r)))
+	/* An empty --filter-ids file passes nothing: a non-NULL list of 0 ids. */
+	if ((status = run_searches(db, qm.data, nq, qm.dim, k, ef, threads, batch,
+	                           filter_s ? allow : NULL, n_allow, ids, dists, &r)))
 		goto out;
 	if (truth)
 		r.recall = recall_of(ids, nq, k, truth);
@@ -569,6 +604,7 @@ out:
 	free(ids);
 	free(dists);
 	free(truth);
+	free(allow);
 	vecio_mat_free(&qm);
 	strata_close(db);
 	return status;

@@ -800,3 +800,44 @@ int vecio_ids_load(const char *path, size_t rows, uint64_t **ids_out, char *err,
 	munmap(map, len);
 	return rc;
 }
+
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+int vecio_id_list_load(const char *path, uint64_t **ids_out, size_t *n_out, char *err,
+                       size_t err_len)
+{
+	void *mapping = NULL;
+	size_t len = 0;
+	int rc = map_file(path, &mapping, &len, err, err_len);
+	if (rc != 0)
+		return rc;
+	const uint8_t *map = mapping;
+	size_t lines = 0;
+	for (size_t i = 0; i < len; i++)
+		lines += map[i] == '\n';
+	if (len && map[len - 1] != '\n')
+		lines++;
+	uint64_t *ids = NULL;
+	if (lines == 0) {
+		ids = malloc(sizeof *ids);
+		rc = ids ? 0 : fail(err, err_len, STRATA_ENOMEM, "no memory");
+	} else {
+		rc = decode_text_ids(map, len, lines, &ids, err, err_len);
+	}
+	if (mapping)
+		munmap(mapping, len);
+	if (rc != 0)
+		return rc;
+	qsort(ids, lines, sizeof *ids, u64_cmp);
+	size_t n = 0;
+	for (size_t i = 0; i < lines; i++)
+		if (n == 0 || ids[i] != ids[n - 1])
+			ids[n++] = ids[i];
+	*ids_out = ids;
+	*n_out = n;
+	return 0;
+}

@@ -89,4 +89,12 @@ int vecio_ids_decode(const uint8_t *buf, size_t len, size_t rows, uint64_t **ids
                      size_t err_len);
 int vecio_ids_load(const char *path, size_t rows, uint64_t **ids_out, char *err, size_t err_len);
 
+/*
+ * A list of ids of any length (a filter's allow-list): text, one decimal id
+ * per line, as vecio_ids_decode reads it. An empty file is the empty list.
+ * Returned sorted ascending without duplicates; *ids_out is malloc'd.
+ */
+int vecio_id_list_load(const char *path, uint64_t **ids_out, size_t *n_out, char *err,
+                       size_t err_len);
+
 #endif /* STRATA_VECIO_H */

@@ -289,6 +289,46 @@ Test(cli, query_prints_one_line_per_query)
 	t_dir_free(&d);
 }
 
+/* --filter-ids: only listed ids come back, and --truth exact measures the filtered recall. */
+Test(cli, query_filter_ids_returns_only_listed_ids)
+{
+	struct t_dir d = make_db();
+	char db[1024], q[1024], f[1024], e[1024];
+	t_path(&d, "db", db, sizeof db);
+	t_path(&d, "queries.fvecs", q, sizeof q);
+	FILE *fp = fopen(t_path(&d, "ids.txt", f, sizeof f), "w");
+	for (int id = 3; id < N_BASE; id += 10) /* 50 of 500, out of order, with a duplicate */
+		fprintf(fp, "%d\n", N_BASE - id);
+	fprintf(fp, "%d\n", N_BASE - 3);
+	fclose(fp);
+	struct run *r = run(&d, "query", db, "--input", q, "--k", "5", "--filter-ids", f, NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	char *save, *line = strtok_r(r->out, "\n", &save);
+	for (; line; line = strtok_r(NULL, "\n", &save)) {
+		for (const char *p = strchr(line, ' '); p; p = strchr(p + 1, ' ')) {
+			long id = strtol(p + 1, NULL, 10);
+			cr_assert_eq((N_BASE - id) % 10, 3, "id %ld is not in the filter: %s", id, line);
+		}
+	}
+	free(r);
+	r = run(&d, "query", db, "--input", q, "--filter-ids", f, "--truth", "exact", "--json", NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert_geq(json_num(r->out, "recall"), 0.95, "%s", r->out);
+	free(r);
+	/* An empty list passes nothing: every slot is empty. */
+	t_write_file(t_path(&d, "empty.txt", e, sizeof e), "", 0);
+	r = run(&d, "query", db, "--input", q, "--k", "3", "--limit", "2", "--filter-ids", e, NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert_str_eq(r->out, "q0:\nq1:\n", "empty slots are not printed: %s", r->out);
+	free(r);
+	t_write_file(e, "12\nnope\n", 9);
+	r = run(&d, "query", db, "--input", q, "--filter-ids", e, NULL);
+	cr_assert_eq(r->status, 1);
+	cr_assert(strstr(r->err, "line 2"), "%s", r->err);
+	free(r);
+	t_dir_free(&d);
+}
+
 Test(cli, query_refuses_queries_of_another_dim)
 {
 	struct t_dir d = make_db();
