@@ -1,7 +1,7 @@
 /*
  * xsum.h - the one checksum of every strata file: xxh3-64 (seed 0).
  *
- * xsum_ok() is the only place a stored checksum is compared. A build with
+ * xsum_ok() and xsum_match() are the only places a stored checksum is compared. A build with
  * -Dfuzz_no_checksums=true (fuzzing only, never shipped) makes it accept any
  * value, so that fuzzers get past the checksums into the structure behind.
  */
@@ -25,5 +25,8 @@ uint64_t xsum_end(struct xsum_state *st);       /* frees the state */
 
 /* True when `stored` is the checksum of the bytes (always true in fuzz builds). */
 bool xsum_ok(const void *buf, size_t len, uint64_t stored);
+
+/* The same comparison for a checksum computed in pieces (xsum_begin..xsum_end). */
+bool xsum_match(uint64_t computed, uint64_t stored);
 
 #endif /* STRATA_XSUM_H */
