@@ -1,7 +1,7 @@
 /*
  * cli.h - what every `strata` command shares: option parsing, the one-line
  * error messages and exit statuses, the build progress bar, JSON output,
- * timing and size formatting.
+ * timing and size formatting, and the measuring query and tune share.
  *
  * Contract with the user (tools/strata.1, section EXIT STATUS), kept here so
  * that no command invents its own:
@@ -40,6 +40,10 @@ int cmd_build(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_unpack(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
 
 /* ---- options --------------------------------------------------------- */
 
@@ -158,5 +162,52 @@ void cli_json_u64(struct cli_json *j, const char *key, uint64_t value);
 void cli_json_i64(struct cli_json *j, const char *key, int64_t value);
 void cli_json_f64(struct cli_json *j, const char *key, double value);
 void cli_json_bool(struct cli_json *j, const char *key, bool value);
+
+/* ---- measuring (query, tune) ------------------------------------------------------- */
+
+#define CLI_THREADS_MAX 4096
+
+/*
+ * The exact k nearest ids of each of nq queries (nq * dim floats), by brute
+ * force over the stored vectors of the database in `dir`, read through
+ * format/ (manifest, then each segment's node records and ids), with the
+ * engine's SIMD distance kernels, on `threads` threads; ties go to the lower
+ * id. `allow` (sorted, n_allow ids) limits the candidates, or is NULL for all.
+ * *truth_out gets nq * k ids (STRATA_NO_ID where fewer exist), malloc'd.
+ * Returns 0, or prints the one-line error for `cmd` and returns CLI_EXIT_FAIL.
+ */
+int cli_exact_truth(const char *cmd, const char *dir, const float *queries, size_t nq,
+                    uint32_t dim, uint32_t k, uint32_t threads, const uint64_t *allow,
+                    size_t n_allow, uint64_t **truth_out);
+
+/*
+ * The first k neighbours (row numbers, as ids) of each query from an .ivecs
+ * truth file; `limited` allows more truth rows than queries (--limit).
+ * Returns 0, or prints the error and returns CLI_EXIT_FAIL.
+ */
+int cli_file_truth(const char *cmd, const char *path, size_t nq, uint32_t k, bool limited,
+                   uint64_t **truth_out);
+
+/* Mean recall@k: the share of each query's true neighbours (nq * k) found (nq * k). */
+double cli_recall(const uint64_t *found, size_t nq, uint32_t k, const uint64_t *truth);
+
+struct cli_search_result {
+	double wall_s;      /* wall time of the search phase, all threads together */
+	double lat_mean_us; /* per-query latency; with batch: wall / queries */
+	double lat_p50_us;
+	double lat_p99_us;
+};
+
+/*
+ * Search every query and time only the strata_search() calls: one query per
+ * call on `threads` threads (per-query latency observed), or one call for
+ * all (batch). `allow` / n_allow become the searches' allow-list (NULL: no
+ * filter; non-NULL with 0 ids passes nothing). ids / dists get nq * k results.
+ * Returns 0, or prints the error and returns CLI_EXIT_FAIL.
+ */
+int cli_timed_search(const char *cmd, strata_db *db, const float *queries, size_t nq,
+                     uint32_t dim, uint32_t k, uint32_t ef, uint32_t threads, bool batch,
+                     const uint64_t *allow, size_t n_allow, uint64_t *ids, float *dists,
+                     struct cli_search_result *r);
 
 #endif /* STRATA_CLI_H */
