@@ -461,6 +461,12 @@ void cli_json_bool(struct cli_json *j, const char *key, bool value)
 	fputs(value ? "true" : "false", j->f);
 }
 
+void cli_json_null(struct cli_json *j, const char *key)
+{
+	json_key(j, key);
+	fputs("null", j->f);
+}
+
 /* ---- measuring: exact truth, timed searches, recall -------------------------------------- */
 
 struct bf_seg {
@@ -734,10 +740,7 @@ struct search_job {
 	const float *queries;
 	size_t nq;
 	uint32_t dim;
-	uint32_t k;
-	uint32_t ef;
-	const uint64_t *allow; /* sorted allow-list, or NULL */
-	size_t n_allow;
+	const struct cli_search_spec *spec;
 	uint64_t *ids;
 	float *dists;
 	double *lat_us; /* per query */
@@ -745,23 +748,34 @@ struct search_job {
 	_Atomic int rc;
 };
 
+/* Seconds on the calling thread's CPU clock: what a call cost, however often it was preempted. */
+static double thread_cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 static void *search_worker(void *arg)
 {
 	struct search_job *j = arg;
+	const struct cli_search_spec *sp = j->spec;
+	double (*clock_now)(void) = sp->cpu_clock ? thread_cpu_now : cli_now;
+	uint32_t k = sp->k;
 	strata_search_options so;
 	strata_search_options_default(&so);
-	so.ef = j->ef;
+	so.ef = sp->ef;
 	so.threads = 1;
-	so.allow_ids = j->allow;
-	so.allow_count = j->n_allow;
+	so.allow_ids = sp->allow;
+	so.allow_count = sp->n_allow;
 	for (;;) {
 		size_t qi = atomic_fetch_add(&j->next, 1);
 		if (qi >= j->nq || atomic_load(&j->rc) != 0)
 			break;
-		double t0 = cli_now();
-		int rc = strata_search(j->db, j->queries + qi * j->dim, 1, j->k, &so,
-		                       j->ids + qi * j->k, j->dists + qi * j->k);
-		j->lat_us[qi] = (cli_now() - t0) * 1e6;
+		double t0 = clock_now();
+		int rc = strata_search(j->db, j->queries + qi * j->dim, 1, k, &so, j->ids + qi * k,
+		                       j->dists + qi * k);
+		j->lat_us[qi] = (clock_now() - t0) * 1e6;
 		if (rc != 0) {
 			int zero = 0;
 			/* Keep the first failure, and its detail: print it from this thread. */
@@ -787,28 +801,27 @@ static double quantile(const double *sorted, size_t n, double q)
 }
 
 int cli_timed_search(const char *cmd, strata_db *db, const float *queries, size_t nq,
-                     uint32_t dim, uint32_t k, uint32_t ef, uint32_t threads, bool batch,
-                     const uint64_t *allow, size_t n_allow, uint64_t *ids, float *dists,
+                     uint32_t dim, const struct cli_search_spec *s, uint64_t *ids, float *dists,
                      struct cli_search_result *r)
 {
-	if (batch) {
+	uint32_t threads = s->threads ? s->threads : 1;
+	if (s->batch) {
 		strata_search_options so;
 		strata_search_options_default(&so);
-		so.ef = ef;
+		so.ef = s->ef;
 		so.threads = threads;
-		so.allow_ids = allow;
-		so.allow_count = n_allow;
+		so.allow_ids = s->allow;
+		so.allow_count = s->n_allow;
 		double t0 = cli_now();
-		int rc = strata_search(db, queries, nq, k, &so, ids, dists);
-		r->wall_s = cli_now() - t0;
+		int rc = strata_search(db, queries, nq, s->k, &so, ids, dists);
+		r->wall_s = r->busy_s = cli_now() - t0;
 		if (rc != 0)
 			return cli_fail(cmd, NULL, rc);
 		r->lat_mean_us = r->lat_p50_us = r->lat_p99_us = r->wall_s * 1e6 / (double)nq;
 		return 0;
 	}
 	struct search_job j = {.cmd = cmd, .db = db, .queries = queries, .nq = nq, .dim = dim,
-	                       .k = k, .ef = ef, .allow = allow, .n_allow = n_allow, .ids = ids,
-	                       .dists = dists};
+	                       .spec = s, .ids = ids, .dists = dists};
 	atomic_init(&j.next, 0);
 	atomic_init(&j.rc, 0);
 	j.lat_us = malloc((nq ? nq : 1) * sizeof *j.lat_us);
@@ -838,6 +851,7 @@ int cli_timed_search(const char *cmd, strata_db *db, const float *queries, size_
 	for (size_t i = 0; i < nq; i++)
 		sum += j.lat_us[i];
 	qsort(j.lat_us, nq, sizeof *j.lat_us, dbl_cmp);
+	r->busy_s = sum * 1e-6 / (double)(started + 1);
 	r->lat_mean_us = sum / (double)nq;
 	r->lat_p50_us = quantile(j.lat_us, nq, 0.50);
 	r->lat_p99_us = quantile(j.lat_us, nq, 0.99);

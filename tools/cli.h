@@ -162,6 +162,7 @@ void cli_json_u64(struct cli_json *j, const char *key, uint64_t value);
 void cli_json_i64(struct cli_json *j, const char *key, int64_t value);
 void cli_json_f64(struct cli_json *j, const char *key, double value);
 void cli_json_bool(struct cli_json *j, const char *key, bool value);
+void cli_json_null(struct cli_json *j, const char *key);
 
 /* ---- measuring (query, tune) ------------------------------------------------------- */
 
@@ -191,23 +192,32 @@ int cli_file_truth(const char *cmd, const char *path, size_t nq, uint32_t k, boo
 /* Mean recall@k: the share of each query's true neighbours (nq * k) found (nq * k). */
 double cli_recall(const uint64_t *found, size_t nq, uint32_t k, const uint64_t *truth);
 
+struct cli_search_spec {
+	uint32_t k;
+	uint32_t ef;
+	uint32_t threads;
+	bool batch;            /* one strata_search() call for all queries */
+	bool cpu_clock;        /* time each call with its thread's CPU clock, not the wall clock */
+	const uint64_t *allow; /* the searches' allow-list: NULL = no filter; non-NULL with */
+	size_t n_allow;        /* n_allow 0 passes nothing */
+};
+
 struct cli_search_result {
 	double wall_s;      /* wall time of the search phase, all threads together */
-	double lat_mean_us; /* per-query latency; with batch: wall / queries */
+	double busy_s;      /* sum of the per-call times / threads (= wall_s for a batch) */
+	double lat_mean_us; /* per-query latency; with batch: the call's time / queries */
 	double lat_p50_us;
 	double lat_p99_us;
 };
 
 /*
  * Search every query and time only the strata_search() calls: one query per
- * call on `threads` threads (per-query latency observed), or one call for
- * all (batch). `allow` / n_allow become the searches' allow-list (NULL: no
- * filter; non-NULL with 0 ids passes nothing). ids / dists get nq * k results.
+ * call on s->threads threads (per-query latency observed), or one call for
+ * all (batch). ids / dists get nq * k results.
  * Returns 0, or prints the error and returns CLI_EXIT_FAIL.
  */
 int cli_timed_search(const char *cmd, strata_db *db, const float *queries, size_t nq,
-                     uint32_t dim, uint32_t k, uint32_t ef, uint32_t threads, bool batch,
-                     const uint64_t *allow, size_t n_allow, uint64_t *ids, float *dists,
+                     uint32_t dim, const struct cli_search_spec *s, uint64_t *ids, float *dists,
                      struct cli_search_result *r);
 
 #endif /* STRATA_CLI_H */

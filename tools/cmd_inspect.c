@@ -8,6 +8,9 @@
  * would refuse to open. It never trusts what it reads: a damaged file is
  * described as far as its checked parts allow, the error is reported, and the
  * exit status is 1. It does not read every byte: that is `strata verify`.
+ * A bundle is listed from its trailing index without decompressing a thing,
+ * except the MANIFEST it carries (at most a few MiB), for the database's
+ * parameters.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bundle.h"
 #include "cli.h"
 #include "err.h"
 #include "le.h"
@@ -31,8 +35,10 @@ static const char usage_text[] =
 	"\n"
 	"Describe the database in DIR (MANIFEST and segment files), or a single\n"
 	"segment or manifest FILE: dim, metric, graph parameters, vectors, and per\n"
-	"segment its level histogram and the size of every section. Damaged input is\n"
-	"described as far as it can be read, with the error (exit status 1).\n"
+	"segment its level histogram and the size of every section. A bundle FILE is\n"
+	"listed from its index (files, sizes, compression) without unpacking it.\n"
+	"Damaged input is described as far as it can be read, with the error (exit\n"
+	"status 1).\n"
 	"\n"
 	"options:\n"
 	"  --json       print one JSON object (keys: dim, metric, vectors, segments, ...)\n"
@@ -409,6 +415,157 @@ static void print_json(const struct db_report *d)
 	cli_json_obj_end(&j);
 }
 
+/* ---- bundles -------------------------------------------------------------------------- */
+
+/* Decompress the bundle's first entry, the MANIFEST, and decode it. */
+static int bundle_manifest(const uint8_t *buf, size_t len, const struct bundle_entry *e0,
+                           struct mf_manifest *mf)
+{
+	if (e0->kind != BUNDLE_KIND_MANIFEST)
+		return err_set(STRATA_ECORRUPT, "entry 0 is %s, not the MANIFEST", e0->name);
+	if (e0->raw_size > (uint64_t)MF_HEADER_SIZE + (uint64_t)MF_ENTRY_SIZE * MF_SEGMENTS_MAX)
+		return err_set(STRATA_ECORRUPT, "MANIFEST: declares %llu bytes, more than any manifest",
+		               (unsigned long long)e0->raw_size);
+	struct bundle_mem m;
+	struct bundle_source src;
+	struct bundle_reader *r = NULL;
+	struct bundle_entry e;
+	uint8_t *mb = malloc(e0->raw_size + 1);
+	size_t got = 0, n = 0;
+	int rc = mb ? 0 : err_set(STRATA_ENOMEM, "MANIFEST buffer");
+	bundle_source_mem(&m, buf, len, &src);
+	if (!rc)
+		rc = bundle_reader_new(&src, &r);
+	if (!rc)
+		rc = bundle_reader_next(r, &e);
+	while (!rc) {
+		rc = bundle_reader_read(r, mb + got, (size_t)(e0->raw_size + 1 - got), &n);
+		if (rc || n == 0)
+			break;
+		got += n;
+	}
+	if (!rc)
+		rc = mf_decode(mb, got, mf);
+	if (rc)
+		err_prefix(rc, MF_FILE_NAME);
+	bundle_reader_free(r);
+	free(mb);
+	return rc;
+}
+
+static const struct mf_segment *mf_entry_of(const struct mf_manifest *mf, const char *name)
+{
+	for (uint32_t i = 0; i < mf->segment_count; i++) {
+		char n[MF_SEGMENT_NAME_LEN + 1];
+		mf_segment_name(mf->segments[i].seq, n, sizeof n);
+		if (strcmp(n, name) == 0)
+			return &mf->segments[i];
+	}
+	return NULL;
+}
+
+static int inspect_bundle(const char *path, const uint8_t *buf, size_t len, bool json)
+{
+	struct bundle_index idx = {0};
+	struct mf_manifest mf = {0};
+	bool have_mf = false;
+	char error[ERR_MAX] = "";
+	err_clear();
+	int rc = bundle_index_decode(buf, len, &idx);
+	if (rc) {
+		report_error(error, sizeof error, NULL, rc);
+	} else if ((rc = bundle_manifest(buf, len, &idx.entries[0], &mf)) != 0) {
+		report_error(error, sizeof error, NULL, rc);
+	} else {
+		have_mf = true;
+	}
+	uint64_t vectors = 0;
+	for (uint32_t i = 0; have_mf && i < mf.segment_count; i++)
+		vectors += mf.segments[i].count;
+	double ratio = len ? (double)idx.hdr.total_raw_bytes / (double)len : 0.0;
+	if (json) {
+		struct cli_json j;
+		cli_json_init(&j, stdout);
+		cli_json_obj_begin(&j, NULL);
+		cli_json_str(&j, "path", path);
+		cli_json_str(&j, "kind", "bundle");
+		cli_json_u64(&j, "bundle_bytes", len);
+		if (idx.entries) {
+			cli_json_u64(&j, "version", idx.hdr.version);
+			cli_json_i64(&j, "level", idx.hdr.level);
+			cli_json_u64(&j, "files", idx.count);
+			cli_json_u64(&j, "raw_bytes", idx.hdr.total_raw_bytes);
+			cli_json_f64(&j, "ratio", ratio);
+		}
+		if (have_mf) {
+			cli_json_u64(&j, "dim", mf.dim);
+			cli_json_str(&j, "metric", cli_metric_name(mf.metric));
+			cli_json_u64(&j, "M", mf.M);
+			cli_json_u64(&j, "ef_construction", mf.ef_construction);
+			cli_json_u64(&j, "ef_search", mf.ef_search);
+			cli_json_u64(&j, "generation", mf.generation);
+			cli_json_u64(&j, "vectors", vectors);
+			cli_json_u64(&j, "segments", mf.segment_count);
+		}
+		cli_json_arr_begin(&j, "entries");
+		for (uint32_t i = 0; i < idx.count; i++) {
+			const struct bundle_entry *e = &idx.entries[i];
+			cli_json_obj_begin(&j, NULL);
+			cli_json_str(&j, "name", e->name);
+			cli_json_str(&j, "kind", bundle_kind_name(e->kind));
+			cli_json_u64(&j, "offset", e->off);
+			cli_json_u64(&j, "raw_bytes", e->raw_size);
+			cli_json_u64(&j, "compressed_bytes", e->frame_size);
+			cli_json_obj_end(&j);
+		}
+		cli_json_arr_end(&j);
+		cli_json_bool(&j, "ok", !error[0]);
+		if (error[0])
+			cli_json_str(&j, "error", error);
+		cli_json_obj_end(&j);
+	} else {
+		char a[32], b[32];
+		printf("bundle %s\n", path);
+		if (idx.entries)
+			printf("  format version %u, zstd level %d, %u files, %s -> %s (ratio %.2f)\n",
+			       idx.hdr.version, idx.hdr.level, idx.count,
+			       cli_fmt_bytes(idx.hdr.total_raw_bytes, a, sizeof a),
+			       cli_fmt_bytes(len, b, sizeof b), ratio);
+		if (have_mf) {
+			printf("  dim %u, metric %s, M %u, ef_construction %u, ef_search %u\n", mf.dim,
+			       cli_metric_name(mf.metric), mf.M, mf.ef_construction, mf.ef_search);
+			printf("  vectors %llu, segments %u, generation %llu\n",
+			       (unsigned long long)vectors, mf.segment_count,
+			       (unsigned long long)mf.generation);
+		}
+		if (idx.count)
+			printf("  %4s  %-8s  %-26s %12s %14s %14s %6s\n", "#", "kind", "name", "offset",
+			       "bytes", "compressed", "ratio");
+		for (uint32_t i = 0; i < idx.count; i++) {
+			const struct bundle_entry *e = &idx.entries[i];
+			const struct mf_segment *s = have_mf ? mf_entry_of(&mf, e->name) : NULL;
+			printf("  %4u  %-8s  %-26s %12llu %14llu %14llu %6.2f", i, bundle_kind_name(e->kind),
+			       e->name, (unsigned long long)e->off, (unsigned long long)e->raw_size,
+			       (unsigned long long)e->frame_size,
+			       e->frame_size ? (double)e->raw_size / (double)e->frame_size : 0.0);
+			if (s)
+				printf("  %llu vectors", (unsigned long long)s->count);
+			putchar('\n');
+		}
+		if (error[0])
+			printf("error: %s\n", error);
+		else
+			printf("  (listed from the index; run strata verify to check every byte)\n");
+	}
+	if (error[0] && !json)
+		fprintf(stderr, "strata inspect: %s: damaged or unreadable parts; see the errors above\n",
+		        path);
+	if (have_mf)
+		mf_free(&mf);
+	bundle_index_free(&idx);
+	return error[0] ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
 	bool json = false, help = false;
@@ -456,10 +613,14 @@ int cmd_inspect(int argc, char **argv)
 			d.vectors = d.segs[0].checked ? d.segs[0].info.count : 0;
 		} else if (magic == MF_MAGIC) {
 			inspect_manifest_file(path, buf, len, &d);
+		} else if (magic == BUNDLE_MAGIC) {
+			int status = inspect_bundle(path, buf, len, json);
+			cli_unmap_file(buf, len);
+			return status;
 		} else {
 			cli_unmap_file(buf, len);
-			return cli_error(CMD, "%s: not a strata database, segment or manifest (no strata "
-			                      "magic in its first 8 bytes)", path);
+			return cli_error(CMD, "%s: not a strata database, segment, manifest or bundle (no "
+			                      "strata magic in its first 8 bytes)", path);
 		}
 		cli_unmap_file(buf, len);
 	}

@@ -191,8 +191,9 @@ int cmd_query(int argc, char **argv)
 	struct cli_search_result r = {0};
 	double recall = NAN;
 	/* An empty --filter-ids file passes nothing: a non-NULL list of 0 ids. */
-	if ((status = cli_timed_search(CMD, db, qm.data, nq, qm.dim, k, ef, threads, batch,
-	                               filter_s ? allow : NULL, n_allow, ids, dists, &r)))
+	struct cli_search_spec spec = {.k = k, .ef = ef, .threads = threads, .batch = batch,
+	                               .allow = filter_s ? allow : NULL, .n_allow = n_allow};
+	if ((status = cli_timed_search(CMD, db, qm.data, nq, qm.dim, &spec, ids, dists, &r)))
 		goto out;
 	if (truth)
 		recall = cli_recall(ids, nq, k, truth);

@@ -11,6 +11,9 @@
  *      (every section checksum, every edge, ids, id index);
  *   3. when all of that passed: the engine opens the directory with
  *      STRATA_READONLY | STRATA_VERIFY, the library's own verdict.
+ * A bundle file (FORMAT.md, "Bundle file") is verified without unpacking it
+ * to disk: bundle_verify() decompresses one entry at a time into memory and
+ * applies every check unpack applies; it stops at the first damage.
  * Exit status: 0 sound, 1 damaged (or unreadable), 2 usage error.
  */
 #include <errno.h>
@@ -19,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "bundle.h"
 #include "cli.h"
 #include "err.h"
 #include "le.h"
@@ -34,8 +39,9 @@ static const char usage_text[] =
 	"usage: strata verify DIR|FILE [--json] [-v]\n"
 	"\n"
 	"Check a database directory (the MANIFEST, every segment it names, then an\n"
-	"open with STRATA_VERIFY) or a single segment or manifest FILE: every\n"
+	"open with STRATA_VERIFY) or a single segment, manifest or bundle FILE: every\n"
 	"checksum, every graph edge, the ids and the id index. Reads every byte.\n"
+	"A bundle is checked as unpack checks it, in memory, without unpacking it.\n"
 	"Exit status: 0 when sound, 1 when damaged (each problem is printed with\n"
 	"its file, section and node or offset), 2 on a usage error.\n"
 	"\n"
@@ -45,7 +51,7 @@ static const char usage_text[] =
 	"  -h, --help      this text\n";
 
 struct problem {
-	char file[64];
+	char file[160];
 	int rc;
 	char detail[600];
 };
@@ -58,6 +64,8 @@ struct verify_state {
 	size_t nproblems;
 	size_t dropped;       /* problems beyond PROBLEMS_MAX (counted, not kept) */
 	bool is_manifest_file; /* nothing but a manifest was checked */
+	bool is_bundle;        /* a bundle file was checked */
+	uint32_t files;        /* bundle: entries checked */
 	uint32_t segments;     /* segments named (database, manifest) or 1 (segment file) */
 	uint64_t vectors;      /* vectors they hold, as their headers or entries say */
 	uint64_t bytes;        /* bytes read and checked */
@@ -198,6 +206,45 @@ static void verify_dir(struct verify_state *v, const char *dir)
 	note(v, "open with STRATA_VERIFY: ok");
 }
 
+static void bundle_entry_ok(const struct bundle_entry *e, void *ctx)
+{
+	note(ctx, "%s: %s entry %u ok (%llu bytes, %llu compressed): frame and content checksums%s",
+	     e->name, bundle_kind_name(e->kind), e->ordinal, (unsigned long long)e->raw_size,
+	     (unsigned long long)e->frame_size,
+	     e->kind == BUNDLE_KIND_SEGMENT ? ", the MANIFEST entry, every section, edge and id" : "");
+}
+
+/* Entries are held in memory one at a time: at most what the machine has. */
+static uint64_t memory_bytes(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : UINT64_MAX;
+}
+
+static void verify_bundle(struct verify_state *v, const char *name, const uint8_t *buf,
+                          size_t len)
+{
+	struct bundle_mem m;
+	struct bundle_source src;
+	struct bundle_db_stats st;
+	v->is_bundle = true;
+	bundle_source_mem(&m, buf, len, &src);
+	err_clear();
+	int rc = bundle_verify(&src, memory_bytes(), bundle_entry_ok, v, &st);
+	v->files = st.entries;
+	v->segments = st.segments;
+	v->vectors = st.vectors;
+	if (rc != 0) {
+		char file[64 + BUNDLE_NAME_MAX];
+		snprintf(file, sizeof file, "%s%s%s", name, st.failed_entry[0] ? ": " : "",
+		         st.failed_entry);
+		problem_rc(v, file, rc);
+		return;
+	}
+	note(v, "%s: index and footer ok; the MANIFEST and its %u segment(s) agree", name,
+	     st.segments);
+}
+
 static void verify_file(struct verify_state *v, const char *path)
 {
 	const char *slash = strrchr(path, '/');
@@ -229,9 +276,12 @@ static void verify_file(struct verify_state *v, const char *path)
 			v->segments = mf.segment_count;
 			mf_free(&mf);
 		}
+	} else if (magic == BUNDLE_MAGIC) {
+		verify_bundle(v, name, buf, len);
 	} else {
 		problem(v, name, STRATA_ENOTDB,
-		        "not a strata segment or manifest (no strata magic in its first 8 bytes)");
+		        "not a strata segment, manifest or bundle (no strata magic in its first 8 "
+		        "bytes)");
 	}
 	cli_unmap_file(buf, len);
 }
@@ -246,6 +296,8 @@ static void print_json(const struct verify_state *v)
 	cli_json_u64(&j, "segments", v->segments);
 	cli_json_u64(&j, "vectors", v->vectors);
 	cli_json_u64(&j, "file_bytes", v->bytes);
+	if (v->is_bundle)
+		cli_json_u64(&j, "bundle_files", v->files);
 	cli_json_arr_begin(&j, "problems");
 	for (size_t i = 0; i < v->nproblems; i++) {
 		const struct problem *p = &v->problems[i];
@@ -302,7 +354,12 @@ int cmd_verify(int argc, char **argv)
 		print_json(v);
 	} else if (status == CLI_EXIT_OK) {
 		char sz[32];
-		if (v->is_manifest_file)
+		if (v->is_bundle)
+			printf("OK: %s: a sound bundle of %u files: %u segment(s), %llu vectors, %s; every "
+			       "checksum, frame and edge verified without unpacking\n",
+			       path, v->files, v->segments, (unsigned long long)v->vectors,
+			       cli_fmt_bytes(v->bytes, sz, sizeof sz));
+		else if (v->is_manifest_file)
 			printf("OK: %s: a sound manifest naming %u segment(s), %llu vectors (the segment "
 			       "files were not read)\n",
 			       path, v->segments, (unsigned long long)v->vectors);

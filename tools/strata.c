@@ -19,8 +19,12 @@ struct command {
 static const struct command commands[] = {
 	{"build", cmd_build, "build a database directory from a file of vectors"},
 	{"query", cmd_query, "search a database; report neighbours, or recall and QPS"},
-	{"inspect", cmd_inspect, "describe a database, segment or manifest file"},
+	{"inspect", cmd_inspect, "describe a database, segment, manifest or bundle file"},
 	{"verify", cmd_verify, "check every checksum and graph edge of a database or file"},
+	{"pack", cmd_pack, "write a database as one compressed bundle file (or to stdout)"},
+	{"unpack", cmd_unpack, "recreate a database from a bundle, verified before it appears"},
+	{"tune", cmd_tune, "sweep ef (or build a grid of M x ef_construction): recall vs latency"},
+	{"dump", cmd_dump, "print any strata file record by record, as far as damage allows"},
 };
 
 static void usage(FILE *f)
