@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -164,6 +165,31 @@ static void segment_close(struct db_segment *s)
 	s->fd = -1;
 }
 
+/*
+ * A graph walk touches node records at random: the kernel's read-ahead (8 MiB
+ * per fault on some disks) would read the whole file on a cold cache for one
+ * query (measured: 600 MB read for the first query of a 1M-vector segment;
+ * 4-5 MB with MADV_RANDOM). The upper layers and the entry are visited by every
+ * query and are small: ask for them up front. Advice only; failure is harmless.
+ */
+static void advise_mapping(const struct db_segment *s)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uintptr_t base = (uintptr_t)s->map;
+	if (page <= 0 || !s->map || s->len == 0)
+		return;
+	madvise((void *)base, s->len, MADV_RANDOM);
+	const struct seg_section *up[2] = {&s->info.sec[SEG_SEC_UPPER_INDEX],
+	                                   &s->info.sec[SEG_SEC_UPPER_LINKS]};
+	for (int i = 0; i < 2; i++) {
+		if (up[i]->size == 0)
+			continue;
+		uintptr_t from = (base + up[i]->off) & ~((uintptr_t)page - 1);
+		uintptr_t to = base + up[i]->off + up[i]->size;
+		madvise((void *)from, to - from, MADV_WILLNEED);
+	}
+}
+
 /* Map segment `e` of the manifest and check it against the entry and the database. */
 static int segment_open(strata_db *db, const struct mf_segment *e, struct db_segment *s)
 {
@@ -207,6 +233,7 @@ static int segment_open(strata_db *db, const struct mf_segment *e, struct db_seg
 		             s->name, in->dim, in->metric, in->M, db->mf.dim, db->mf.metric, db->mf.M);
 		goto out;
 	}
+	advise_mapping(s);
 	if ((db->flags & STRATA_VERIFY) && (rc = seg_verify(in))) {
 		err_prefix(rc, s->name);
 		goto out;

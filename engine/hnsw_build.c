@@ -129,11 +129,14 @@ static int search_layer(struct build_worker *w, const float *q, uint32_t ep, uin
 			s->tags[x] = s->epoch;
 			float dx = vdist(g, q, x);
 			if (s->top.n < ef || dx < bound) {
-				if ((rc = hnsw_heap_push_min(&s->cand, (struct hnsw_hit){dx, x})) ||
-				    (rc = hnsw_heap_push_max(&s->top, (struct hnsw_hit){dx, x})))
+				if ((rc = hnsw_heap_push_min(&s->cand, (struct hnsw_hit){dx, x})))
 					return rc;
-				if (s->top.n > ef)
-					hnsw_heap_pop_max(&s->top);
+				if (s->top.n < ef) {
+					if ((rc = hnsw_heap_push_max(&s->top, (struct hnsw_hit){dx, x})))
+						return rc;
+				} else {
+					hnsw_heap_replace_max(&s->top, (struct hnsw_hit){dx, x});
+				}
 				bound = s->top.a[0].dist;
 			}
 		}

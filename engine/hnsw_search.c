@@ -55,7 +55,7 @@ void hnsw_scratch_free(struct hnsw_scratch *s)
 	free(s);
 }
 
-static int heap_reserve(struct hnsw_heap *h, size_t cap)
+int hnsw_heap_reserve(struct hnsw_heap *h, size_t cap)
 {
 	if (h->cap >= cap)
 		return 0;
@@ -90,93 +90,11 @@ int hnsw_scratch_prepare(struct hnsw_scratch *s, uint32_t count, uint32_t ef)
 	}
 	/* The candidate heap can hold every pushed node at once in the worst case,
 	 * but is bounded in practice by ef times the degree; grow on demand. */
-	if (heap_reserve(&s->top, (size_t)ef + 2) || heap_reserve(&s->cand, (size_t)ef * 2 + 64))
+	if (hnsw_heap_reserve(&s->top, (size_t)ef + 2) || hnsw_heap_reserve(&s->cand, (size_t)ef * 2 + 64))
 		return err_set(STRATA_ENOMEM, "search scratch: heaps for ef %u", ef);
 	s->cand.n = 0;
 	s->top.n = 0;
 	return 0;
-}
-
-/* ---- binary heaps: `cand` is a min-heap, `top` a max-heap on dist ------- */
-
-static inline int hit_less(struct hnsw_hit a, struct hnsw_hit b)
-{
-	/* Ties on distance are broken by node index so results are deterministic. */
-	return a.dist < b.dist || (a.dist == b.dist && a.node < b.node);
-}
-
-int hnsw_heap_push_min(struct hnsw_heap *h, struct hnsw_hit x)
-{
-	if (h->n == h->cap && heap_reserve(h, h->n + 1))
-		return STRATA_ENOMEM;
-	size_t i = h->n++;
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (!hit_less(x, h->a[p]))
-			break;
-		h->a[i] = h->a[p];
-		i = p;
-	}
-	h->a[i] = x;
-	return 0;
-}
-
-struct hnsw_hit hnsw_heap_pop_min(struct hnsw_heap *h)
-{
-	struct hnsw_hit top = h->a[0];
-	struct hnsw_hit last = h->a[--h->n];
-	size_t i = 0, n = h->n;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && hit_less(h->a[c + 1], h->a[c]))
-			c++;
-		if (!hit_less(h->a[c], last))
-			break;
-		h->a[i] = h->a[c];
-		i = c;
-	}
-	if (n)
-		h->a[i] = last;
-	return top;
-}
-
-int hnsw_heap_push_max(struct hnsw_heap *h, struct hnsw_hit x)
-{
-	if (h->n == h->cap && heap_reserve(h, h->n + 1))
-		return STRATA_ENOMEM;
-	size_t i = h->n++;
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (!hit_less(h->a[p], x))
-			break;
-		h->a[i] = h->a[p];
-		i = p;
-	}
-	h->a[i] = x;
-	return 0;
-}
-
-struct hnsw_hit hnsw_heap_pop_max(struct hnsw_heap *h)
-{
-	struct hnsw_hit top = h->a[0];
-	struct hnsw_hit last = h->a[--h->n];
-	size_t i = 0, n = h->n;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && hit_less(h->a[c], h->a[c + 1]))
-			c++;
-		if (!hit_less(last, h->a[c]))
-			break;
-		h->a[i] = h->a[c];
-		i = c;
-	}
-	if (n)
-		h->a[i] = last;
-	return top;
 }
 
 /* ---- graph access ---------------------------------------------------------- */
@@ -291,10 +209,12 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 				/* The next node to expand: its list is read next, not its vector. */
 				__builtin_prefetch(hnsw_links0(v, cand->a[0].node), 0, 3);
 				if (!accept || accept(x, actx)) {
-					if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){d, x})))
-						return rc;
-					if (top->n > ef)
-						hnsw_heap_pop_max(top);
+					if (top->n < ef) {
+						if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){d, x})))
+							return rc;
+					} else {
+						hnsw_heap_replace_max(top, (struct hnsw_hit){d, x});
+					}
 					bound = top->a[0].dist;
 				}
 			}
@@ -366,10 +286,8 @@ int hnsw_scan(const struct hnsw_view *v, const float *query, uint32_t k, const u
 		if (top->n < k) {
 			if ((rc = hnsw_heap_push_max(top, h)))
 				return rc;
-		} else if (hit_less(h, top->a[0])) {
-			hnsw_heap_pop_max(top);
-			if ((rc = hnsw_heap_push_max(top, h)))
-				return rc;
+		} else if (hnsw_hit_less(h, top->a[0])) {
+			hnsw_heap_replace_max(top, h);
 		}
 	}
 	uint32_t got = (uint32_t)top->n;
