@@ -162,6 +162,13 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 	const uint16_t epoch = s->epoch;
 	struct hnsw_heap *cand = &s->cand, *top = &s->top;
 	const uint32_t count = v->count, M0 = v->M0;
+	/*
+	 * Locals, not v->...: the heap stores below may alias the view's fields as
+	 * far as the compiler knows, which made it reload them on every step.
+	 */
+	const uint8_t *const nodes = v->nodes;
+	const size_t stride = v->stride, links_off = v->links_off, dim = v->dim;
+	const dist_fn dist = v->dist;
 	float bound = ep_dist;
 	int rc;
 
@@ -180,7 +187,7 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 		if (c.dist > bound && top->n >= ef)
 			break;
 		hnsw_heap_pop_min(cand);
-		const uint32_t *l = hnsw_links0(v, c.node);
+		const uint32_t *l = (const uint32_t *)(const void *)(nodes + (size_t)c.node * stride + links_off);
 		uint32_t n = l[0];
 		if (n > M0)
 			return ERR_CORRUPT("graph: node %u lists %u neighbours on layer 0 (M0 = %u)", c.node,
@@ -201,13 +208,13 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 			if (tags[x] == epoch)
 				continue;
 			tags[x] = epoch;
-			float d = v->dist(q, hnsw_vec(v, x), v->dim);
+			float d = dist(q, (const float *)(const void *)(nodes + (size_t)x * stride), dim);
 			(*evals)++;
 			if (top->n < ef || d < bound) {
 				if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){d, x})))
 					return rc;
 				/* The next node to expand: its list is read next, not its vector. */
-				__builtin_prefetch(hnsw_links0(v, cand->a[0].node), 0, 3);
+				__builtin_prefetch(nodes + (size_t)cand->a[0].node * stride + links_off, 0, 3);
 				if (!accept || accept(x, actx)) {
 					if (top->n < ef) {
 						if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){d, x})))
