@@ -17,8 +17,9 @@
  *     --remove_stale--> .<name>.unpack-XXXXXX made and flocked (fio_mkdtemp)
  *     --unpack_entry, per entry--> every file written, fsynced, verified
  *     --dbr_finish--> nothing missing --fio_rename--> <name> --fio_fsync_dir(parent)
- *   any failure: remove_tree(temporary); a kill leaves the locked-then-
- *   abandoned temporary, which the next unpack of <name> removes.
+ *   any failure: remove_tree(temporary), or of <name> if only the parent's
+ *   fsync failed; a kill leaves the locked-then-abandoned temporary, which
+ *   the next unpack of <name> removes.
  */
 #include "bundle.h"
 
@@ -627,7 +628,17 @@ int bundle_unpack(const struct bundle_source *src, const char *dir,
 	if ((rc = fio_fsync_dir(tmp)) || (rc = fio_rename(tmp, dir)))
 		goto out;
 	made_tmp = false;
-	rc = fio_fsync_dir(parent);
+	/*
+	 * Until the parent is synced the new name may not survive a crash: a
+	 * failure here is reported, and the database it names is taken back so
+	 * that a failed unpack still leaves nothing under `dir`.
+	 */
+	if ((rc = fio_fsync_dir(parent))) {
+		char why[ERR_DETAIL_MAX];
+		snprintf(why, sizeof why, "%s", err_detail());
+		remove_tree(dir);
+		err_set(rc, "%s", why);
+	}
 out:
 	if (made_tmp) {
 		/* Cleanup goes through the I/O seam too; keep the detail of the real failure. */
