@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,16 +198,27 @@ static void on_stop_signal(int sig)
 	stop_signal = sig;
 }
 
-/* The bundle source, with a way out: a caught signal fails the next read. */
+/*
+ * The bundle source, with a way out: a caught signal fails the next read.
+ * Waiting in poll() rather than read() lets a signal end the wait on a
+ * stalled pipe (the read itself retries EINTR).
+ */
 struct stoppable {
 	struct bundle_source inner;
+	int fd;
 };
 
 static int64_t stoppable_read(void *ctx, uint8_t *buf, size_t len)
 {
 	struct stoppable *s = ctx;
-	if (stop_signal)
-		return err_set(STRATA_EIO, "interrupted by signal %d", (int)stop_signal);
+	for (;;) {
+		if (stop_signal)
+			return err_set(STRATA_EIO, "interrupted by signal %d", (int)stop_signal);
+		struct pollfd p = {.fd = s->fd, .events = POLLIN};
+		int n = poll(&p, 1, 250);
+		if (n > 0 || (n < 0 && errno != EINTR))
+			break; /* readable, at its end, or an error read() will name */
+	}
 	return s->inner.read(s->inner.ctx, buf, len);
 }
 
@@ -252,7 +264,7 @@ int cmd_unpack(int argc, char **argv)
 	sigaction(SIGHUP, &sa, &old_hup);
 
 	struct bundle_fd bfd;
-	struct stoppable stop;
+	struct stoppable stop = {.fd = fd};
 	struct bundle_source src = {stoppable_read, &stop};
 	bundle_source_fd(&bfd, fd, from_stdin ? "stdin" : in, &stop.inner);
 	struct bundle_unpack_opts uo = {.max_bytes = max_bytes};
