@@ -1,0 +1,969 @@
+/*
+ * bundle_test.c - the bundle codec and database layer (format/bundle.c,
+ * bundle_db.c; FORMAT.md "Bundle file").
+ *
+ * Bundles are crafted here by an encoder of the test's own, written from
+ * FORMAT.md, not from bundle.c: every refusal is provoked with a bundle whose
+ * checksums are all correct except where the test means them to be wrong, so
+ * the check that fires is the one named. Every refusal is also checked to
+ * leave nothing under the target directory and no temporary beside it.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "bundle.h"
+#include "err.h"
+#include "failpoint.h"
+#include "le.h"
+#include "manifest.h"
+#include "segment.h"
+#include "strata.h"
+#include "t_support.h"
+#include "xsum.h"
+
+#define DIM 8
+#define N 300
+
+/* ---- a database to ship --------------------------------------------------------------------- */
+
+struct fixture {
+	struct t_dir d;
+	char db[600];
+	struct t_blob manifest;
+	struct t_blob seg;
+	struct mf_manifest mf;
+};
+
+static void build_db(const char *dir, size_t n, uint64_t id_base, uint64_t seed)
+{
+	float *v = t_random_vectors(n, DIM, seed);
+	uint64_t *ids = malloc(n * sizeof *ids);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = id_base + i;
+	strata_options o;
+	strata_options_default(&o);
+	o.dim = DIM;
+	o.M = 4;
+	o.ef_construction = 32;
+	o.threads = 1;
+	cr_assert_eq(strata_build(dir, &o, ids, v, n), 0, "%s", strata_last_error_detail());
+	free(v);
+	free(ids);
+}
+
+static struct fixture fixture_new(void)
+{
+	struct fixture f;
+	memset(&f, 0, sizeof f);
+	f.d = t_dir_new();
+	char p[700];
+	t_path(&f.d, "db", f.db, sizeof f.db);
+	build_db(f.db, N, 0, 7);
+	snprintf(p, sizeof p, "%s/MANIFEST", f.db);
+	f.manifest = t_read_file(p);
+	snprintf(p, sizeof p, "%s/seg-0000000000000001.seg", f.db);
+	f.seg = t_read_file(p);
+	cr_assert(f.manifest.data && f.seg.data);
+	cr_assert_eq(mf_decode(f.manifest.data, f.manifest.len, &f.mf), 0);
+	return f;
+}
+
+static void fixture_free(struct fixture *f)
+{
+	mf_free(&f->mf);
+	free(f->manifest.data);
+	free(f->seg.data);
+	t_dir_free(&f->d);
+}
+
+/* ---- the test's own encoder (FORMAT.md, section 8) -------------------------------------------- */
+
+struct ent {
+	uint32_t kind;
+	const char *name;
+	size_t name_len;          /* 0: strlen(name) */
+	const uint8_t *raw;
+	size_t raw_len;
+	/* deviations, each meant to trip one check */
+	const uint8_t *frame;     /* this frame instead of compressing raw */
+	size_t frame_len;
+	bool raw_size_set;
+	uint64_t raw_size;        /* declared, instead of raw_len */
+	bool bad_raw_xxh3;
+	int32_t ordinal_delta;
+};
+
+struct craft {
+	bool total_set;
+	uint64_t total;           /* declared total_raw_bytes */
+	const uint8_t *uuid;      /* NULL: zeros */
+};
+
+struct blob {
+	uint8_t *b;
+	size_t len;
+};
+
+static uint8_t *zframe(const uint8_t *raw, size_t len, size_t *out_len)
+{
+	size_t cap = ZSTD_compressBound(len);
+	uint8_t *f = malloc(cap);
+	size_t n = ZSTD_compress(f, cap, raw, len, 3);
+	cr_assert(!ZSTD_isError(n));
+	*out_len = n;
+	return f;
+}
+
+static struct blob craft(const struct ent *e, size_t n, const struct craft *c)
+{
+	struct craft none = {0};
+	if (!c)
+		c = &none;
+	size_t cap = 64 + 64 + n * (128 + 136);
+	uint8_t **frames = calloc(n, sizeof *frames);
+	size_t *flen = calloc(n, sizeof *flen);
+	uint64_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (e[i].frame) {
+			frames[i] = malloc(e[i].frame_len ? e[i].frame_len : 1);
+			memcpy(frames[i], e[i].frame, e[i].frame_len);
+			flen[i] = e[i].frame_len;
+		} else {
+			frames[i] = zframe(e[i].raw, e[i].raw_len, &flen[i]);
+		}
+		cap += flen[i];
+		total += e[i].raw_size_set ? e[i].raw_size : e[i].raw_len;
+	}
+	if (c->total_set)
+		total = c->total;
+	uint8_t *b = calloc(1, cap);
+	le_store64(b, BUNDLE_MAGIC);
+	le_store32(b + 8, 1);
+	le_store32(b + 12, 64);
+	le_store32(b + 20, (uint32_t)n);
+	le_store64(b + 24, total);
+	le_store32(b + 32, 3);
+	if (c->uuid)
+		memcpy(b + 40, c->uuid, 16);
+	le_store64(b + 56, xsum64(b, 56));
+	size_t off = 64;
+	uint8_t *index = calloc(n ? n : 1, 136);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *h = b + off;
+		size_t nl = e[i].name_len ? e[i].name_len : strlen(e[i].name);
+		le_store64(h, BUNDLE_ENTRY_MAGIC);
+		le_store32(h + 8, (uint32_t)((int32_t)i + e[i].ordinal_delta));
+		le_store32(h + 12, e[i].kind);
+		le_store32(h + 20, (uint32_t)nl);
+		le_store64(h + 24, e[i].raw_size_set ? e[i].raw_size : e[i].raw_len);
+		le_store64(h + 32, flen[i]);
+		le_store64(h + 40, xsum64(e[i].raw, e[i].raw_len) ^ (e[i].bad_raw_xxh3 ? 1 : 0));
+		le_store64(h + 48, xsum64(frames[i], flen[i]));
+		memcpy(h + 56, e[i].name, nl < 64 ? nl : 64);
+		le_store64(h + 120, xsum64(h, 120));
+		le_store64(index + i * 136, off);
+		memcpy(index + i * 136 + 8, h, 128);
+		memcpy(h + 128, frames[i], flen[i]);
+		off += 128 + flen[i];
+		free(frames[i]);
+	}
+	uint64_t index_off = off;
+	memcpy(b + off, index, n * 136);
+	off += n * 136;
+	uint8_t *f = b + off;
+	le_store64(f, BUNDLE_FOOTER_MAGIC);
+	le_store32(f + 8, (uint32_t)n);
+	le_store64(f + 16, index_off);
+	le_store64(f + 24, xsum64(index, n * 136));
+	le_store64(f + 32, total);
+	le_store64(f + 40, off + 64);
+	le_store64(f + 48, le_load64(b + 56));
+	le_store64(f + 56, xsum64(f, 56));
+	off += 64;
+	free(index);
+	free(frames);
+	free(flen);
+	return (struct blob){b, off};
+}
+
+/* The fixture's database as the test encoder writes it. */
+static struct blob craft_db(const struct fixture *f)
+{
+	struct ent e[2] = {
+		{.kind = 1, .name = "MANIFEST", .raw = f->manifest.data, .raw_len = f->manifest.len},
+		{.kind = 2, .name = "seg-0000000000000001.seg", .raw = f->seg.data, .raw_len = f->seg.len},
+	};
+	struct craft c = {.uuid = f->mf.db_uuid};
+	return craft(e, 2, &c);
+}
+
+/* ---- helpers ---------------------------------------------------------------------------------- */
+
+/* No entry of `dir` (the parent of targets) starts with ".<base>.unpack-". */
+static void assert_no_temporaries(const char *parent, const char *base)
+{
+	char prefix[256];
+	snprintf(prefix, sizeof prefix, ".%s.unpack-", base);
+	DIR *d = opendir(parent);
+	cr_assert(d);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		cr_assert(strncmp(e->d_name, prefix, strlen(prefix)) != 0, "left behind: %s", e->d_name);
+	closedir(d);
+}
+
+static int unpack_mem(const struct blob *b, const char *dir, const struct bundle_unpack_opts *o)
+{
+	struct bundle_mem m;
+	struct bundle_source src;
+	bundle_source_mem(&m, b->b, b->len, &src);
+	err_clear();
+	return bundle_unpack(&src, dir, o, NULL, NULL, NULL);
+}
+
+static int verify_mem(const uint8_t *b, size_t len)
+{
+	struct bundle_mem m;
+	struct bundle_source src;
+	bundle_source_mem(&m, b, len, &src);
+	err_clear();
+	return bundle_verify(&src, 1ull << 30, NULL, NULL, NULL);
+}
+
+/*
+ * Unpack must refuse `b` with `code` and a detail holding `needle`, leaving
+ * no target and no temporary; verify must agree on the code.
+ */
+static void expect_refusal(const struct fixture *f, struct blob b, int code, const char *needle)
+{
+	char dir[700];
+	t_path(&f->d, "out", dir, sizeof dir);
+	struct bundle_unpack_opts o = {.skip_space_check = false};
+	int rc = unpack_mem(&b, dir, &o);
+	cr_assert_eq(rc, code, "unpack: %d (%s), expected %d: %s", rc, strata_strerror(rc), code,
+	             err_detail());
+	cr_assert(strstr(err_detail(), needle), "detail '%s' lacks '%s'", err_detail(), needle);
+	cr_assert(access(dir, F_OK) != 0, "a refused unpack left %s", dir);
+	assert_no_temporaries(f->d.path, "out");
+	if (STRATA_IS_DATA_ERROR(code)) {
+		rc = verify_mem(b.b, b.len);
+		cr_assert_eq(rc, code, "verify: %d, expected %d: %s", rc, code, err_detail());
+	}
+	free(b.b);
+}
+
+static void same_file(const char *a, const char *b)
+{
+	struct t_blob x = t_read_file(a), y = t_read_file(b);
+	cr_assert(x.data && y.data, "%s or %s missing", a, b);
+	cr_assert_eq(x.len, y.len, "%s and %s differ in size", a, b);
+	cr_assert_eq(memcmp(x.data, y.data, x.len), 0, "%s and %s differ", a, b);
+	free(x.data);
+	free(y.data);
+}
+
+/* Write a bundle of the database in `db` with bundle_write to `path`. */
+static void pack_to_file(const char *db, const char *path, uint32_t threads)
+{
+	struct bundle_snapshot s;
+	cr_assert_eq(bundle_snapshot_open(db, &s), 0, "%s", err_detail());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0);
+	struct bundle_pack_opts o = {.level = 3, .threads = threads};
+	struct bundle_pack_stats st;
+	cr_assert_eq(bundle_write(fd, path, s.files, s.count, s.db_uuid, &o, &st), 0, "%s",
+	             err_detail());
+	close(fd);
+	cr_assert_eq(st.entries, s.count);
+	bundle_snapshot_free(&s);
+}
+
+/* ---- round trips -------------------------------------------------------------------------------- */
+
+Test(bundle, pack_unpack_round_trip_gives_identical_files_and_answers)
+{
+	struct fixture f = fixture_new();
+	char bpath[700], out[700], p1[800], p2[800];
+	pack_to_file(f.db, t_path(&f.d, "db.strata", bpath, sizeof bpath), 2);
+	struct t_blob b = t_read_file(bpath);
+	struct blob bb = {b.data, b.len};
+	t_path(&f.d, "copy", out, sizeof out);
+	cr_assert_eq(unpack_mem(&bb, out, NULL), 0, "%s", err_detail());
+	snprintf(p1, sizeof p1, "%s/MANIFEST", f.db);
+	snprintf(p2, sizeof p2, "%s/MANIFEST", out);
+	same_file(p1, p2);
+	snprintf(p1, sizeof p1, "%s/seg-0000000000000001.seg", f.db);
+	snprintf(p2, sizeof p2, "%s/seg-0000000000000001.seg", out);
+	same_file(p1, p2);
+	assert_no_temporaries(f.d.path, "copy");
+
+	/* The unpacked database answers exactly as the original does. */
+	strata_db *a, *c;
+	cr_assert_eq(strata_open(f.db, NULL, STRATA_READONLY, &a), 0);
+	cr_assert_eq(strata_open(out, NULL, STRATA_READONLY | STRATA_VERIFY, &c), 0, "%s",
+	             strata_last_error_detail());
+	float *q = t_random_vectors(20, DIM, 99);
+	uint64_t ia[20 * 10], ic[20 * 10];
+	float da[20 * 10], dc[20 * 10];
+	cr_assert_eq(strata_search(a, q, 20, 10, NULL, ia, da), 0);
+	cr_assert_eq(strata_search(c, q, 20, 10, NULL, ic, dc), 0);
+	cr_assert_eq(memcmp(ia, ic, sizeof ia), 0);
+	cr_assert_eq(memcmp(da, dc, sizeof da), 0);
+	strata_close(a);
+	strata_close(c);
+	free(q);
+
+	/* The test's own encoder and the writer agree on what a valid bundle is. */
+	struct blob mine = craft_db(&f);
+	cr_assert_eq(verify_mem(mine.b, mine.len), 0, "%s", err_detail());
+	cr_assert_eq(verify_mem(b.data, b.len), 0, "%s", err_detail());
+	free(mine.b);
+	free(b.data);
+	fixture_free(&f);
+}
+
+Test(bundle, listing_from_the_index_matches_the_stream)
+{
+	struct fixture f = fixture_new();
+	char bpath[700];
+	pack_to_file(f.db, t_path(&f.d, "db.strata", bpath, sizeof bpath), 1);
+	struct t_blob b = t_read_file(bpath);
+	struct bundle_index idx;
+	cr_assert_eq(bundle_index_decode(b.data, b.len, &idx), 0, "%s", err_detail());
+	cr_assert_eq(idx.count, 2);
+	cr_assert_str_eq(idx.entries[0].name, "MANIFEST");
+	cr_assert_eq(idx.entries[0].off, 64);
+	cr_assert_eq(idx.entries[1].raw_size, f.seg.len);
+	cr_assert_eq(idx.hdr.total_raw_bytes, f.seg.len + f.manifest.len);
+
+	struct bundle_mem m;
+	struct bundle_source src;
+	struct bundle_reader *r;
+	bundle_source_mem(&m, b.data, b.len, &src);
+	cr_assert_eq(bundle_reader_new(&src, &r), 0);
+	for (uint32_t i = 0; i < 2; i++) {
+		struct bundle_entry e;
+		cr_assert_eq(bundle_reader_next(r, &e), 0, "%s", err_detail());
+		cr_assert_eq(e.off, idx.entries[i].off);
+		cr_assert_eq(e.frame_size, idx.entries[i].frame_size);
+		cr_assert_str_eq(e.name, idx.entries[i].name);
+		/* next() without reading skips the frame (its checksum still checked). */
+	}
+	struct bundle_entry e;
+	cr_assert_eq(bundle_reader_next(r, &e), BUNDLE_END, "%s", err_detail());
+	bundle_reader_free(r);
+	bundle_index_free(&idx);
+	free(b.data);
+	fixture_free(&f);
+}
+
+/* Run bundle_write into a pipe from a child; return what came out. */
+static struct blob write_through_pipe(const struct bundle_file *files, uint32_t count,
+                                      const uint8_t *uuid, const char *spill_dir)
+{
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		struct bundle_pack_opts o = {.level = 3, .threads = 2, .spill_dir = spill_dir};
+		int rc = bundle_write(p[1], "pipe", files, count, uuid, &o, NULL);
+		close(p[1]);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	close(p[1]);
+	size_t cap = 1 << 20, len = 0;
+	uint8_t *b = malloc(cap);
+	for (;;) {
+		if (len == cap)
+			b = realloc(b, cap *= 2);
+		ssize_t n = read(p[0], b + len, cap - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(p[0]);
+	int ws;
+	cr_assert_eq(waitpid(pid, &ws, 0), pid);
+	cr_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "bundle_write into a pipe failed");
+	return (struct blob){b, len};
+}
+
+Test(bundle, a_pipe_gets_the_same_bytes_as_a_file)
+{
+	struct fixture f = fixture_new();
+	char bpath[700];
+	pack_to_file(f.db, t_path(&f.d, "db.strata", bpath, sizeof bpath), 2);
+	struct t_blob file = t_read_file(bpath);
+	struct bundle_snapshot s;
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), 0);
+	struct blob piped = write_through_pipe(s.files, s.count, s.db_uuid, f.d.path);
+	bundle_snapshot_free(&s);
+	cr_assert_eq(piped.len, file.len);
+	cr_assert_eq(memcmp(piped.b, file.data, file.len), 0);
+	free(piped.b);
+	free(file.data);
+	fixture_free(&f);
+}
+
+Test(bundle, a_large_entry_spills_through_a_temporary_file_on_a_pipe, .timeout = 120)
+{
+	/* Past the 64 MiB in-memory spill: random bytes do not compress. */
+	size_t len = (size_t)70 << 20;
+	uint8_t *raw = malloc(len);
+	uint64_t s = 12345;
+	for (size_t i = 0; i < len; i += 8) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		memcpy(raw + i, &s, 8);
+	}
+	struct bundle_file files[2] = {
+		{.kind = BUNDLE_KIND_MANIFEST, .name = "MANIFEST", .data = (const uint8_t *)"m", .size = 1},
+		{.kind = BUNDLE_KIND_SEGMENT, .name = "seg-00000000000000aa.seg", .data = raw, .size = len},
+	};
+	struct t_dir d = t_dir_new();
+	struct blob b = write_through_pipe(files, 2, NULL, d.path);
+	struct bundle_mem m;
+	struct bundle_source src;
+	struct bundle_reader *r;
+	bundle_source_mem(&m, b.b, b.len, &src);
+	cr_assert_eq(bundle_reader_new(&src, &r), 0);
+	struct bundle_entry e;
+	cr_assert_eq(bundle_reader_next(r, &e), 0);
+	cr_assert_eq(bundle_reader_next(r, &e), 0);
+	cr_assert_eq(e.raw_size, len);
+	uint8_t *back = malloc(len);
+	size_t got = 0, n;
+	do {
+		cr_assert_eq(bundle_reader_read(r, back + got, len - got + (got == len), &n), 0, "%s",
+		             err_detail());
+		got += n;
+	} while (n);
+	cr_assert_eq(got, len);
+	cr_assert_eq(memcmp(back, raw, len), 0);
+	cr_assert_eq(bundle_reader_next(r, &e), BUNDLE_END, "%s", err_detail());
+	bundle_reader_free(r);
+	/* The spill file was unlinked at once: nothing is left in the spill directory. */
+	DIR *dh = opendir(d.path);
+	struct dirent *de;
+	while ((de = readdir(dh)))
+		cr_assert(de->d_name[0] == '.' && (!de->d_name[1] || !strcmp(de->d_name, "..")),
+		          "left in the spill directory: %s", de->d_name);
+	closedir(dh);
+	free(back);
+	free(b.b);
+	free(raw);
+	t_dir_free(&d);
+}
+
+/* ---- names ------------------------------------------------------------------------------------ */
+
+Test(bundle, names_are_checked_against_their_kind)
+{
+	cr_assert(bundle_name_ok(BUNDLE_KIND_MANIFEST, "MANIFEST"));
+	cr_assert(bundle_name_ok(BUNDLE_KIND_SEGMENT, "seg-0123456789abcdef.seg"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_SEGMENT, "seg-0123456789ABCDEF.seg"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_SEGMENT, "MANIFEST"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_MANIFEST, "MANIFEST.tmp"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_MANIFEST, "/MANIFEST"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_MANIFEST, ""));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_SEGMENT, "../seg-0123456789abcde.seg"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_MANIFEST, "LOCK"));
+	cr_assert(!bundle_name_ok(9, "MANIFEST"));
+}
+
+/* ---- every refusal, one crafted bundle each ------------------------------------------------------ */
+
+/* A two-entry bundle of the fixture with the segment entry replaced by `seg`. */
+static struct blob with_segment_entry(const struct fixture *f, struct ent seg)
+{
+	struct ent e[2] = {
+		{.kind = 1, .name = "MANIFEST", .raw = f->manifest.data, .raw_len = f->manifest.len},
+		seg,
+	};
+	struct craft c = {.uuid = f->mf.db_uuid};
+	return craft(e, 2, &c);
+}
+
+static struct ent seg_ent(const struct fixture *f)
+{
+	return (struct ent){.kind = 2, .name = "seg-0000000000000001.seg", .raw = f->seg.data,
+	                    .raw_len = f->seg.len};
+}
+
+Test(bundle, refuses_a_name_with_a_slash)
+{
+	struct fixture f = fixture_new();
+	struct ent s = seg_ent(&f);
+	s.name = "seg-000000000000/001.seg";
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "path separator");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_a_name_with_dot_dot)
+{
+	struct fixture f = fixture_new();
+	struct ent s = seg_ent(&f);
+	s.name = "seg-..00000000000001.seg";
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "'..'");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_an_absolute_name)
+{
+	struct fixture f = fixture_new();
+	struct ent s = seg_ent(&f);
+	s.name = "/etc/seg-0000000001.seg";
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "absolute");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_an_empty_name)
+{
+	struct fixture f = fixture_new();
+	struct ent s = seg_ent(&f);
+	s.name = ""; /* name_len 0 */
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "empty name");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_a_name_with_a_nul_or_control_byte)
+{
+	struct fixture f = fixture_new();
+	struct ent s = seg_ent(&f);
+	s.name = "seg-00000000" "\0" "0000001" ".seg"; /* 24 bytes, a NUL at 12 */
+	s.name_len = 24;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "byte 0x00");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_duplicate_names)
+{
+	struct fixture f = fixture_new();
+	struct ent e[3] = {
+		{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data, .raw_len = f.manifest.len},
+		seg_ent(&f),
+		seg_ent(&f),
+	};
+	struct craft c = {.uuid = f.mf.db_uuid};
+	expect_refusal(&f, craft(e, 3, &c), STRATA_ECORRUPT, "appears twice");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_names_the_database_format_does_not_know)
+{
+	struct fixture f = fixture_new();
+	struct ent s = seg_ent(&f);
+	s.name = "seg-0000000000000001.dat";
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "format knows");
+	s = seg_ent(&f);
+	s.kind = 1; /* a manifest entry under a segment's name */
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "format knows");
+	s = seg_ent(&f);
+	s.name = "LOCK";
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "format knows");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_unknown_kinds_and_reserved_ones_as_a_newer_version)
+{
+	struct fixture f = fixture_new();
+	struct ent s = seg_ent(&f);
+	s.kind = 9;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "kind 9");
+	s.kind = BUNDLE_KIND_WAL;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_EVERSION, "newer strata");
+	s.kind = BUNDLE_KIND_DELETION;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_EVERSION, "deletion");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_a_declared_size_over_the_limit_before_writing)
+{
+	struct fixture f = fixture_new();
+	struct blob b = craft_db(&f);
+	char dir[700];
+	t_path(&f.d, "out", dir, sizeof dir);
+	struct bundle_unpack_opts o = {.max_bytes = 1000};
+	cr_assert_eq(unpack_mem(&b, dir, &o), STRATA_ELIMIT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "limit"), "%s", err_detail());
+	cr_assert(access(dir, F_OK) != 0);
+	assert_no_temporaries(f.d.path, "out");
+	free(b.b);
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_a_declared_size_over_the_free_space)
+{
+	struct fixture f = fixture_new();
+	struct ent e[2] = {
+		{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data, .raw_len = f.manifest.len},
+		seg_ent(&f),
+	};
+	/* 2^60 bytes: more than any disk; within an explicit limit, so free space decides. */
+	struct craft c = {.uuid = f.mf.db_uuid, .total_set = true, .total = 1ull << 60};
+	struct blob b = craft(e, 2, &c);
+	char dir[700];
+	t_path(&f.d, "out", dir, sizeof dir);
+	struct bundle_unpack_opts o = {.max_bytes = UINT64_MAX};
+	cr_assert_eq(unpack_mem(&b, dir, &o), STRATA_ENOSPC, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "free"), "%s", err_detail());
+	cr_assert(access(dir, F_OK) != 0);
+	assert_no_temporaries(f.d.path, "out");
+	free(b.b);
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_a_zip_bomb_at_the_first_byte_past_the_declared_size)
+{
+	struct fixture f = fixture_new();
+	/* 64 MiB of zeros compress to a few KiB; the entry declares the segment's real size. */
+	size_t big = (size_t)64 << 20;
+	uint8_t *zeros = calloc(1, big);
+	size_t flen;
+	uint8_t *frame = zframe(zeros, big, &flen);
+	struct ent s = seg_ent(&f);
+	s.frame = frame;
+	s.frame_len = flen;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "more than the");
+	/* The same bomb in the MANIFEST's place, declared small. */
+	struct ent e[1] = {{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data,
+	                    .raw_len = f.manifest.len, .frame = frame, .frame_len = flen}};
+	struct craft c = {.uuid = f.mf.db_uuid};
+	expect_refusal(&f, craft(e, 1, &c), STRATA_ECORRUPT, "more than the");
+	free(frame);
+	free(zeros);
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_a_frame_that_decompresses_short)
+{
+	struct fixture f = fixture_new();
+	size_t flen;
+	uint8_t *frame = zframe(f.seg.data, f.seg.len - 100, &flen);
+	struct ent s = seg_ent(&f);
+	s.frame = frame;
+	s.frame_len = flen;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "decompresses to");
+	free(frame);
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_checksum_mismatches_of_every_part)
+{
+	struct fixture f = fixture_new();
+	struct blob good = craft_db(&f);
+	struct bundle_index idx;
+	cr_assert_eq(bundle_index_decode(good.b, good.len, &idx), 0, "%s", err_detail());
+	const struct {
+		size_t off;
+		const char *needle;
+	} flips[] = {
+		{20, "bundle header xxh3"},                                   /* header */
+		{(size_t)idx.entries[1].off + 30, "entry header xxh3"},       /* entry header */
+		{(size_t)idx.entries[1].off + 128 + 500, "frame xxh3"},       /* frame bytes */
+		{(size_t)idx.ftr.index_off + 20, "index xxh3"},               /* index */
+		{good.len - 40, "footer xxh3"},                               /* footer */
+	};
+	for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+		struct blob b = {malloc(good.len), good.len};
+		memcpy(b.b, good.b, good.len);
+		b.b[flips[i].off] ^= 0x10;
+		expect_refusal(&f, b, STRATA_ECHECKSUM, flips[i].needle);
+	}
+	/* Raw bytes that do not match their (correctly protected) raw checksum. */
+	struct ent s = seg_ent(&f);
+	s.bad_raw_xxh3 = true;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECHECKSUM, "decompressed bytes");
+	bundle_index_free(&idx);
+	free(good.b);
+	fixture_free(&f);
+}
+
+Test(bundle, every_truncation_is_refused_and_leaves_nothing)
+{
+	struct fixture f = fixture_new();
+	struct blob good = craft_db(&f);
+	for (size_t len = 0; len < good.len; len++) {
+		int rc = verify_mem(good.b, len);
+		cr_assert_eq(rc, STRATA_ETRUNCATED, "a %zu-byte prefix of %zu: rc %d: %s", len, good.len,
+		             rc, err_detail());
+	}
+	/* Through unpack, at a spread of lengths (each one makes and removes a directory). */
+	char dir[700];
+	t_path(&f.d, "out", dir, sizeof dir);
+	for (size_t len = 0; len < good.len; len += good.len / 37 + 1) {
+		struct blob b = {good.b, len};
+		int rc = unpack_mem(&b, dir, NULL);
+		cr_assert(STRATA_IS_DATA_ERROR(rc), "prefix %zu: %d", len, rc);
+		cr_assert(access(dir, F_OK) != 0);
+	}
+	assert_no_temporaries(f.d.path, "out");
+	/* And one byte too many. */
+	uint8_t *longer = malloc(good.len + 1);
+	memcpy(longer, good.b, good.len);
+	longer[good.len] = 0;
+	expect_refusal(&f, (struct blob){longer, good.len + 1}, STRATA_ECORRUPT, "follow the footer");
+	free(good.b);
+	fixture_free(&f);
+}
+
+Test(bundle, every_single_bit_flip_is_detected)
+{
+	struct fixture f = fixture_new();
+	struct blob good = craft_db(&f);
+	uint8_t *b = malloc(good.len);
+	/* Every byte of a bundle is under some checksum: no flip may pass. */
+	for (size_t i = 0; i < good.len; i += (i < 512 || i + 1024 > good.len) ? 1 : 13) {
+		memcpy(b, good.b, good.len);
+		b[i] ^= (uint8_t)(1u << (i % 8));
+		int rc = verify_mem(b, good.len);
+		cr_assert(STRATA_IS_DATA_ERROR(rc), "flip at %zu of %zu passed (rc %d)", i, good.len, rc);
+	}
+	free(b);
+	free(good.b);
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_a_manifest_that_is_not_first)
+{
+	struct fixture f = fixture_new();
+	struct ent e[2] = {
+		seg_ent(&f),
+		{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data, .raw_len = f.manifest.len},
+	};
+	struct craft c = {.uuid = f.mf.db_uuid};
+	expect_refusal(&f, craft(e, 2, &c), STRATA_ECORRUPT, "comes first");
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_an_entry_out_of_order)
+{
+	struct fixture f = fixture_new();
+	struct ent s = seg_ent(&f);
+	s.ordinal_delta = 1;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "ordinal");
+	fixture_free(&f);
+}
+
+/* A manifest like the fixture's with its one entry changed by `edit`, or a second entry. */
+static struct t_blob manifest_variant(const struct fixture *f, void (*edit)(struct mf_manifest *))
+{
+	struct mf_manifest m = f->mf;
+	struct mf_segment segs[2] = {f->mf.segments[0], f->mf.segments[0]};
+	m.segments = segs;
+	edit(&m);
+	struct t_blob out;
+	cr_assert_eq(mf_encode(&m, &out.data, &out.len), 0);
+	return out;
+}
+
+static void add_second_segment(struct mf_manifest *m)
+{
+	m->segment_count = 2;
+	m->segments[1].seq = 2;
+	m->next_seq = 3;
+}
+
+static void other_size(struct mf_manifest *m)
+{
+	m->segments[0].file_size += 64;
+}
+
+static void other_header(struct mf_manifest *m)
+{
+	m->segments[0].header_xxh3 ^= 1;
+}
+
+static void other_count(struct mf_manifest *m)
+{
+	m->segments[0].count += 1;
+}
+
+static void other_uuid(struct mf_manifest *m)
+{
+	m->db_uuid[0] ^= 1;
+}
+
+static struct blob bundle_with_manifest(const struct fixture *f, struct t_blob mf, bool header_uuid)
+{
+	struct ent e[2] = {
+		{.kind = 1, .name = "MANIFEST", .raw = mf.data, .raw_len = mf.len},
+		seg_ent(f),
+	};
+	struct mf_manifest dec;
+	cr_assert_eq(mf_decode(mf.data, mf.len, &dec), 0);
+	struct craft c = {.uuid = header_uuid ? dec.db_uuid : f->mf.db_uuid};
+	struct blob b = craft(e, 2, &c);
+	mf_free(&dec);
+	return b;
+}
+
+Test(bundle, refuses_a_manifest_and_files_that_disagree)
+{
+	struct fixture f = fixture_new();
+	/* A segment the MANIFEST names is missing. */
+	struct t_blob m = manifest_variant(&f, add_second_segment);
+	expect_refusal(&f, bundle_with_manifest(&f, m, true), STRATA_ECORRUPT,
+	               "seg-0000000000000002.seg: named by the MANIFEST but missing");
+	free(m.data);
+	/* An extra segment the MANIFEST does not name. */
+	struct ent e[3] = {
+		{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data, .raw_len = f.manifest.len},
+		seg_ent(&f),
+		seg_ent(&f),
+	};
+	e[2].name = "seg-0000000000000007.seg";
+	struct craft c = {.uuid = f.mf.db_uuid};
+	expect_refusal(&f, craft(e, 3, &c), STRATA_ECORRUPT, "not named by the MANIFEST");
+	/* Sizes, header checksums, counts differing from the MANIFEST entry. */
+	m = manifest_variant(&f, other_size);
+	expect_refusal(&f, bundle_with_manifest(&f, m, true), STRATA_ECORRUPT,
+	               "the MANIFEST entry says");
+	free(m.data);
+	m = manifest_variant(&f, other_header);
+	expect_refusal(&f, bundle_with_manifest(&f, m, true), STRATA_ECORRUPT, "header checksum");
+	free(m.data);
+	m = manifest_variant(&f, other_count);
+	expect_refusal(&f, bundle_with_manifest(&f, m, true), STRATA_ECORRUPT, "vectors, the MANIFEST");
+	free(m.data);
+	/* A MANIFEST of another database than the header names. */
+	m = manifest_variant(&f, other_uuid);
+	expect_refusal(&f, bundle_with_manifest(&f, m, false), STRATA_ECORRUPT, "db_uuid");
+	free(m.data);
+	fixture_free(&f);
+}
+
+Test(bundle, runs_the_full_segment_verification)
+{
+	struct fixture f = fixture_new();
+	/* A segment damaged before packing: the bundle's own checksums are right. */
+	uint8_t *seg = malloc(f.seg.len);
+	memcpy(seg, f.seg.data, f.seg.len);
+	seg[SEG_HEADER_SIZE + 4 * DIM + 4] ^= 0x40; /* node 0's first neighbour */
+	struct ent s = seg_ent(&f);
+	s.raw = seg;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECHECKSUM, "seg-0000000000000001.seg");
+	free(seg);
+	fixture_free(&f);
+}
+
+Test(bundle, refuses_a_target_that_exists_and_is_not_empty)
+{
+	struct fixture f = fixture_new();
+	struct blob b = craft_db(&f);
+	cr_assert_eq(unpack_mem(&b, f.db, NULL), STRATA_EEXIST);
+	/* An empty directory is fine: it is replaced. */
+	char dir[700];
+	cr_assert_eq(mkdir(t_path(&f.d, "empty", dir, sizeof dir), 0755), 0);
+	cr_assert_eq(unpack_mem(&b, dir, NULL), 0, "%s", err_detail());
+	free(b.b);
+	fixture_free(&f);
+}
+
+Test(bundle, a_stale_temporary_of_a_killed_unpack_is_removed_by_the_next)
+{
+	struct fixture f = fixture_new();
+	char stale[800], file[900], dir[700];
+	snprintf(stale, sizeof stale, "%s/.out.unpack-AbC123", f.d.path);
+	cr_assert_eq(mkdir(stale, 0700), 0);
+	snprintf(file, sizeof file, "%s/seg-0000000000000001.seg", stale);
+	t_write_file(file, "partial", 7);
+	struct blob b = craft_db(&f);
+	struct bundle_mem m;
+	struct bundle_source src;
+	struct bundle_db_stats st;
+	bundle_source_mem(&m, b.b, b.len, &src);
+	cr_assert_eq(bundle_unpack(&src, t_path(&f.d, "out", dir, sizeof dir), NULL, NULL, NULL, &st),
+	             0, "%s", err_detail());
+	cr_assert_eq(st.stale_removed, 1);
+	cr_assert(access(stale, F_OK) != 0);
+	free(b.b);
+	fixture_free(&f);
+}
+
+Test(bundle, a_killed_unpack_leaves_nothing_under_the_target)
+{
+	struct fixture f = fixture_new();
+	struct blob b = craft_db(&f);
+	char dir[700];
+	t_path(&f.d, "out", dir, sizeof dir);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(p[1]);
+		struct bundle_fd bf;
+		struct bundle_source src;
+		bundle_source_fd(&bf, p[0], "pipe", &src);
+		_exit(bundle_unpack(&src, dir, NULL, NULL, NULL, NULL) == 0 ? 0 : 1);
+	}
+	close(p[0]);
+	/* Half the bundle, then wait until the child has its temporary directory, then kill it. */
+	cr_assert_eq(write(p[1], b.b, b.len / 2), (ssize_t)(b.len / 2));
+	char prefix[64] = ".out.unpack-";
+	bool seen = false;
+	for (int i = 0; i < 500 && !seen; i++) {
+		DIR *d = opendir(f.d.path);
+		struct dirent *e;
+		while ((e = readdir(d)))
+			seen |= strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+		closedir(d);
+		if (!seen)
+			usleep(10000);
+	}
+	cr_assert(seen, "the child never made its temporary directory");
+	kill(pid, SIGKILL);
+	int ws;
+	waitpid(pid, &ws, 0);
+	close(p[1]);
+	cr_assert(WIFSIGNALED(ws));
+	cr_assert(access(dir, F_OK) != 0, "a killed unpack left %s", dir);
+	/* The next unpack of the same target removes the temporary and succeeds. */
+	cr_assert_eq(unpack_mem(&b, dir, NULL), 0, "%s", err_detail());
+	assert_no_temporaries(f.d.path, "out");
+	free(b.b);
+	fixture_free(&f);
+}
+
+#if STRATA_FAILPOINTS
+Test(bundle, every_failing_write_fsync_or_rename_leaves_nothing)
+{
+	struct fixture f = fixture_new();
+	struct blob b = craft_db(&f);
+	char dir[700];
+	t_path(&f.d, "out", dir, sizeof dir);
+	static const enum fp_site sites[] = {FP_OPEN, FP_WRITE, FP_FSYNC, FP_RENAME, FP_MMAP, FP_MKDIR};
+	for (size_t s = 0; s < sizeof sites / sizeof sites[0]; s++) {
+		for (int n = 1;; n++) {
+			fp_arm(sites[s], n, sites[s] == FP_WRITE ? ENOSPC : EIO);
+			int rc = unpack_mem(&b, dir, NULL);
+			bool hit = fp_hits(sites[s]) >= n;
+			fp_disarm_all();
+			if (!hit) {
+				cr_assert_eq(rc, 0, "site %zu untouched: %s", s, err_detail());
+				t_rmtree(dir);
+				break;
+			}
+			cr_assert_neq(rc, 0, "site %zu call %d failed but unpack succeeded", s, n);
+			cr_assert(access(dir, F_OK) != 0, "site %zu call %d left %s", s, n, dir);
+			assert_no_temporaries(f.d.path, "out");
+		}
+	}
+	free(b.b);
+	fixture_free(&f);
+}
+#endif
