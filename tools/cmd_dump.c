@@ -717,15 +717,24 @@ static void dump_bundle(struct dump *d)
 		      "damaged");
 		return;
 	}
-	uint64_t index_off, bsize;
-	if (!field(d, fo + BUNDLE_FTR_ENTRY_COUNT, 4, "entry_count", &v) ||
-	    !field(d, fo + BUNDLE_FTR_INDEX_OFF, 8, "index_off", &index_off) ||
-	    !field(d, fo + BUNDLE_FTR_TOTAL_RAW, 8, "total_raw_bytes", &v) ||
-	    !field(d, fo + BUNDLE_FTR_BUNDLE_SIZE, 8, "bundle_size", &bsize))
-		return;
-	sum_line(d, fo + BUNDLE_FTR_FOOTER_XXH3, "footer_xxh3", fo, BUNDLE_FTR_FOOTER_XXH3);
+	uint64_t index_off, bsize, hx;
 	uint64_t isize = sat_mul(count, BUNDLE_INDEX_ENTRY_SIZE);
+	if (!field(d, fo + BUNDLE_FTR_ENTRY_COUNT, 4, "entry_count", &v))
+		return;
+	if (v != count)
+		bad(d, "the footer says %llu entries, the header %llu", ULL(v), ULL(count));
+	if (!field(d, fo + BUNDLE_FTR_FLAGS, 4, "flags", &v) ||
+	    !field(d, fo + BUNDLE_FTR_INDEX_OFF, 8, "index_off", &index_off))
+		return;
 	sum_line(d, fo + BUNDLE_FTR_INDEX_XXH3, "index_xxh3", index_off, isize);
+	if (!field(d, fo + BUNDLE_FTR_TOTAL_RAW, 8, "total_raw_bytes", &v) ||
+	    !field(d, fo + BUNDLE_FTR_BUNDLE_SIZE, 8, "bundle_size", &bsize) ||
+	    !field_open(d, fo + BUNDLE_FTR_HEADER_XXH3, 8, "header_xxh3", &hx))
+		return;
+	bool same = in_file(d, BUNDLE_OFF_HEADER_XXH3, 8) && hx == le_load64(d->b + BUNDLE_OFF_HEADER_XXH3);
+	printf("  %s\n", same ? "(the header's: ok)" : "BAD: not the header's checksum");
+	d->bad += !same;
+	sum_line(d, fo + BUNDLE_FTR_FOOTER_XXH3, "footer_xxh3", fo, BUNDLE_FTR_FOOTER_XXH3);
 	if (bsize != d->len)
 		bad(d, "bundle_size %llu, the file has %zu bytes", ULL(bsize), d->len);
 	if (!in_file(d, index_off, isize)) {
