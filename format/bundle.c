@@ -5,8 +5,8 @@
  *
  * Owns the bundle's byte layout and its reader obligations, which the
  * functions below check in the order and with the codes FORMAT.md lists
- * (H1-H7 header, E1-E8 entry header, A1-A11 random access, R1-R8 stream,
- * T1-T8 index and footer after a stream). It must never read outside the
+ * (H1-H7 header, E1-E8 entry header, A1-A11 random access, R1-R9 stream,
+ * T1-T11 index and footer after a stream). It must never read outside the
  * bytes it was handed, allocate by an unchecked field, decompress past an
  * entry's declared size + 1 byte, or write a bundle its own reader refuses.
  * It does not know what a manifest or a segment holds: bundle_db.c does.
@@ -318,7 +318,7 @@ static void footer_encode(const struct bundle_footer *f, uint8_t *b)
 	le_store64(b + BUNDLE_FTR_FOOTER_XXH3, xsum64(b, BUNDLE_FTR_FOOTER_XXH3));
 }
 
-/* The footer's cross-checks against the header (T6 / A6). */
+/* The footer's cross-checks against the header (T8 / A6). */
 static int footer_matches_header(const struct bundle_footer *f, const struct bundle_header *h)
 {
 	if (f->entry_count != h->entry_count)
@@ -650,7 +650,7 @@ static int r_drain_frame(struct bundle_reader *r)
 	return rc;
 }
 
-/* R5: the frame checksum, once every frame byte has been consumed. */
+/* R7: the frame checksum, once every frame byte has been consumed. */
 static int r_check_frame_xxh3(struct bundle_reader *r)
 {
 	uint64_t got = xsum_end(&r->frame_x);
@@ -678,7 +678,7 @@ static int r_frame_fail(struct bundle_reader *r, int rc)
 	return r_fail(r, rc);
 }
 
-/* R6 and R7 at the end of a frame. */
+/* R8 and R9 at the end of a frame. */
 static int r_finish_entry(struct bundle_reader *r)
 {
 	const struct bundle_entry *e = &r->cur;
@@ -767,7 +767,7 @@ int bundle_reader_read(struct bundle_reader *r, uint8_t *buf, size_t cap, size_t
 	}
 }
 
-/* T1-T8: the index and the footer after the last entry, then the end of the input. */
+/* T1-T11: the index and the footer after the last entry, then the end of the input. */
 static int r_read_tail(struct bundle_reader *r)
 {
 	uint64_t index_off = r_offset(r);
