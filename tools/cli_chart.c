@@ -10,6 +10,7 @@
 #include "cli_chart.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define W 960.0
@@ -141,6 +142,86 @@ static void axes(FILE *f, const struct frame *fr, const struct cli_chart *c)
 	fputs("</text>\n", f);
 }
 
+/* Every drawn point, as a small box labels must not cover. */
+static size_t point_boxes(const struct frame *fr, const struct cli_chart_series *series,
+                          size_t nseries, struct box *out, size_t max)
+{
+	size_t n = 0;
+	for (size_t s = 0; s < nseries; s++)
+		for (size_t i = 0; i < series[s].n && n < max; i++)
+			if (usable(&series[s].pts[i])) {
+				double x = px_x(fr, series[s].pts[i].x), y = px_y(fr, series[s].pts[i].y);
+				out[n++] = (struct box){x - 4, y - 4, x + 4, y + 4};
+			}
+	return n;
+}
+
+/*
+ * Label each point beside it, at the first of eight places that stays in the
+ * plot and covers no other label and no point; a label with no such place
+ * is left out (its point keeps the value in its <title>). Returns how many
+ * were left out.
+ */
+static size_t place_labels(FILE *f, const struct frame *fr, const struct cli_chart_series *series,
+                           size_t nseries)
+{
+	static const double dx[] = {6, 6, -6, -6, 8, -8, 0, 0};
+	static const double dy[] = {-6, 15, -6, 15, 4, 4, -9, 18};
+	static const char *const anchor[] = {"start", "start", "end", "end",
+	                                     "start", "end", "middle", "middle"};
+	size_t nplaced = 0, hidden = 0, own = 0;
+	struct box *placed = malloc(LABELS_MAX * sizeof *placed);
+	struct box *pts = malloc(LABELS_MAX * sizeof *pts);
+	if (!placed || !pts) {
+		free(placed);
+		free(pts);
+		return 0; /* no room to place labels: the points keep their <title> */
+	}
+	size_t npts = point_boxes(fr, series, nseries, pts, LABELS_MAX);
+	for (size_t s = 0; s < nseries; s++) {
+		const char *col = palette[s % (sizeof palette / sizeof palette[0])];
+		for (size_t i = 0; i < series[s].n; i++) {
+			const struct cli_chart_point *p = &series[s].pts[i];
+			if (!usable(p))
+				continue;
+			size_t me = own++;
+			if (!p->label[0])
+				continue;
+			double x = px_x(fr, p->x), y = px_y(fr, p->y);
+			double w = LABEL_CHAR_W * (double)strlen(p->label) + 2, h = 11;
+			int pick = -1;
+			struct box b = {0};
+			for (int t = 0; t < 8 && pick < 0; t++) {
+				double bx = !strcmp(anchor[t], "start") ? x + dx[t]
+				            : !strcmp(anchor[t], "end") ? x + dx[t] - w : x - w / 2;
+				b = (struct box){bx, y + dy[t] - h + 2, bx + w, y + dy[t] + 2};
+				bool clear = b.x0 >= fr->x0 && b.x1 <= fr->x1 && b.y0 >= fr->y0 && b.y1 <= fr->y1;
+				for (size_t k = 0; clear && k < nplaced; k++)
+					clear = !overlaps(&b, &placed[k]);
+				for (size_t k = 0; clear && k < npts; k++)
+					clear = k == me || !overlaps(&b, &pts[k]);
+				if (clear)
+					pick = t;
+			}
+			if (pick < 0) {
+				hidden++;
+				continue;
+			}
+			if (nplaced < LABELS_MAX)
+				placed[nplaced++] = b;
+			/* A white halo keeps the label readable over grid lines and curves. */
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\" "
+			           "stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\" "
+			           "text-anchor=\"%s\">", x + dx[pick], y + dy[pick], col, anchor[pick]);
+			xml_text(f, p->label);
+			fputs("</text>\n", f);
+		}
+	}
+	free(placed);
+	free(pts);
+	return hidden;
+}
+
 int cli_chart_svg(FILE *f, const struct cli_chart *c, const struct cli_chart_series *series,
                   size_t nseries)
 {
@@ -201,8 +282,7 @@ int cli_chart_svg(FILE *f, const struct cli_chart *c, const struct cli_chart_ser
 		fputs("</text>\n", f);
 	}
 
-	static struct box placed[LABELS_MAX];
-	size_t nplaced = 0;
+	/* Curves and points first, labels last so that no line is drawn over a label. */
 	for (size_t s = 0; s < nseries; s++) {
 		const char *col = palette[s % (sizeof palette / sizeof palette[0])];
 		fprintf(f, "<g class=\"series\" stroke=\"%s\" fill=\"%s\">\n", col, col);
@@ -216,42 +296,23 @@ int cli_chart_svg(FILE *f, const struct cli_chart *c, const struct cli_chart_ser
 			const struct cli_chart_point *p = &series[s].pts[i];
 			if (!usable(p))
 				continue;
-			double x = px_x(&fr, p->x), y = px_y(&fr, p->y);
-			fprintf(f, "<circle class=\"pt\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\"/>\n", x, y);
-			if (!p->label[0])
-				continue;
-			/* Try four places around the point; take the first that covers no other label. */
-			double w = LABEL_CHAR_W * (double)strlen(p->label) + 2, h = 12;
-			static const double dx[] = {6, 6, -6, -6}, dy[] = {-7, 16, -7, 16};
-			struct box b = {0};
-			int pick = 0;
-			for (int t = 0; t < 4; t++) {
-				double bx = dx[t] > 0 ? x + dx[t] : x + dx[t] - w;
-				b = (struct box){bx, y + dy[t] - h + 2, bx + w, y + dy[t] + 2};
-				bool clear = b.x0 >= fr.x0 && b.x1 <= fr.x1 && b.y0 >= fr.y0 && b.y1 <= fr.y1;
-				for (size_t k = 0; clear && k < nplaced; k++)
-					clear = !overlaps(&b, &placed[k]);
-				if (clear) {
-					pick = t;
-					break;
-				}
-				if (t == 3) { /* nowhere clear: the first place, drawn anyway */
-					bx = x + dx[0];
-					b = (struct box){bx, y + dy[0] - h + 2, bx + w, y + dy[0] + 2};
-					pick = 0;
-				}
+			/* The exact values on hover, in a browser. */
+			fprintf(f, "<circle class=\"pt\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\"><title>",
+			        px_x(&fr, p->x), px_y(&fr, p->y));
+			if (nseries > 1) {
+				xml_text(f, series[s].name);
+				fputs(": ", f);
 			}
-			if (nplaced < LABELS_MAX)
-				placed[nplaced++] = b;
-			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" stroke=\"none\" "
-			           "text-anchor=\"%s\">", dx[pick] > 0 ? x + dx[pick] : x + dx[pick],
-			        y + dy[pick], dx[pick] > 0 ? "start" : "end");
+			if (c->point_label) {
+				xml_text(f, c->point_label);
+				fputc(' ', f);
+			}
 			xml_text(f, p->label);
-			fputs("</text>\n", f);
+			fprintf(f, ", y %.4f, x %.4g</title></circle>\n", p->y, p->x);
 		}
 		fputs("</g>\n", f);
 	}
-
+	size_t hidden = place_labels(f, &fr, series, nseries);
 	/* Legend: one row per curve (several curves), and what the point labels are. */
 	double lx = fr.x1 + 18, ly = fr.y0 + 8;
 	if (nseries > 1) {
@@ -269,13 +330,21 @@ int cli_chart_svg(FILE *f, const struct cli_chart *c, const struct cli_chart_ser
 		ly += 22.0 * (double)nseries + 10;
 	} else {
 		lx = fr.x1 - 8;
-		ly = fr.y1 - 12;
+		ly = fr.y1 - (hidden ? 40 : 12);
 	}
 	if (c->point_label) {
 		fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\"%s>point labels: ",
 		        lx, ly + 4, nseries > 1 ? "" : " text-anchor=\"end\"");
 		xml_text(f, c->point_label);
 		fputs("</text>\n", f);
+		if (hidden) {
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\"%s>(%zu "
+			           "hidden where they would overlap;</text>\n", lx, ly + 18,
+			        nseries > 1 ? "" : " text-anchor=\"end\"", hidden);
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\"%s>hover a "
+			           "point for its values)</text>\n", lx, ly + 32,
+			        nseries > 1 ? "" : " text-anchor=\"end\"");
+		}
 	}
 	fputs("</svg>\n", f);
 	return ferror(f) ? -1 : 0;

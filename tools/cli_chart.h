@@ -5,8 +5,10 @@
  * than one curve. The output is a standalone SVG 1.1 document that browsers,
  * rsvg-convert and XML parsers read.
  *
- * Points are drawn as <circle class="pt"> elements, one per point, so tests
- * and scripts can count them.
+ * Points are drawn as <circle class="pt"> elements, one per point (with the
+ * exact values in a <title>, shown on hover), so tests and scripts can count
+ * them. Labels that would cover another label or point are left out, and
+ * the chart says how many.
  */
 #ifndef STRATA_CLI_CHART_H
 #define STRATA_CLI_CHART_H
