@@ -241,7 +241,20 @@ int strata_build(const char *dir, const strata_options *opts, const uint64_t *id
 	/* rename(2) replaces an empty directory atomically; a non-empty one was refused above. */
 	if ((rc = fio_rename(tmp, dir)))
 		goto fail;
-	return fio_fsync_dir(parent);
+	if ((rc = fio_fsync_dir(parent))) {
+		/*
+		 * The new name may not survive a crash, and a failed build must leave
+		 * nothing: take the database back under its temporary name and remove it.
+		 */
+		char why[ERR_DETAIL_MAX];
+		snprintf(why, sizeof why, "%s", err_detail());
+		if (fio_rename(dir, tmp) == 0) {
+			err_set(rc, "%s", why);
+			goto fail;
+		}
+		return err_set(rc, "%s; the database built at %s could not be removed", why, dir);
+	}
+	return 0;
 fail:
 	hnsw_graph_free(g);
 	{

@@ -163,7 +163,9 @@ STRATA_API int strata_close(strata_db *db);
  * and seed; opts->progress is called as it grows.
  *
  * The files are written to a temporary directory beside `dir` and renamed into
- * place at the end, so a failed build leaves nothing behind.
+ * place at the end, so a failed build leaves nothing behind (even when the
+ * final sync of the parent directory fails: the database is taken back out;
+ * if even that fails, the error detail says so).
  *
  * Returns 0, STRATA_EINVAL, STRATA_EDIM, STRATA_EMETRIC, STRATA_EEXIST,
  * STRATA_EDUPLICATE, STRATA_ENONFINITE, STRATA_ELIMIT, STRATA_ENOMEM,

@@ -2,15 +2,10 @@
  * build_commit_fault_test.c - the last I/O of strata_build(): after the
  * temporary directory is renamed onto the target, the parent directory is
  * opened and fsynced so the new name is durable. If that fails the call
- * returns STRATA_EIO (correct: the name may not survive a crash), but the
- * database is already in place under the target name, which contradicts
- * strata.h ("a failed build leaves nothing behind"), and a retry of the same
- * build then fails with STRATA_EEXIST.
- *
- * This test states the contract as written. It is registered with
- * should_fail (tests/meson.build) while engine/build.c keeps the database in
- * place; when build.c removes it on this failure (or strata.h documents the
- * outcome and this test follows), drop should_fail.
+ * returns STRATA_EIO (the name may not survive a crash) and, as strata.h
+ * promises, leaves nothing behind: the database is taken back out, so a
+ * retry of the same build succeeds. (Found by this test: build.c used to
+ * leave the database in place.)
  */
 #include <criterion/criterion.h>
 #include <limits.h>
