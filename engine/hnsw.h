@@ -49,6 +49,17 @@ static inline const uint32_t *hnsw_links0(const struct hnsw_view *v, uint32_t no
 }
 
 /*
+ * Distances order the heaps, which need a total order. A NaN distance (a
+ * segment's NaN vector that only the full verify would catch, or inner
+ * products of huge finite vectors overflowing to inf - inf) counts as
+ * infinitely far: such a node is never preferred and results stay sorted.
+ */
+static inline float hnsw_dist_ordered(float d)
+{
+	return d == d ? d : __builtin_inff();
+}
+
+/*
  * The adjacency block of `node` on `level` >= 1: [u32 count][u32 nbr[M]],
  * or NULL when the view says the node does not live on that level or the
  * block lies outside the upper links (damaged file).

@@ -95,7 +95,7 @@ static void list_copy(struct hnsw_graph *g, uint32_t node, uint32_t level, uint3
 
 static inline float vdist(const struct hnsw_graph *g, const float *q, uint32_t node)
 {
-	return g->v.dist(q, hnsw_vec(&g->v, node), g->v.dim);
+	return hnsw_dist_ordered(g->v.dist(q, hnsw_vec(&g->v, node), g->v.dim));
 }
 
 /* Algorithm 2 on one layer with beam width ef, starting from ep; result in w->s.top. */
@@ -162,7 +162,8 @@ static uint32_t select_heuristic(const struct hnsw_graph *g, const struct hnsw_h
 		const float *e = hnsw_vec(&g->v, cand[i].node);
 		int good = 1;
 		for (uint32_t j = 0; j < k; j++) {
-			if (g->v.dist(e, hnsw_vec(&g->v, sel[j].node), g->v.dim) < cand[i].dist) {
+			if (hnsw_dist_ordered(g->v.dist(e, hnsw_vec(&g->v, sel[j].node), g->v.dim)) <
+			    cand[i].dist) {
 				good = 0;
 				break;
 			}

@@ -131,7 +131,7 @@ static int descend_layer(const struct hnsw_view *v, const float *q, uint32_t lev
 				return ERR_CORRUPT("graph: node %u links to %u on layer %u, beyond the %llu "
 				                   "upper-layer nodes",
 				                   *cur, c, level, (unsigned long long)v->upper_count);
-			float d = v->dist(q, hnsw_vec(v, c), v->dim);
+			float d = hnsw_dist_ordered(v->dist(q, hnsw_vec(v, c), v->dim));
 			(*evals)++;
 			if (d < *cur_dist) {
 				*cur_dist = d;
@@ -208,7 +208,8 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 			if (tags[x] == epoch)
 				continue;
 			tags[x] = epoch;
-			float d = dist(q, (const float *)(const void *)(nodes + (size_t)x * stride), dim);
+			float d = hnsw_dist_ordered(
+			        dist(q, (const float *)(const void *)(nodes + (size_t)x * stride), dim));
 			(*evals)++;
 			if (top->n < ef || d < bound) {
 				if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){d, x})))
@@ -247,7 +248,7 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
 
 	uint64_t evals = 0;
 	uint32_t cur = v->entry;
-	float cur_dist = v->dist(query, hnsw_vec(v, cur), v->dim);
+	float cur_dist = hnsw_dist_ordered(v->dist(query, hnsw_vec(v, cur), v->dim));
 	evals++;
 	for (uint32_t level = v->max_level; level >= 1; level--) {
 		if ((rc = descend_layer(v, query, level, &cur, &cur_dist, &evals)))
@@ -287,7 +288,7 @@ int hnsw_scan(const struct hnsw_view *v, const float *query, uint32_t k, const u
 			return ERR_CORRUPT("scan: node %u beyond the %u nodes", x, v->count);
 		if (accept && !accept(x, accept_ctx))
 			continue;
-		float d = v->dist(query, hnsw_vec(v, x), v->dim);
+		float d = hnsw_dist_ordered(v->dist(query, hnsw_vec(v, x), v->dim));
 		evals++;
 		struct hnsw_hit h = {d, x};
 		if (top->n < k) {

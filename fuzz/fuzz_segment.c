@@ -17,14 +17,10 @@
  * With -Dfuzz_no_checksums=true (the *_nock executables) the checksums pass,
  * so mutations reach the structure behind them.
  *
- * Known engine issue, FZ_KNOWN_NAN_ORDER (defined by fuzz/meson.build while it
- * is open): a distance that is NaN - a non-finite stored vector behind a valid
- * header, or, with the ip metric, finite components whose products overflow to
- * +inf and -inf - breaks the order of the search's heaps, and hits come back
- * unsorted. While the macro is defined the order is asserted only for queries
- * whose distance to every node is a number; the inputs that show the issue are
- * in tests/fuzz-regress/known/segment/ and replay through regress_segment_strict
- * (built without the macro), a test that must fail until the engine is fixed.
+ * A NaN distance (a non-finite stored vector behind a valid header, or, with
+ * the ip metric, finite products overflowing to +inf and -inf) counts as +inf
+ * in the engine (hnsw_dist_ordered), so hits stay sorted; the inputs that first
+ * showed hits out of order are in tests/fuzz-regress/segment/search-unsorted-*.
  */
 #include "fuzz_helpers.h"
 #include "hnsw.h"
@@ -48,15 +44,6 @@ static bool fz_accept(uint32_t node, void *ctx)
 	return node % f->mod != f->skip;
 }
 
-/* True if the distance from q to some node is NaN (see FZ_KNOWN_NAN_ORDER above). */
-static bool fz_nan_distance(const struct hnsw_view *v, const float *q)
-{
-	for (uint32_t i = 0; i < v->count; i++)
-		if (isnan(v->dist(q, hnsw_vec(v, i), v->dim)))
-			return true;
-	return false;
-}
-
 static void fz_search_one(const struct hnsw_view *v, bool verified, const float *q, uint32_t k,
                           uint32_t ef, const struct fz_filter *filter)
 {
@@ -72,12 +59,6 @@ static void fz_search_one(const struct hnsw_view *v, bool verified, const float 
 		return;
 	}
 	FZ_ASSERT(n <= k, "%u hits for k = %u", n, k);
-#ifdef FZ_KNOWN_NAN_ORDER
-	const bool check_order = !fz_nan_distance(v, q);
-#else
-	const bool check_order = true;
-	(void)fz_nan_distance;
-#endif
 	if (verified && !filter && v->count > 0)
 		FZ_ASSERT(n >= 1, "no hit in a verified graph of %u nodes (the entry point is one)",
 		          v->count);
@@ -87,11 +68,10 @@ static void fz_search_one(const struct hnsw_view *v, bool verified, const float 
 		if (filter)
 			FZ_ASSERT(fz_accept(hits[i].node, (void *)filter), "hit %u (node %u) fails the filter",
 			          i, hits[i].node);
-		float d = v->dist(q, hnsw_vec(v, hits[i].node), v->dim);
+		float d = hnsw_dist_ordered(v->dist(q, hnsw_vec(v, hits[i].node), v->dim));
 		FZ_ASSERT(fz_same_float(d, hits[i].dist), "hit %u (node %u): distance %g, recomputed %g",
 		          i, hits[i].node, (double)hits[i].dist, (double)d);
-		/* NaN-tolerant order: a NaN distance (inf - inf in a hostile file) breaks no rule. */
-		if (i > 0 && check_order)
+		if (i > 0)
 			FZ_ASSERT(!(hits[i].dist < hits[i - 1].dist), "hits %u and %u out of order (%g < %g)",
 			          i - 1, i, (double)hits[i].dist, (double)hits[i - 1].dist);
 		for (uint32_t j = 0; j < i; j++)
