@@ -27,29 +27,6 @@
 #include "manifest.h"
 #include "segment.h"
 
-/* 0 if `dir` does not exist or is an empty directory; STRATA_EEXIST otherwise. */
-static int target_is_free(const char *dir)
-{
-	struct stat st;
-	if (stat(dir, &st) != 0)
-		return errno == ENOENT ? 0 : err_set(err_from_errno(-errno), "%s: %s", dir, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return err_set(STRATA_EEXIST, "%s exists and is not a directory", dir);
-	DIR *d = opendir(dir);
-	if (!d)
-		return err_set(err_from_errno(-errno), "%s: %s", dir, strerror(errno));
-	struct dirent *e;
-	int rc = 0;
-	while ((e = readdir(d))) {
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			rc = err_set(STRATA_EEXIST, "%s exists and is not empty", dir);
-			break;
-		}
-	}
-	closedir(d);
-	return rc;
-}
-
 static int check_vectors(const float *v, size_t n, uint32_t dim)
 {
 	for (size_t r = 0; r < n; r++) {
@@ -183,7 +160,7 @@ int strata_build(const char *dir, const strata_options *opts, const uint64_t *id
 	if (n > SEG_COUNT_MAX)
 		return err_set(STRATA_ELIMIT, "%zu vectors: one build holds at most %llu", n,
 		               (unsigned long long)SEG_COUNT_MAX);
-	if ((rc = target_is_free(dir)) || (rc = check_vectors(vectors, n, o.dim)) ||
+	if ((rc = fio_dir_free_for(dir)) || (rc = check_vectors(vectors, n, o.dim)) ||
 	    (rc = check_ids(ids, n)))
 		return rc;
 

@@ -471,29 +471,6 @@ int bundle_verify(const struct bundle_source *src, uint64_t max_entry_bytes,
 
 /* ---- unpack --------------------------------------------------------------------------------- */
 
-/* 0 if `dir` does not exist or is an empty directory. */
-static int unpack_target_free(const char *dir)
-{
-	struct stat st;
-	if (stat(dir, &st) != 0)
-		return errno == ENOENT ? 0 : err_set(err_from_errno(-errno), "%s: %s", dir, strerror(errno));
-	if (!S_ISDIR(st.st_mode))
-		return err_set(STRATA_EEXIST, "%s exists and is not a directory", dir);
-	DIR *d = opendir(dir);
-	if (!d)
-		return err_set(err_from_errno(-errno), "%s: %s", dir, strerror(errno));
-	struct dirent *e;
-	int rc = 0;
-	while ((e = readdir(d))) {
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			rc = err_set(STRATA_EEXIST, "%s exists and is not empty", dir);
-			break;
-		}
-	}
-	closedir(d);
-	return rc;
-}
-
 /* Remove a temporary directory and the files in it (all written by an unpack). */
 static void remove_tree(const char *path)
 {
@@ -577,7 +554,7 @@ int bundle_unpack(const struct bundle_source *src, const char *dir,
 		rc = err_set(STRATA_EINVAL, "%s: unpack needs a directory name to create", dir);
 		goto out;
 	}
-	if ((rc = unpack_target_free(dir)))
+	if ((rc = fio_dir_free_for(dir)))
 		goto out;
 	st.stale_removed = remove_stale(parent, base);
 

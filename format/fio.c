@@ -16,6 +16,7 @@
  */
 #include "fio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -377,5 +378,27 @@ fail:
 		fio_close(fd);
 	if (!renamed)
 		fio_discard(tmp);
+	return rc;
+}
+
+int fio_dir_free_for(const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) != 0)
+		return errno == ENOENT ? 0 : err_set(err_from_errno(-errno), "%s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return err_set(STRATA_EEXIST, "%s exists and is not a directory", dir);
+	DIR *d = opendir(dir);
+	if (!d)
+		return err_set(err_from_errno(-errno), "%s: %s", dir, strerror(errno));
+	struct dirent *e;
+	int rc = 0;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			rc = err_set(STRATA_EEXIST, "%s exists and is not empty", dir);
+			break;
+		}
+	}
+	closedir(d);
 	return rc;
 }

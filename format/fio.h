@@ -47,6 +47,12 @@ int fio_rmdir(const char *path);
 int fio_mkdtemp(char *tmpl);
 /* Bytes an unprivileged user may still write on the file system holding `path` (statvfs). */
 int fio_free_bytes(const char *path, uint64_t *bytes_out);
+/*
+ * 0 if `dir` does not exist or is an empty directory: a place a new database
+ * may be renamed into (rename(2) replaces an empty directory atomically).
+ * STRATA_EEXIST if it is a file or a non-empty directory, with the detail set.
+ */
+int fio_dir_free_for(const char *dir);
 /* fsync the directory `dir` so that creates, renames and unlinks in it are durable. */
 int fio_fsync_dir(const char *dir);
 /* Map `len` bytes of `fd` read-only (len may be 0: *addr_out = NULL). */

@@ -22,100 +22,14 @@
 #include <unistd.h>
 
 #include "strata.h"
+#include "t_cli.h"
 #include "t_support.h"
 
 #define DIM 16
 #define N_BASE 600
 #define N_QUERY 40
 
-static const char *strata_exe(void)
-{
-	static char path[2048];
-	const char *e = getenv("STRATA_EXE");
-	if (e && *e)
-		return e;
-	char self[1024];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	cr_assert(n > 0, "cannot find the strata program: set STRATA_EXE");
-	self[n] = '\0';
-	snprintf(path, sizeof path, "%s/../tools/strata", dirname(self));
-	return path;
-}
 
-struct run {
-	int status;
-	char out[1 << 17];
-	char err[1 << 14];
-};
-
-static void slurp(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-	buf[n] = '\0';
-	if (f)
-		fclose(f);
-}
-
-/*
- * Run `strata args...` (NULL-terminated) with stdin from `in` (NULL: /dev/null)
- * and stdout to `out_file` (NULL: captured).
- */
-static struct run *run_io(const struct t_dir *d, const char *in, const char *out_file, ...)
-{
-	const char *argv[40];
-	int argc = 0;
-	argv[argc++] = "strata";
-	va_list ap;
-	va_start(ap, out_file);
-	const char *a;
-	while ((a = va_arg(ap, const char *)) && argc < 39)
-		argv[argc++] = a;
-	va_end(ap);
-	argv[argc] = NULL;
-	char out_path[1024], err_path[1024];
-	t_path(d, "stdout.txt", out_path, sizeof out_path);
-	t_path(d, "stderr.txt", err_path, sizeof err_path);
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		int i = open(in ? in : "/dev/null", O_RDONLY);
-		int o = open(out_file ? out_file : out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (i < 0 || o < 0 || e < 0)
-			_exit(126);
-		dup2(i, 0);
-		dup2(o, 1);
-		dup2(e, 2);
-		execv(strata_exe(), (char *const *)argv);
-		_exit(127);
-	}
-	int ws;
-	cr_assert_eq(waitpid(pid, &ws, 0), pid);
-	struct run *r = calloc(1, sizeof *r);
-	r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-	cr_assert_neq(r->status, 127, "could not run %s", strata_exe());
-	if (!out_file)
-		slurp(out_path, r->out, sizeof r->out);
-	slurp(err_path, r->err, sizeof r->err);
-	return r;
-}
-
-#define run(d, ...) run_io((d), NULL, NULL, __VA_ARGS__)
-
-static void write_fvecs(const char *path, const float *v, size_t n, uint32_t dim)
-{
-	size_t rec = 4 + 4 * (size_t)dim;
-	uint8_t *b = malloc(n * rec);
-	for (size_t r = 0; r < n; r++) {
-		int32_t dd = (int32_t)dim;
-		memcpy(b + r * rec, &dd, 4);
-		memcpy(b + r * rec + 4, v + r * dim, 4 * (size_t)dim);
-	}
-	t_write_file(path, b, n * rec);
-	free(b);
-}
 
 /* base.fvecs, queries.fvecs and a database "db" built from the base. */
 static struct t_dir make_db(void)
@@ -124,12 +38,12 @@ static struct t_dir make_db(void)
 	char p[1024], db[1024];
 	float *base = t_random_vectors(N_BASE, DIM, 11);
 	float *q = t_random_vectors(N_QUERY, DIM, 12);
-	write_fvecs(t_path(&d, "base.fvecs", p, sizeof p), base, N_BASE, DIM);
-	write_fvecs(t_path(&d, "queries.fvecs", p, sizeof p), q, N_QUERY, DIM);
+	t_write_fvecs(t_path(&d, "base.fvecs", p, sizeof p), base, N_BASE, DIM);
+	t_write_fvecs(t_path(&d, "queries.fvecs", p, sizeof p), q, N_QUERY, DIM);
 	free(base);
 	free(q);
 	t_path(&d, "base.fvecs", p, sizeof p);
-	struct run *r = run(&d, "build", t_path(&d, "db", db, sizeof db), "--input", p, "--M", "8",
+	struct t_run *r = t_run(&d, "build", t_path(&d, "db", db, sizeof db), "--input", p, "--M", "8",
 	                    "--threads", "1", "--quiet", NULL);
 	cr_assert_eq(r->status, 0, "build: %s", r->err);
 	free(r);
@@ -142,22 +56,6 @@ static size_t count(const char *s, const char *needle)
 	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
 		n++;
 	return n;
-}
-
-static bool json_has(const char *json, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": ", key);
-	return strstr(json, pat) != NULL;
-}
-
-static double json_num(const char *json, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": ", key);
-	const char *p = strstr(json, pat);
-	cr_assert(p, "JSON lacks key '%s': %s", key, json);
-	return strtod(p + strlen(pat), NULL);
 }
 
 static bool no_temporaries(const char *parent, const char *base)
@@ -183,21 +81,21 @@ Test(cli_ship, pack_unpack_round_trip_answers_the_same)
 	t_path(&d, "db.strata", b, sizeof b);
 	t_path(&d, "db2", db2, sizeof db2);
 	t_path(&d, "queries.fvecs", q, sizeof q);
-	struct run *r = run(&d, "pack", db, b, "--level", "5", "--threads", "2", NULL);
+	struct t_run *r = t_run(&d, "pack", db, b, "--level", "5", "--threads", "2", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->err, "packed") && strstr(r->err, "2 files"), "%s", r->err);
 	cr_assert_eq(r->out[0], '\0', "pack printed on stdout: %s", r->out);
 	free(r);
-	r = run(&d, "unpack", b, db2, NULL);
+	r = t_run(&d, "unpack", b, db2, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->err, "every checksum and segment verified"), "%s", r->err);
 	free(r);
-	r = run(&d, "verify", db2, NULL);
+	r = t_run(&d, "verify", db2, NULL);
 	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
 	free(r);
-	r = run(&d, "query", db, "--input", q, "--ef", "40", NULL);
+	r = t_run(&d, "query", db, "--input", q, "--ef", "40", NULL);
 	cr_assert_eq(r->status, 0);
-	struct run *r2 = run(&d, "query", db2, "--input", q, "--ef", "40", NULL);
+	struct t_run *r2 = t_run(&d, "query", db2, "--input", q, "--ef", "40", NULL);
 	cr_assert_eq(r2->status, 0);
 	cr_assert_str_eq(r2->out, r->out, "the unpacked database answers differently");
 	cr_assert_eq(count(r2->out, "\n"), N_QUERY);
@@ -214,12 +112,12 @@ Test(cli_ship, pack_to_stdout_and_unpack_from_stdin)
 	t_path(&d, "file.strata", b, sizeof b);
 	t_path(&d, "piped.strata", piped, sizeof piped);
 	t_path(&d, "db3", db3, sizeof db3);
-	struct run *r = run(&d, "pack", db, b, "--json", "--quiet", NULL);
+	struct t_run *r = t_run(&d, "pack", db, b, "--json", "--quiet", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert(json_num(r->out, "raw_bytes") > json_num(r->out, "bundle_bytes") * 0.5);
-	cr_assert(json_has(r->out, "mb_per_s") && json_has(r->out, "ratio"), "%s", r->out);
+	cr_assert(t_json_num(r->out, "raw_bytes") > t_json_num(r->out, "bundle_bytes") * 0.5);
+	cr_assert(t_json_has(r->out, "mb_per_s") && t_json_has(r->out, "ratio"), "%s", r->out);
 	free(r);
-	r = run_io(&d, NULL, piped, "pack", db, "-", NULL);
+	r = t_run_io(&d, NULL, piped, "pack", db, "-", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	free(r);
 	struct t_blob x = t_read_file(b), y = t_read_file(piped);
@@ -227,17 +125,17 @@ Test(cli_ship, pack_to_stdout_and_unpack_from_stdin)
 	cr_assert_eq(memcmp(x.data, y.data, x.len), 0, "stdout and a file got different bundles");
 	free(x.data);
 	free(y.data);
-	r = run_io(&d, piped, NULL, "unpack", "-", db3, "--json", NULL);
+	r = t_run_io(&d, piped, NULL, "unpack", "-", db3, "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert_eq(json_num(r->out, "vectors"), N_BASE, "%s", r->out);
-	cr_assert_eq(json_num(r->out, "files"), 2);
+	cr_assert_eq(t_json_num(r->out, "vectors"), N_BASE, "%s", r->out);
+	cr_assert_eq(t_json_num(r->out, "files"), 2);
 	free(r);
 	/* --json needs a file: stdout carries the bundle. */
-	r = run(&d, "pack", db, "-", "--json", NULL);
+	r = t_run(&d, "pack", db, "-", "--json", NULL);
 	cr_assert_eq(r->status, 2);
 	free(r);
 	t_path(&d, "x.strata", json_db, sizeof json_db);
-	r = run(&d, "pack", t_path(&d, "nope", db3, sizeof db3), json_db, NULL);
+	r = t_run(&d, "pack", t_path(&d, "nope", db3, sizeof db3), json_db, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(access(json_db, F_OK) != 0, "a failed pack left its output");
 	free(r);
@@ -250,28 +148,28 @@ Test(cli_ship, verify_and_inspect_read_a_bundle_without_unpacking)
 	char db[1024], b[1024], bad[1024], out[1024];
 	t_path(&d, "db", db, sizeof db);
 	t_path(&d, "db.strata", b, sizeof b);
-	struct run *r = run(&d, "pack", db, b, "--quiet", NULL);
+	struct t_run *r = t_run(&d, "pack", db, b, "--quiet", NULL);
 	cr_assert_eq(r->status, 0);
 	free(r);
-	r = run(&d, "verify", b, NULL);
+	r = t_run(&d, "verify", b, NULL);
 	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
 	cr_assert(strstr(r->out, "OK:") && strstr(r->out, "bundle"), "%s", r->out);
 	free(r);
-	r = run(&d, "verify", b, "--json", NULL);
+	r = t_run(&d, "verify", b, "--json", NULL);
 	cr_assert(strstr(r->out, "\"ok\": true"), "%s", r->out);
-	cr_assert_eq(json_num(r->out, "vectors"), N_BASE);
+	cr_assert_eq(t_json_num(r->out, "vectors"), N_BASE);
 	free(r);
-	r = run(&d, "inspect", b, NULL);
+	r = t_run(&d, "inspect", b, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->out, "bundle") && strstr(r->out, "seg-0000000000000001.seg") &&
 	          strstr(r->out, "MANIFEST") && strstr(r->out, "dim 16"), "%s", r->out);
 	free(r);
-	r = run(&d, "inspect", b, "--json", NULL);
+	r = t_run(&d, "inspect", b, "--json", NULL);
 	cr_assert_eq(r->status, 0);
 	cr_assert(strstr(r->out, "\"kind\": \"bundle\""), "%s", r->out);
-	cr_assert_eq(json_num(r->out, "files"), 2);
-	cr_assert_eq(json_num(r->out, "vectors"), N_BASE);
-	cr_assert(json_has(r->out, "entries") && json_has(r->out, "compressed_bytes"), "%s", r->out);
+	cr_assert_eq(t_json_num(r->out, "files"), 2);
+	cr_assert_eq(t_json_num(r->out, "vectors"), N_BASE);
+	cr_assert(t_json_has(r->out, "entries") && t_json_has(r->out, "compressed_bytes"), "%s", r->out);
 	free(r);
 
 	/* One byte flipped in the segment's frame: verify and unpack refuse, nothing is written. */
@@ -279,11 +177,11 @@ Test(cli_ship, verify_and_inspect_read_a_bundle_without_unpacking)
 	x.data[x.len / 2] ^= 0x01;
 	t_write_file(t_path(&d, "bad.strata", bad, sizeof bad), x.data, x.len);
 	free(x.data);
-	r = run(&d, "verify", bad, NULL);
+	r = t_run(&d, "verify", bad, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->out, "DAMAGED") && strstr(r->out, "checksum"), "%s", r->out);
 	free(r);
-	r = run(&d, "unpack", bad, t_path(&d, "out", out, sizeof out), NULL);
+	r = t_run(&d, "unpack", bad, t_path(&d, "out", out, sizeof out), NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "seg-0000000000000001.seg") && strstr(r->err, "nothing was written"),
 	          "%s", r->err);
@@ -301,7 +199,7 @@ Test(cli_ship, a_killed_unpack_leaves_no_directory)
 	t_path(&d, "db.strata", b, sizeof b);
 	t_path(&d, "out", out, sizeof out);
 	t_path(&d, "unpack-err.txt", err_path, sizeof err_path);
-	struct run *r = run(&d, "pack", db, b, "--quiet", "--level", "1", NULL);
+	struct t_run *r = t_run(&d, "pack", db, b, "--quiet", "--level", "1", NULL);
 	cr_assert_eq(r->status, 0);
 	free(r);
 	struct t_blob x = t_read_file(b);
@@ -317,7 +215,7 @@ Test(cli_ship, a_killed_unpack_leaves_no_directory)
 		dup2(p[0], 0);
 		int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(e, 2);
-		execl(strata_exe(), "strata", "unpack", "-", out, (char *)NULL);
+		execl(t_strata_exe(), "strata", "unpack", "-", out, (char *)NULL);
 		_exit(127);
 	}
 	close(p[0]);
@@ -337,7 +235,7 @@ Test(cli_ship, a_killed_unpack_leaves_no_directory)
 	cr_assert(access(out, F_OK) != 0, "a killed unpack left %s", out);
 
 	/* The next unpack to the same place removes the abandoned temporary and succeeds. */
-	r = run(&d, "unpack", b, out, NULL);
+	r = t_run(&d, "unpack", b, out, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->err, "removed 1 temporary directory"), "%s", r->err);
 	cr_assert(no_temporaries(d.path, "out"));
@@ -353,7 +251,7 @@ Test(cli_ship, a_killed_unpack_leaves_no_directory)
 		dup2(p[0], 0);
 		int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(e, 2);
-		execl(strata_exe(), "strata", "unpack", "-", out2, (char *)NULL);
+		execl(t_strata_exe(), "strata", "unpack", "-", out2, (char *)NULL);
 		_exit(127);
 	}
 	close(p[0]);
@@ -372,7 +270,7 @@ Test(cli_ship, a_killed_unpack_leaves_no_directory)
 	cr_assert(access(out2, F_OK) != 0);
 	cr_assert(no_temporaries(d.path, "out2"), "SIGTERM left the temporary directory");
 	char err[4096];
-	slurp(err_path, err, sizeof err);
+	t_slurp(err_path, err, sizeof err);
 	cr_assert(strstr(err, "interrupted by signal"), "%s", err);
 	free(x.data);
 	t_dir_free(&d);
@@ -507,7 +405,7 @@ Test(cli_ship, tune_prints_the_table_json_csv_and_a_chart)
 	t_path(&d, "queries.fvecs", q, sizeof q);
 	t_path(&d, "chart.svg", svg, sizeof svg);
 	t_path(&d, "points.csv", csv, sizeof csv);
-	struct run *r = run(&d, "tune", db, "--queries", q, "--ef", "10,20,40,80", "--repeat", "1",
+	struct t_run *r = t_run(&d, "tune", db, "--queries", q, "--ef", "10,20,40,80", "--repeat", "1",
 	                    "--svg", svg, "--csv", csv, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->out, "recall@10") && strstr(r->out, "p99 us") && strstr(r->out, "QPS"),
@@ -537,7 +435,7 @@ Test(cli_ship, tune_prints_the_table_json_csv_and_a_chart)
 	free(xml);
 	free(s.data);
 
-	r = run(&d, "tune", db, "--queries", q, "--ef", "10,40", "--repeat", "1", "--json",
+	r = t_run(&d, "tune", db, "--queries", q, "--ef", "10,40", "--repeat", "1", "--json",
 	        "--target-recall", "0.5", "--clock", "cpu", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert_eq(count(r->out, "\n"), 1, "one JSON line: %s", r->out);
@@ -546,9 +444,9 @@ Test(cli_ship, tune_prints_the_table_json_csv_and_a_chart)
 	                                   "latency_us_mean", "latency_us_p50", "latency_us_p99",
 	                                   "qps", "best_ef", "best_qps"};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-		cr_assert(json_has(r->out, keys[i]), "no key %s: %s", keys[i], r->out);
-	cr_assert_eq(json_num(r->out, "best_ef"), 10, "%s", r->out);
-	cr_assert_eq(json_num(r->out, "vectors"), N_BASE);
+		cr_assert(t_json_has(r->out, keys[i]), "no key %s: %s", keys[i], r->out);
+	cr_assert_eq(t_json_num(r->out, "best_ef"), 10, "%s", r->out);
+	cr_assert_eq(t_json_num(r->out, "vectors"), N_BASE);
 	free(r);
 	t_dir_free(&d);
 }
@@ -559,18 +457,18 @@ Test(cli_ship, tune_caches_the_exact_truth_beside_the_queries)
 	char db[1024], q[1024];
 	t_path(&d, "db", db, sizeof db);
 	t_path(&d, "queries.fvecs", q, sizeof q);
-	struct run *r = run(&d, "tune", db, "--queries", q, "--ef", "20", "--repeat", "1",
+	struct t_run *r = t_run(&d, "tune", db, "--queries", q, "--ef", "20", "--repeat", "1",
 	                    "--cache-truth", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->err, "cached as") && strstr(r->err, "queries.truth-k10-"), "%s", r->err);
 	free(r);
-	r = run(&d, "tune", db, "--queries", q, "--ef", "20", "--repeat", "1", "--cache-truth", NULL);
+	r = t_run(&d, "tune", db, "--queries", q, "--ef", "20", "--repeat", "1", "--cache-truth", NULL);
 	cr_assert_eq(r->status, 0);
 	cr_assert(strstr(r->err, "truth: cached"), "the second run recomputed: %s", r->err);
 	free(r);
 	/* A truth file is the same truth: recall is the same figure. */
-	r = run(&d, "tune", db, "--queries", q, "--ef", "20", "--repeat", "1", "--json", NULL);
-	double exact = json_num(r->out, "recall");
+	r = t_run(&d, "tune", db, "--queries", q, "--ef", "20", "--repeat", "1", "--json", NULL);
+	double exact = t_json_num(r->out, "recall");
 	free(r);
 	DIR *dh = opendir(d.path);
 	struct dirent *e;
@@ -580,10 +478,10 @@ Test(cli_ship, tune_caches_the_exact_truth_beside_the_queries)
 			t_path(&d, e->d_name, cache, sizeof cache);
 	closedir(dh);
 	cr_assert(cache[0]);
-	r = run(&d, "tune", db, "--queries", q, "--ef", "20", "--repeat", "1", "--json", "--truth",
+	r = t_run(&d, "tune", db, "--queries", q, "--ef", "20", "--repeat", "1", "--json", "--truth",
 	        cache, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert_eq(json_num(r->out, "recall"), exact);
+	cr_assert_eq(t_json_num(r->out, "recall"), exact);
 	free(r);
 	t_dir_free(&d);
 }
@@ -595,14 +493,14 @@ Test(cli_ship, tune_grid_builds_each_combination, .timeout = 240)
 	t_path(&d, "base.fvecs", base, sizeof base);
 	t_path(&d, "queries.fvecs", q, sizeof q);
 	t_path(&d, "grid.svg", svg, sizeof svg);
-	struct run *r = run(&d, "tune", "--grid", "M=4,8", "ef_construction=40", "--input", base,
+	struct t_run *r = t_run(&d, "tune", "--grid", "M=4,8", "ef_construction=40", "--input", base,
 	                    "--queries", q, "--sample", "400", "--ef", "10,20,40", "--repeat", "1",
 	                    "--svg", svg, "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert(json_has(r->out, "combinations") && json_has(r->out, "build_seconds") &&
-	          json_has(r->out, "index_bytes") && json_has(r->out, "best_ef"), "%s", r->out);
+	cr_assert(t_json_has(r->out, "combinations") && t_json_has(r->out, "build_seconds") &&
+	          t_json_has(r->out, "index_bytes") && t_json_has(r->out, "best_ef"), "%s", r->out);
 	cr_assert_eq(count(r->out, "\"ef_construction\": 40"), 2, "%s", r->out);
-	cr_assert_eq(json_num(r->out, "vectors"), 400);
+	cr_assert_eq(t_json_num(r->out, "vectors"), 400);
 	free(r);
 	struct t_blob s = t_read_file(svg);
 	char *xml = calloc(1, s.len + 1);
@@ -614,7 +512,7 @@ Test(cli_ship, tune_grid_builds_each_combination, .timeout = 240)
 	free(xml);
 	free(s.data);
 
-	r = run(&d, "tune", "--grid", "M=4", "--input", base, "--queries", q, "--sample", "300",
+	r = t_run(&d, "tune", "--grid", "M=4", "--input", base, "--queries", q, "--sample", "300",
 	        "--ef", "20", "--repeat", "1", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->out, "summary") && strstr(r->out, "ef_construction"), "%s", r->out);
@@ -642,7 +540,7 @@ Test(cli_ship, usage_errors_exit_two)
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *const *c = cases[i];
-		struct run *r = run(&d, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
+		struct t_run *r = t_run(&d, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
 		cr_assert_eq(r->status, 2, "case %zu (%s %s): %d %s", i, c[0], c[1] ? c[1] : "", r->status,
 		             r->err);
 		cr_assert(strstr(r->err, "--help"), "%s", r->err);
@@ -650,7 +548,7 @@ Test(cli_ship, usage_errors_exit_two)
 	}
 	static const char *const cmds[] = {"pack", "unpack", "tune", "dump"};
 	for (size_t i = 0; i < 4; i++) {
-		struct run *r = run(&d, cmds[i], "--help", NULL);
+		struct t_run *r = t_run(&d, cmds[i], "--help", NULL);
 		cr_assert_eq(r->status, 0);
 		cr_assert(strstr(r->out, "usage: strata"), "%s", r->out);
 		free(r);
@@ -668,40 +566,40 @@ Test(cli_ship, dump_shows_sound_files_and_says_where_damage_stops_it)
 	snprintf(seg, sizeof seg, "%s/seg-0000000000000001.seg", db);
 	snprintf(mf, sizeof mf, "%s/MANIFEST", db);
 	t_path(&d, "db.strata", b, sizeof b);
-	struct run *r = run(&d, "pack", db, b, "--quiet", NULL);
+	struct t_run *r = t_run(&d, "pack", db, b, "--quiet", NULL);
 	free(r);
 
 	const char *sound[] = {seg, mf, b};
 	for (size_t i = 0; i < 3; i++) {
-		r = run(&d, "dump", sound[i], NULL);
+		r = t_run(&d, "dump", sound[i], NULL);
 		cr_assert_eq(r->status, 0, "%s: %s%s", sound[i], r->out, r->err);
 		cr_assert(!strstr(r->out, "BAD") && strstr(r->out, "header_xxh3") && strstr(r->out, "ok"),
 		          "%s", r->out);
 		free(r);
 	}
-	r = run(&d, "dump", seg, "--node", "0", NULL);
+	r = t_run(&d, "dump", seg, "--node", "0", NULL);
 	cr_assert_eq(r->status, 0);
 	cr_assert(strstr(r->out, "node 0") && strstr(r->out, "vector") && strstr(r->out, "layer 0"),
 	          "%s", r->out);
 	free(r);
-	r = run(&d, "dump", seg, "--ids", "--limit", "3", NULL);
+	r = t_run(&d, "dump", seg, "--ids", "--limit", "3", NULL);
 	cr_assert_eq(r->status, 0);
 	/* Nodes are numbered upper layers first (FORMAT.md 3.4): node i's id is the caller's. */
 	cr_assert(strstr(r->out, "node 0: id ") && strstr(r->out, "node 2: id "), "%s", r->out);
 	cr_assert(!strstr(r->out, "node 3: id "), "--limit 3: %s", r->out);
 	free(r);
-	r = run(&d, "dump", seg, "--level", "0", "--limit", "5", NULL);
+	r = t_run(&d, "dump", seg, "--level", "0", "--limit", "5", NULL);
 	cr_assert_eq(r->status, 0);
 	cr_assert_eq(count(r->out, "  node "), 5, "%s", r->out);
 	free(r);
-	r = run(&d, "dump", b, "--level", "0", NULL);
+	r = t_run(&d, "dump", b, "--level", "0", NULL);
 	cr_assert_eq(r->status, 2, "--level on a bundle is a usage error");
 	free(r);
 
 	/* A truncated segment: the table is gone, but the header and the first nodes still show. */
 	struct t_blob s = t_read_file(seg);
 	t_write_file(t_path(&d, "cut.seg", cut, sizeof cut), s.data, s.len / 2);
-	r = run(&d, "dump", cut, NULL);
+	r = t_run(&d, "dump", cut, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->out, "stops at offset") && strstr(r->out, "assuming the v1 writer"),
 	          "%s", r->out);
@@ -715,7 +613,7 @@ Test(cli_ship, dump_shows_sound_files_and_says_where_damage_stops_it)
 	m.data[100] ^= 0x01;
 	t_write_file(t_path(&d, "MANIFEST.bad", badmf, sizeof badmf), m.data, m.len);
 	free(m.data);
-	r = run(&d, "dump", badmf, NULL);
+	r = t_run(&d, "dump", badmf, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->out, "body_xxh3") && strstr(r->out, "BAD"), "%s", r->out);
 	cr_assert(strstr(r->out, "seq "), "the entry still shows: %s", r->out);
@@ -725,7 +623,7 @@ Test(cli_ship, dump_shows_sound_files_and_says_where_damage_stops_it)
 	struct t_blob bb = t_read_file(b);
 	t_write_file(t_path(&d, "cut.strata", cutb, sizeof cutb), bb.data, bb.len - 100);
 	free(bb.data);
-	r = run(&d, "dump", cutb, NULL);
+	r = t_run(&d, "dump", cutb, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->out, "entry 0 @64") && strstr(r->out, "MANIFEST"), "%s", r->out);
 	cr_assert(strstr(r->out, "not a footer"), "%s", r->out);

@@ -18,80 +18,13 @@
 
 #include "segment.h"
 #include "strata.h"
+#include "t_cli.h"
 #include "t_support.h"
 
 #define DIM 16
 #define N_BASE 500
 #define N_QUERY 50
 
-static const char *strata_exe(void)
-{
-	static char path[2048];
-	const char *e = getenv("STRATA_EXE");
-	if (e && *e)
-		return e;
-	char self[1024];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	cr_assert(n > 0, "cannot find the strata program: set STRATA_EXE");
-	self[n] = '\0';
-	snprintf(path, sizeof path, "%s/../tools/strata", dirname(self));
-	return path;
-}
-
-struct run {
-	int status;
-	char out[1 << 16];
-	char err[1 << 14];
-};
-
-static void slurp(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n = f ? fread(buf, 1, len - 1, f) : 0;
-	buf[n] = '\0';
-	if (f)
-		fclose(f);
-}
-
-/* Run `strata args...` (NULL-terminated); stdout and stderr are captured. */
-static struct run *run(const struct t_dir *d, ...)
-{
-	const char *argv[32];
-	int argc = 0;
-	argv[argc++] = "strata";
-	va_list ap;
-	va_start(ap, d);
-	const char *a;
-	while ((a = va_arg(ap, const char *)) && argc < 31)
-		argv[argc++] = a;
-	va_end(ap);
-	argv[argc] = NULL;
-
-	char out_path[1024], err_path[1024];
-	t_path(d, "stdout.txt", out_path, sizeof out_path);
-	t_path(d, "stderr.txt", err_path, sizeof err_path);
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (o < 0 || e < 0)
-			_exit(126);
-		dup2(o, 1);
-		dup2(e, 2);
-		execv(strata_exe(), (char *const *)argv);
-		_exit(127);
-	}
-	int ws;
-	cr_assert_eq(waitpid(pid, &ws, 0), pid);
-	struct run *r = calloc(1, sizeof *r);
-	r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-	cr_assert_neq(r->status, 127, "could not run %s", strata_exe());
-	slurp(out_path, r->out, sizeof r->out);
-	slurp(err_path, r->err, sizeof r->err);
-	return r;
-}
 
 static size_t count_lines(const char *s)
 {
@@ -101,36 +34,6 @@ static size_t count_lines(const char *s)
 	return n;
 }
 
-/* The number after "key": in a one-line JSON object (the key must be there). */
-static double json_num(const char *json, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": ", key);
-	const char *p = strstr(json, pat);
-	cr_assert(p, "JSON lacks key '%s': %s", key, json);
-	return strtod(p + strlen(pat), NULL);
-}
-
-static bool json_has(const char *json, const char *key)
-{
-	char pat[64];
-	snprintf(pat, sizeof pat, "\"%s\": ", key);
-	return strstr(json, pat) != NULL;
-}
-
-static void write_fvecs(const char *path, const float *v, size_t n, uint32_t dim)
-{
-	size_t rec = 4 + 4 * (size_t)dim;
-	uint8_t *b = malloc(n * rec);
-	for (size_t r = 0; r < n; r++) {
-		int32_t d = (int32_t)dim;
-		memcpy(b + r * rec, &d, 4);
-		memcpy(b + r * rec + 4, v + r * dim, 4 * (size_t)dim);
-	}
-	t_write_file(path, b, n * rec);
-	free(b);
-}
-
 /* A temp dir holding base.fvecs (N_BASE x DIM) and queries.fvecs (N_QUERY x DIM). */
 static struct t_dir make_inputs(void)
 {
@@ -138,8 +41,8 @@ static struct t_dir make_inputs(void)
 	char p[1024];
 	float *base = t_random_vectors(N_BASE, DIM, 1);
 	float *q = t_random_vectors(N_QUERY, DIM, 2);
-	write_fvecs(t_path(&d, "base.fvecs", p, sizeof p), base, N_BASE, DIM);
-	write_fvecs(t_path(&d, "queries.fvecs", p, sizeof p), q, N_QUERY, DIM);
+	t_write_fvecs(t_path(&d, "base.fvecs", p, sizeof p), base, N_BASE, DIM);
+	t_write_fvecs(t_path(&d, "queries.fvecs", p, sizeof p), q, N_QUERY, DIM);
 	free(base);
 	free(q);
 	return d;
@@ -152,7 +55,7 @@ static struct t_dir make_db(void)
 	char db[1024], in[1024];
 	t_path(&d, "db", db, sizeof db);
 	t_path(&d, "base.fvecs", in, sizeof in);
-	struct run *r = run(&d, "build", db, "--input", in, "--threads", "2", "--quiet", NULL);
+	struct t_run *r = t_run(&d, "build", db, "--input", in, "--threads", "2", "--quiet", NULL);
 	cr_assert_eq(r->status, 0, "build: %s%s", r->out, r->err);
 	cr_assert(strstr(r->out, "built"), "%s", r->out);
 	cr_assert_eq(r->err[0], '\0', "--quiet printed: %s", r->err);
@@ -167,16 +70,16 @@ Test(cli, help_and_version_exit_zero)
 	struct t_dir d = t_dir_new();
 	static const char *const cmds[] = {"build", "query", "inspect", "verify"};
 	for (size_t i = 0; i < 4; i++) {
-		struct run *r = run(&d, cmds[i], "--help", NULL);
+		struct t_run *r = t_run(&d, cmds[i], "--help", NULL);
 		cr_assert_eq(r->status, 0, "%s --help", cmds[i]);
 		cr_assert(strstr(r->out, "usage: strata"), "%s", r->out);
 		free(r);
 	}
-	struct run *r = run(&d, "--help", NULL);
+	struct t_run *r = t_run(&d, "--help", NULL);
 	cr_assert_eq(r->status, 0);
 	cr_assert(strstr(r->out, "verify"));
 	free(r);
-	r = run(&d, "--version", NULL);
+	r = t_run(&d, "--version", NULL);
 	cr_assert_eq(r->status, 0);
 	cr_assert(strstr(r->out, strata_version()), "%s", r->out);
 	free(r);
@@ -184,7 +87,7 @@ Test(cli, help_and_version_exit_zero)
 }
 
 /* A usage error is one problem line naming the command, then the hint, and status 2. */
-static void expect_usage(const struct t_dir *d, struct run *r, const char *cmd, const char *needle)
+static void expect_usage(const struct t_dir *d, struct t_run *r, const char *cmd, const char *needle)
 {
 	char prefix[64];
 	snprintf(prefix, sizeof prefix, "strata %s: ", cmd);
@@ -201,27 +104,27 @@ static void expect_usage(const struct t_dir *d, struct run *r, const char *cmd, 
 Test(cli, bad_arguments_exit_two_with_one_line)
 {
 	struct t_dir d = t_dir_new();
-	expect_usage(&d, run(&d, "query", "db", "--input", "q.fvecs", "--bogus", NULL), "query",
+	expect_usage(&d, t_run(&d, "query", "db", "--input", "q.fvecs", "--bogus", NULL), "query",
 	             "unknown option '--bogus'");
-	expect_usage(&d, run(&d, "query", "db", "--input", "q.fvecs", "--k", "ten", NULL), "query",
+	expect_usage(&d, t_run(&d, "query", "db", "--input", "q.fvecs", "--k", "ten", NULL), "query",
 	             "--k");
-	expect_usage(&d, run(&d, "query", "db", "--input", "q.fvecs", "--k", NULL), "query",
+	expect_usage(&d, t_run(&d, "query", "db", "--input", "q.fvecs", "--k", NULL), "query",
 	             "needs a value");
-	expect_usage(&d, run(&d, "query", "db", "--input", "q.fvecs", "--k", "0", NULL), "query",
+	expect_usage(&d, t_run(&d, "query", "db", "--input", "q.fvecs", "--k", "0", NULL), "query",
 	             "--k must be in");
-	expect_usage(&d, run(&d, "query", "db", NULL), "query", "--input");
-	expect_usage(&d, run(&d, "build", "db", "--input", "x.fvecs", "--metric", "hamming", NULL),
+	expect_usage(&d, t_run(&d, "query", "db", NULL), "query", "--input");
+	expect_usage(&d, t_run(&d, "build", "db", "--input", "x.fvecs", "--metric", "hamming", NULL),
 	             "build", "unknown metric 'hamming'");
-	expect_usage(&d, run(&d, "build", "db", "--input", "x.fvecs", "--M", "-3", NULL), "build",
+	expect_usage(&d, t_run(&d, "build", "db", "--input", "x.fvecs", "--M", "-3", NULL), "build",
 	             "--M");
-	expect_usage(&d, run(&d, "build", "--input", "x.fvecs", NULL), "build", "DIR");
-	expect_usage(&d, run(&d, "verify", "a", "b", NULL), "verify", "unexpected argument 'b'");
-	expect_usage(&d, run(&d, "inspect", "--json=yes", "db", NULL), "inspect", "takes no value");
-	struct run *r = run(&d, "frobnicate", NULL);
+	expect_usage(&d, t_run(&d, "build", "--input", "x.fvecs", NULL), "build", "DIR");
+	expect_usage(&d, t_run(&d, "verify", "a", "b", NULL), "verify", "unexpected argument 'b'");
+	expect_usage(&d, t_run(&d, "inspect", "--json=yes", "db", NULL), "inspect", "takes no value");
+	struct t_run *r = t_run(&d, "frobnicate", NULL);
 	cr_assert_eq(r->status, 2);
 	cr_assert(strstr(r->err, "unknown command 'frobnicate'"), "%s", r->err);
 	free(r);
-	r = run(&d, NULL);
+	r = t_run(&d, NULL);
 	cr_assert_eq(r->status, 2);
 	free(r);
 	t_dir_free(&d);
@@ -235,33 +138,33 @@ Test(cli, build_then_query_exact_json_reports_recall)
 	char db[1024], q[1024];
 	t_path(&d, "db", db, sizeof db);
 	t_path(&d, "queries.fvecs", q, sizeof q);
-	struct run *r = run(&d, "query", db, "--input", q, "--truth", "exact", "--ef", "64",
+	struct t_run *r = t_run(&d, "query", db, "--input", q, "--truth", "exact", "--ef", "64",
 	                    "--threads", "2", "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert_eq(count_lines(r->out), 1, "one JSON object on one line: %s", r->out);
 	cr_assert_eq(r->out[0], '{');
-	cr_assert_eq(json_num(r->out, "k"), 10);
-	cr_assert_eq(json_num(r->out, "ef"), 64);
-	cr_assert_eq(json_num(r->out, "queries"), N_QUERY);
-	double recall = json_num(r->out, "recall");
+	cr_assert_eq(t_json_num(r->out, "k"), 10);
+	cr_assert_eq(t_json_num(r->out, "ef"), 64);
+	cr_assert_eq(t_json_num(r->out, "queries"), N_QUERY);
+	double recall = t_json_num(r->out, "recall");
 	cr_assert(recall > 0.9 && recall <= 1.0, "recall %f: %s", recall, r->out);
-	cr_assert(json_num(r->out, "qps") > 0);
-	double mean = json_num(r->out, "latency_us_mean"), p99 = json_num(r->out, "latency_us_p99");
+	cr_assert(t_json_num(r->out, "qps") > 0);
+	double mean = t_json_num(r->out, "latency_us_mean"), p99 = t_json_num(r->out, "latency_us_p99");
 	cr_assert(mean > 0 && p99 >= mean * 0.5, "mean %f p99 %f", mean, p99);
 	free(r);
 
 	/* --batch reports the same keys. */
-	r = run(&d, "query", db, "--input", q, "--truth", "exact", "--batch", "--json", NULL);
+	r = t_run(&d, "query", db, "--input", q, "--truth", "exact", "--batch", "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert(json_num(r->out, "recall") > 0.8);
-	cr_assert(json_has(r->out, "latency_us_p99"));
+	cr_assert(t_json_num(r->out, "recall") > 0.8);
+	cr_assert(t_json_has(r->out, "latency_us_p99"));
 	free(r);
 
 	/* Without a truth: no recall key in JSON. */
-	r = run(&d, "query", db, "--input", q, "--json", "--limit", "2", NULL);
+	r = t_run(&d, "query", db, "--input", q, "--json", "--limit", "2", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert(!json_has(r->out, "recall"), "%s", r->out);
-	cr_assert_eq(json_num(r->out, "queries"), 2);
+	cr_assert(!t_json_has(r->out, "recall"), "%s", r->out);
+	cr_assert_eq(t_json_num(r->out, "queries"), 2);
 	free(r);
 	t_dir_free(&d);
 }
@@ -272,7 +175,7 @@ Test(cli, query_prints_one_line_per_query)
 	char db[1024], q[1024];
 	t_path(&d, "db", db, sizeof db);
 	t_path(&d, "queries.fvecs", q, sizeof q);
-	struct run *r = run(&d, "query", db, "--input", q, "--k", "5", "--limit", "3", NULL);
+	struct t_run *r = t_run(&d, "query", db, "--input", q, "--k", "5", "--limit", "3", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert_eq(count_lines(r->out), 3, "%s", r->out);
 	char *save, *line = strtok_r(r->out, "\n", &save);
@@ -301,7 +204,7 @@ Test(cli, query_filter_ids_returns_only_listed_ids)
 		fprintf(fp, "%d\n", N_BASE - id);
 	fprintf(fp, "%d\n", N_BASE - 3);
 	fclose(fp);
-	struct run *r = run(&d, "query", db, "--input", q, "--k", "5", "--filter-ids", f, NULL);
+	struct t_run *r = t_run(&d, "query", db, "--input", q, "--k", "5", "--filter-ids", f, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	char *save, *line = strtok_r(r->out, "\n", &save);
 	for (; line; line = strtok_r(NULL, "\n", &save)) {
@@ -311,18 +214,18 @@ Test(cli, query_filter_ids_returns_only_listed_ids)
 		}
 	}
 	free(r);
-	r = run(&d, "query", db, "--input", q, "--filter-ids", f, "--truth", "exact", "--json", NULL);
+	r = t_run(&d, "query", db, "--input", q, "--filter-ids", f, "--truth", "exact", "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert_geq(json_num(r->out, "recall"), 0.95, "%s", r->out);
+	cr_assert_geq(t_json_num(r->out, "recall"), 0.95, "%s", r->out);
 	free(r);
 	/* An empty list passes nothing: every slot is empty. */
 	t_write_file(t_path(&d, "empty.txt", e, sizeof e), "", 0);
-	r = run(&d, "query", db, "--input", q, "--k", "3", "--limit", "2", "--filter-ids", e, NULL);
+	r = t_run(&d, "query", db, "--input", q, "--k", "3", "--limit", "2", "--filter-ids", e, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert_str_eq(r->out, "q0:\nq1:\n", "empty slots are not printed: %s", r->out);
 	free(r);
 	t_write_file(e, "12\nnope\n", 9);
-	r = run(&d, "query", db, "--input", q, "--filter-ids", e, NULL);
+	r = t_run(&d, "query", db, "--input", q, "--filter-ids", e, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "line 2"), "%s", r->err);
 	free(r);
@@ -335,9 +238,9 @@ Test(cli, query_refuses_queries_of_another_dim)
 	char db[1024], q[1024];
 	t_path(&d, "db", db, sizeof db);
 	float *v = t_random_vectors(3, DIM + 1, 3);
-	write_fvecs(t_path(&d, "q17.fvecs", q, sizeof q), v, 3, DIM + 1);
+	t_write_fvecs(t_path(&d, "q17.fvecs", q, sizeof q), v, 3, DIM + 1);
 	free(v);
-	struct run *r = run(&d, "query", db, "--input", q, NULL);
+	struct t_run *r = t_run(&d, "query", db, "--input", q, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "dim 17") && strstr(r->err, "dim 16"), "%s", r->err);
 	free(r);
@@ -356,11 +259,11 @@ Test(cli, ids_file_gives_the_returned_ids)
 		len += (size_t)sprintf(text + len, "%zu\n", 1000000 + i * 3);
 	t_write_file(t_path(&d, "ids.txt", ids, sizeof ids), text, len);
 	free(text);
-	struct run *r = run(&d, "build", db, "--input", in, "--ids", ids, "--quiet", NULL);
+	struct t_run *r = t_run(&d, "build", db, "--input", in, "--ids", ids, "--quiet", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	free(r);
 	/* Each base vector's nearest neighbour is itself, under its own id. */
-	r = run(&d, "query", db, "--input", in, "--k", "1", "--ef", "32", "--limit", "4", NULL);
+	r = t_run(&d, "query", db, "--input", in, "--k", "1", "--ef", "32", "--limit", "4", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->out, "q0: 1000000:0"), "%s", r->out);
 	cr_assert(strstr(r->out, "q3: 1000009:0"), "%s", r->out);
@@ -369,7 +272,7 @@ Test(cli, ids_file_gives_the_returned_ids)
 	/* One id short: refused before building, with both counts. */
 	t_write_file(ids, "1\n2\n", 4);
 	t_rmtree(db);
-	r = run(&d, "build", db, "--input", in, "--ids", ids, "--quiet", NULL);
+	r = t_run(&d, "build", db, "--input", in, "--ids", ids, "--quiet", NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "2 ids for 500 vectors"), "%s", r->err);
 	cr_assert_eq(count_lines(r->err), 1, "%s", r->err);
@@ -389,7 +292,7 @@ Test(cli, npy_float64_is_refused_naming_the_dtype)
 	memcpy(file + 10, dict, sizeof dict - 1);
 	file[127] = '\n';
 	t_write_file(t_path(&d, "v.npy", p, sizeof p), file, 128 + 64);
-	struct run *r = run(&d, "build", t_path(&d, "db", db, sizeof db), "--input", p, NULL);
+	struct t_run *r = t_run(&d, "build", t_path(&d, "db", db, sizeof db), "--input", p, NULL);
 	cr_assert_eq(r->status, 1, "%s", r->err);
 	cr_assert(strstr(r->err, "'<f8'"), "%s", r->err);
 	cr_assert_eq(strncmp(r->err, "strata build: ", 14), 0, "%s", r->err);
@@ -405,9 +308,9 @@ Test(cli, nan_in_input_is_refused_with_the_row)
 	char p[1024], db[1024];
 	float *v = t_random_vectors(300, DIM, 4);
 	v[123 * DIM + 5] = NAN;
-	write_fvecs(t_path(&d, "v.fvecs", p, sizeof p), v, 300, DIM);
+	t_write_fvecs(t_path(&d, "v.fvecs", p, sizeof p), v, 300, DIM);
 	free(v);
-	struct run *r = run(&d, "build", t_path(&d, "db", db, sizeof db), "--input", p, NULL);
+	struct t_run *r = t_run(&d, "build", t_path(&d, "db", db, sizeof db), "--input", p, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "row 123"), "%s", r->err);
 	cr_assert(strstr(r->err, "NaN"), "%s", r->err);
@@ -423,12 +326,12 @@ Test(cli, truncated_and_empty_inputs_are_refused)
 	struct t_blob b = t_read_file(t_path(&d, "base.fvecs", p, sizeof p));
 	t_write_file(p, b.data, b.len - 7);
 	free(b.data);
-	struct run *r = run(&d, "build", db, "--input", p, NULL);
+	struct t_run *r = t_run(&d, "build", db, "--input", p, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "row 499 is truncated"), "%s", r->err);
 	free(r);
 	t_write_file(t_path(&d, "empty.fvecs", e, sizeof e), "", 0);
-	r = run(&d, "build", db, "--input", e, NULL);
+	r = t_run(&d, "build", db, "--input", e, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "empty"), "%s", r->err);
 	free(r);
@@ -441,7 +344,7 @@ Test(cli, build_refuses_a_non_empty_directory)
 	char db[1024], in[1024];
 	t_path(&d, "db", db, sizeof db);
 	t_path(&d, "base.fvecs", in, sizeof in);
-	struct run *r = run(&d, "build", db, "--input", in, "--quiet", NULL);
+	struct t_run *r = t_run(&d, "build", db, "--input", in, "--quiet", NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "not empty"), "%s", r->err);
 	free(r);
@@ -455,20 +358,20 @@ Test(cli, inspect_json_has_the_stable_keys)
 	struct t_dir d = make_db();
 	char db[1024];
 	t_path(&d, "db", db, sizeof db);
-	struct run *r = run(&d, "inspect", db, "--json", NULL);
+	struct t_run *r = t_run(&d, "inspect", db, "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert_eq(count_lines(r->out), 1, "%s", r->out);
-	cr_assert_eq(json_num(r->out, "dim"), DIM);
+	cr_assert_eq(t_json_num(r->out, "dim"), DIM);
 	cr_assert(strstr(r->out, "\"metric\": \"l2\""), "%s", r->out);
-	cr_assert_eq(json_num(r->out, "vectors"), N_BASE);
+	cr_assert_eq(t_json_num(r->out, "vectors"), N_BASE);
 	cr_assert(strstr(r->out, "\"segments\": [{"), "%s", r->out);
 	static const char *const keys[] = {"name", "max_level", "levels", "sections", "file_bytes",
 	                                   "nodes", "ids", "id_index", "upper_index"};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-		cr_assert(json_has(r->out, keys[i]), "no '%s': %s", keys[i], r->out);
+		cr_assert(t_json_has(r->out, keys[i]), "no '%s': %s", keys[i], r->out);
 	free(r);
 
-	r = run(&d, "inspect", db, NULL);
+	r = t_run(&d, "inspect", db, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->out, "levels") && strstr(r->out, "L0: "), "%s", r->out);
 	free(r);
@@ -492,7 +395,7 @@ Test(cli, verify_passes_a_sound_db_and_finds_a_flipped_node_byte)
 	struct t_dir d = make_db();
 	char db[1024], seg[1100];
 	t_path(&d, "db", db, sizeof db);
-	struct run *r = run(&d, "verify", db, NULL);
+	struct t_run *r = t_run(&d, "verify", db, NULL);
 	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
 	cr_assert_eq(strncmp(r->out, "OK: ", 4), 0, "%s", r->out);
 	free(r);
@@ -504,23 +407,23 @@ Test(cli, verify_passes_a_sound_db_and_finds_a_flipped_node_byte)
 	t_write_file(seg, b.data, b.len);
 	free(b.data);
 
-	r = run(&d, "verify", db, NULL);
+	r = t_run(&d, "verify", db, NULL);
 	cr_assert_eq(r->status, 1, "%s", r->out);
 	cr_assert(strstr(r->out, "DAMAGED: seg-0000000000000001.seg"), "%s", r->out);
 	cr_assert(strstr(r->out, "nodes"), "the section is named: %s", r->out);
 	free(r);
-	r = run(&d, "verify", db, "--json", NULL);
+	r = t_run(&d, "verify", db, "--json", NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->out, "\"ok\": false"), "%s", r->out);
-	cr_assert(json_has(r->out, "problems"));
+	cr_assert(t_json_has(r->out, "problems"));
 	free(r);
 	/* The segment alone is damaged too; inspect (structure only) still describes it. */
-	r = run(&d, "verify", seg, NULL);
+	r = t_run(&d, "verify", seg, NULL);
 	cr_assert_eq(r->status, 1, "%s", r->out);
 	free(r);
-	r = run(&d, "inspect", seg, "--json", NULL);
+	r = t_run(&d, "inspect", seg, "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert_eq(json_num(r->out, "vectors"), N_BASE);
+	cr_assert_eq(t_json_num(r->out, "vectors"), N_BASE);
 	free(r);
 	t_dir_free(&d);
 }
@@ -532,37 +435,37 @@ Test(cli, inspect_and_verify_survive_truncated_and_foreign_files)
 	t_path(&d, "db", db, sizeof db);
 	snprintf(seg, sizeof seg, "%s/seg-0000000000000001.seg", db);
 	snprintf(mf, sizeof mf, "%s/MANIFEST", db);
-	struct run *r = run(&d, "verify", mf, NULL);
+	struct t_run *r = t_run(&d, "verify", mf, NULL);
 	cr_assert_eq(r->status, 0, "%s", r->out);
 	free(r);
 
 	struct t_blob b = t_read_file(seg);
 	t_write_file(seg, b.data, b.len / 3);
 	free(b.data);
-	r = run(&d, "inspect", db, NULL);
+	r = t_run(&d, "inspect", db, NULL);
 	cr_assert_eq(r->status, 1, "%s", r->out);
 	cr_assert(strstr(r->out, "error"), "%s", r->out);
 	cr_assert(strstr(r->out, "dim 16"), "the manifest part is still described: %s", r->out);
 	free(r);
-	r = run(&d, "inspect", db, "--json", NULL);
+	r = t_run(&d, "inspect", db, "--json", NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->out, "\"ok\": false"), "%s", r->out);
-	cr_assert_eq(json_num(r->out, "dim"), DIM);
+	cr_assert_eq(t_json_num(r->out, "dim"), DIM);
 	free(r);
-	r = run(&d, "verify", db, NULL);
+	r = t_run(&d, "verify", db, NULL);
 	cr_assert_eq(r->status, 1, "%s", r->out);
 	cr_assert(strstr(r->out, "DAMAGED"), "%s", r->out);
 	free(r);
 
 	t_write_file(t_path(&d, "junk.bin", junk, sizeof junk), "hello, world", 12);
-	r = run(&d, "inspect", junk, NULL);
+	r = t_run(&d, "inspect", junk, NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "not a strata"), "%s", r->err);
 	free(r);
-	r = run(&d, "verify", junk, NULL);
+	r = t_run(&d, "verify", junk, NULL);
 	cr_assert_eq(r->status, 1);
 	free(r);
-	r = run(&d, "verify", t_path(&d, "nothing-here", junk, sizeof junk), NULL);
+	r = t_run(&d, "verify", t_path(&d, "nothing-here", junk, sizeof junk), NULL);
 	cr_assert_eq(r->status, 1);
 	free(r);
 	t_dir_free(&d);
@@ -578,23 +481,23 @@ Test(cli, siftsmall_recall_against_its_ground_truth)
 	t_data_path("siftsmall/siftsmall_groundtruth.ivecs", gt, sizeof gt);
 	struct t_dir d = t_dir_new();
 	t_path(&d, "db", db, sizeof db);
-	struct run *r = run(&d, "build", db, "--input", base, "--threads", "2", "--quiet", NULL);
+	struct t_run *r = t_run(&d, "build", db, "--input", base, "--threads", "2", "--quiet", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->out, "10000 vectors, dim 128"), "%s", r->out);
 	free(r);
-	r = run(&d, "query", db, "--input", q, "--truth", gt, "--ef", "100", "--json", NULL);
+	r = t_run(&d, "query", db, "--input", q, "--truth", gt, "--ef", "100", "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	double recall = json_num(r->out, "recall");
+	double recall = t_json_num(r->out, "recall");
 	cr_assert(recall >= 0.98, "recall@10 %.4f at ef 100 on siftsmall", recall);
-	cr_assert_eq(json_num(r->out, "queries"), 100);
+	cr_assert_eq(t_json_num(r->out, "queries"), 100);
 	free(r);
 	/* The exact truth over the stored vectors agrees with the dataset's. */
-	r = run(&d, "query", db, "--input", q, "--truth", "exact", "--ef", "100", "--json", NULL);
+	r = t_run(&d, "query", db, "--input", q, "--truth", "exact", "--ef", "100", "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
-	cr_assert(fabs(json_num(r->out, "recall") - recall) < 0.01, "%s", r->out);
+	cr_assert(fabs(t_json_num(r->out, "recall") - recall) < 0.01, "%s", r->out);
 	free(r);
 	/* The truth needs k columns. */
-	r = run(&d, "query", db, "--input", q, "--truth", gt, "--k", "101", NULL);
+	r = t_run(&d, "query", db, "--input", q, "--truth", gt, "--k", "101", NULL);
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->err, "fewer than --k 101"), "%s", r->err);
 	free(r);
