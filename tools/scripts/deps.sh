@@ -2,8 +2,10 @@
 # Install what strata needs to build and test on Debian, only what is missing
 # (idempotent: a machine that has everything makes no network call).
 set -euo pipefail
+# libclang-rt-14-dev: libFuzzer and the sanitizer runtimes of clang (fuzz/); llvm: the
+# symbolizer for readable sanitizer stacks; gcovr: tools/scripts/coverage.sh.
 pkgs=(meson ninja-build pkg-config gcc g++ clang liburing-dev libxxhash-dev libzstd-dev
-      libcriterion-dev libhnswlib-dev python3)
+      libcriterion-dev libhnswlib-dev python3 libclang-rt-14-dev llvm gcovr)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

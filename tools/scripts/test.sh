@@ -3,8 +3,12 @@
 #   1. install missing dependencies (deps.sh);
 #   2. release build (-O3, -Werror) with failpoints: every meson test;
 #   3. debug-optimized build under ASan+UBSan (no recovery): every meson test;
-#   4. print the totals of both runs as one line "N passed, N failed, N skipped".
-# Exit status non-zero if anything failed. Build dirs: build-test, build-asan.
+#   4. clang libFuzzer build (-Dfuzz=true): suite 'fuzz', every harness of fuzz/
+#      in both checksum modes for $STRATA_FUZZ_SECONDS s each (default 60);
+#   5. debug-optimized build under TSan: suite 'concurrency';
+#   6. print the totals of all runs as one line "N passed, N failed, N skipped".
+# Exit status non-zero if anything failed.
+# Build dirs: build-test, build-asan, build-fuzz, build-tsan.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -12,14 +16,16 @@ bash tools/scripts/deps.sh || exit 1
 
 jobs=${STRATA_TEST_JOBS:-2}
 status=0
-run_suite() { # name, meson setup args...
+run_suite() { # name, [--suite S]..., meson setup args...
 	local dir=$1; shift
+	local suites=()
+	while [ "${1:-}" = --suite ]; do suites+=("$1" "$2"); shift 2; done
 	rm -f "$dir/meson-logs/testlog.json"  # a stale log must not count for this run
 	if [ ! -f "$dir/build.ninja" ]; then
 		meson setup "$dir" "$@" >/dev/null || { echo "test.sh: meson setup $dir failed" >&2; meson setup "$dir" "$@"; return 1; }
 	fi
 	ninja -C "$dir" || return 1
-	meson test -C "$dir" --num-processes "$jobs" --print-errorlogs || return 1
+	meson test -C "$dir" --num-processes "$jobs" --print-errorlogs "${suites[@]}" || return 1
 }
 
 run_suite build-test -Dbuildtype=release -Dfailpoints=true -Dwerror=true || status=1
@@ -28,8 +34,15 @@ ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
 	run_suite build-asan -Dbuildtype=debugoptimized -Db_ndebug=false -Dfailpoints=true \
 	-Db_sanitize=address,undefined -Dc_args=-fno-sanitize-recover=all -Dwerror=true || status=1
+# libFuzzer needs clang; the harnesses build their own ASan+UBSan copies of the library.
+CC=clang CXX=clang++ run_suite build-fuzz --suite fuzz -Dfuzz=true -Dtests=disabled -Dbench=disabled \
+	-Dbuildtype=debugoptimized -Db_ndebug=false -Dwerror=true || status=1
+# halt_on_error: the first race fails the test with its report (no suppressions).
+TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+	run_suite build-tsan --suite concurrency -Dbuildtype=debugoptimized -Db_ndebug=false \
+	-Db_sanitize=thread -Dbench=disabled -Dwerror=true || status=1
 
-python3 - build-test build-asan <<'PY'
+python3 - build-test build-asan build-fuzz build-tsan <<'PY'
 import json, os, sys
 ok = bad = skip = 0
 for d in sys.argv[1:]:
