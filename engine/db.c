@@ -39,6 +39,11 @@ void strata_options_default(strata_options *opts_out)
 	opts_out->ef_search = 64;
 	opts_out->threads = 0;
 	opts_out->seed = 100;
+	opts_out->sync_mode = STRATA_SYNC_ALWAYS;
+	opts_out->sync_interval_ms = 100;
+	opts_out->memtable_max_vectors = 1000000;
+	opts_out->memtable_max_bytes = 256ull << 20;
+	opts_out->wal_file_bytes = 64ull << 20;
 }
 
 void strata_search_options_default(strata_search_options *sopts_out)

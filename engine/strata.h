@@ -93,6 +93,22 @@ typedef enum strata_metric {
  */
 typedef void (*strata_progress_fn)(uint64_t done, uint64_t total, void *ctx);
 
+/*
+ * When an acknowledged write (strata_upsert, strata_delete returning 0) is on
+ * stable storage.
+ */
+typedef enum strata_sync_mode {
+	/* Before the call returns; concurrent writers share one fdatasync (group commit). */
+	STRATA_SYNC_ALWAYS = 0,
+	/*
+	 * Within sync_interval_ms of the call: a crash may lose the writes of that
+	 * last interval (never tear one, never reorder them).
+	 */
+	STRATA_SYNC_INTERVAL = 1,
+	/* Only at strata_sync, strata_flush or strata_close: for bulk loads. */
+	STRATA_SYNC_NONE = 2
+} strata_sync_mode;
+
 typedef struct strata_options {
 	uint32_t dim;             /* vector dimension, 1..STRATA_DIM_MAX; 0 = take it from the database */
 	strata_metric metric;     /* fixed at creation */
@@ -103,6 +119,12 @@ typedef struct strata_options {
 	uint64_t seed;            /* level generator seed; with threads = 1 a build is byte-reproducible. Default 100 */
 	strata_progress_fn progress; /* optional, may be NULL */
 	void *progress_ctx;
+	/* ---- writes (not stored in the database; per handle) ---- */
+	strata_sync_mode sync_mode; /* durability of acknowledged writes. Default STRATA_SYNC_ALWAYS */
+	uint32_t sync_interval_ms;  /* STRATA_SYNC_INTERVAL: longest time a write stays unsynced. Default 100 */
+	uint64_t memtable_max_vectors; /* freeze and flush the memtable past this. Default 1,000,000 */
+	uint64_t memtable_max_bytes;   /* ... or past this many bytes of vectors and graph. Default 256 MiB */
+	uint64_t wal_file_bytes;    /* start a new WAL file past this size. Default 64 MiB */
 } strata_options;
 
 /* Fill `opts_out` with the defaults above (dim 0, metric l2). Cannot fail. */

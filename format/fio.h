@@ -63,4 +63,13 @@ int fio_read_file(const char *path, size_t max_len, uint8_t **buf_out, size_t *l
 /* Write `len` bytes to `path` via `path`.tmp, fsync, rename, fsync the directory. */
 int fio_write_file_atomic(const char *dir, const char *name, const void *buf, size_t len);
 
+/*
+ * I/O that bypasses the calls above (wal/'s io_uring backend) reports itself
+ * here once it completed, so that a test's recorder of writes and syncs (the
+ * power-loss simulation) sees every byte that reached the file. No-ops unless
+ * a recorder is active (test builds only).
+ */
+void fio_note_write(int fd, const void *buf, size_t len, uint64_t off);
+void fio_note_sync(int fd);
+
 #endif /* STRATA_FIO_H */
