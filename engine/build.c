@@ -98,6 +98,30 @@ static void remove_tmp(const char *tmp)
 	fio_rmdir(tmp);
 }
 
+int db_write_graph(const char *path, uint32_t dim, uint32_t metric, uint32_t M,
+                   uint32_t ef_construction, uint64_t seed, const struct hnsw_view *v,
+                   const uint64_t *node_ids, uint64_t n, uint64_t *xxh3_out)
+{
+	struct seg_write_input in = {
+		.dim = dim,
+		.metric = metric,
+		.M = M,
+		.ef_construction = ef_construction,
+		.max_level = v->max_level,
+		.entry = n ? v->entry : SEG_NO_NODE,
+		.count = n,
+		.stride = (uint32_t)v->stride,
+		.upper_count = v->upper_count,
+		.upper_blocks = v->upper_blocks,
+		.seed = seed,
+		.nodes = v->nodes,
+		.upper_index = v->upper_index,
+		.upper_links = v->upper_links,
+		.ids = node_ids,
+	};
+	return seg_write(path, &in, xxh3_out);
+}
+
 static int write_segment(const char *tmp, const strata_options *o, const struct hnsw_graph *g,
                          const uint64_t *ids, size_t n, uint64_t *xxh3_out, uint64_t *size_out)
 {
@@ -109,30 +133,14 @@ static int write_segment(const char *tmp, const strata_options *o, const struct 
 	for (size_t r = 0; r < n; r++)
 		node_ids[hnsw_graph_node_of_row(g, r)] = ids ? ids[r] : (uint64_t)r;
 
-	struct seg_write_input in = {
-		.dim = o->dim,
-		.metric = (uint32_t)o->metric,
-		.M = o->M,
-		.ef_construction = o->ef_construction,
-		.max_level = v.max_level,
-		.entry = n ? v.entry : SEG_NO_NODE,
-		.count = n,
-		.stride = (uint32_t)v.stride,
-		.upper_count = v.upper_count,
-		.upper_blocks = v.upper_blocks,
-		.seed = o->seed,
-		.nodes = v.nodes,
-		.upper_index = v.upper_index,
-		.upper_links = v.upper_links,
-		.ids = node_ids,
-	};
 	char name[MF_SEGMENT_NAME_LEN + 1], path[4096];
 	mf_segment_name(1, name, sizeof name);
 	if (!path_join(path, sizeof path, tmp, name)) {
 		free(node_ids);
 		return err_set(STRATA_EINVAL, "%s: path too long", tmp);
 	}
-	int rc = seg_write(path, &in, xxh3_out);
+	int rc = db_write_graph(path, o->dim, (uint32_t)o->metric, o->M, o->ef_construction, o->seed,
+	                        &v, node_ids, n, xxh3_out);
 	free(node_ids);
 	if (rc)
 		return rc;
@@ -172,11 +180,11 @@ int strata_build(const char *dir, const strata_options *opts, const uint64_t *id
 	const char *base = basename(base_buf);
 	if (snprintf(tmp, sizeof tmp, "%s/.%s.tmp-XXXXXX", parent, base) >= (int)sizeof tmp)
 		return err_set(STRATA_EINVAL, "strata_build: path too long");
-	if (!mkdtemp(tmp)) {
-		if (errno == ENOENT)
-			return err_set(STRATA_ENOTFOUND, "%s: the parent directory %s does not exist", dir,
-			               parent);
-		return err_set(err_from_errno(-errno), "%s: %s", tmp, strerror(errno));
+	/* Through the seam like every other call: failpoints and the power-loss recorder see it. */
+	if ((rc = fio_mkdtemp(tmp))) {
+		if (rc == STRATA_ENOTFOUND)
+			return err_set(rc, "%s: the parent directory %s does not exist", dir, parent);
+		return rc;
 	}
 	/* mkdtemp makes it 0700; a database is shipped and shared like any directory. */
 	chmod(tmp, 0755);

@@ -25,6 +25,8 @@
 #include "fio.h"
 #include "hnsw.h"
 #include "le.h"
+#include "tombstone.h"
+#include "wal.h"
 
 #define DB_LOCK_NAME "LOCK"
 
@@ -44,6 +46,7 @@ void strata_options_default(strata_options *opts_out)
 	opts_out->memtable_max_vectors = 1000000;
 	opts_out->memtable_max_bytes = 256ull << 20;
 	opts_out->wal_file_bytes = 64ull << 20;
+	opts_out->memtable_max_unindexed = 4096;
 }
 
 void strata_search_options_default(strata_search_options *sopts_out)
@@ -160,14 +163,17 @@ static char *path_join(const char *dir, const char *name)
 	return p;
 }
 
-static void segment_close(struct db_segment *s)
+void db_segment_unref(struct db_segment *s)
 {
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
 	if (s->map)
 		fio_munmap(s->map, s->len);
 	if (s->fd >= 0)
 		fio_close(s->fd);
-	s->map = NULL;
-	s->fd = -1;
+	free(s->tomb);
+	free(s->tomb_snap);
+	free(s);
 }
 
 /*
@@ -195,17 +201,56 @@ static void advise_mapping(const struct db_segment *s)
 	}
 }
 
-/* Map segment `e` of the manifest and check it against the entry and the database. */
-static int segment_open(strata_db *db, const struct mf_segment *e, struct db_segment *s)
+/* The deletion file named by the entry, as tombstone bits (O(count / 8) bytes: small next to the segment). */
+static int segment_load_tombs(strata_db *db, struct db_segment *s)
 {
-	mf_segment_name(e->seq, s->name, sizeof s->name);
-	char *path = path_join(db->dir, s->name);
+	size_t words = (size_t)(s->info.count / 64 + 1);
+	s->tomb = calloc(words, sizeof *s->tomb);
+	if (!s->tomb)
+		return err_set(STRATA_ENOMEM, "%s: tombstones", s->name);
+	if (s->entry.tomb_gen == 0)
+		return 0;
+	uint64_t *bits = NULL, deleted = 0;
+	char name[TOMB_NAME_LEN + 1];
+	tomb_file_name(s->entry.seq, s->entry.tomb_gen, name, sizeof name);
+	char *path = path_join(db->dir, name);
 	if (!path)
 		return STRATA_ENOMEM;
+	struct stat st;
+	bool missing = stat(path, &st) != 0 && errno == ENOENT;
+	free(path);
+	if (missing) /* a read-only opener may have raced a flush: see strata_open */
+		return err_set(STRATA_ENOTFOUND, "%s: named by the manifest but missing", name);
+	int rc = tomb_load(db->dir, s->entry.seq, s->entry.header_xxh3, s->entry.tomb_gen,
+	                   s->info.count, &bits, &deleted);
+	if (rc)
+		return rc;
+	for (uint64_t i = 0; i < tomb_words(s->info.count); i++) /* the file's words: ceil(count / 64) */
+		atomic_init(&s->tomb[i], bits[i]);
+	free(bits);
+	atomic_init(&s->tomb_n, deleted);
+	atomic_init(&s->tomb_saved, deleted);
+	return 0;
+}
+
+int db_segment_open(strata_db *db, const struct mf_segment *e, struct db_segment **out)
+{
+	struct db_segment *s = calloc(1, sizeof *s);
+	if (!s)
+		return err_set(STRATA_ENOMEM, "segment");
+	atomic_init(&s->refs, 1);
+	s->fd = -1;
+	s->entry = *e;
+	mf_segment_name(e->seq, s->name, sizeof s->name);
+	char *path = path_join(db->dir, s->name);
+	if (!path) {
+		free(s);
+		return STRATA_ENOMEM;
+	}
 	uint64_t size = 0;
 	int rc = fio_open(path, O_RDONLY | O_CLOEXEC, 0, &s->fd);
 	if (rc == STRATA_ENOTFOUND)
-		rc = err_set(STRATA_ECORRUPT, "%s: named by the manifest but missing", s->name);
+		rc = err_set(STRATA_ENOTFOUND, "%s: named by the manifest but missing", s->name);
 	if (rc)
 		goto out;
 	if ((rc = fio_file_size(s->fd, &size, path)))
@@ -244,9 +289,65 @@ static int segment_open(strata_db *db, const struct mf_segment *e, struct db_seg
 		goto out;
 	}
 	hnsw_view_from_segment(in, &s->view);
+	rc = segment_load_tombs(db, s);
 out:
 	free(path);
+	if (rc)
+		db_segment_unref(s);
+	else
+		*out = s;
 	return rc;
+}
+
+/* ---- versions ------------------------------------------------------------- */
+
+struct db_version *db_version_new(uint32_t nseg)
+{
+	struct db_version *v = calloc(1, sizeof *v);
+	if (!v)
+		return NULL;
+	v->segs = calloc(nseg ? nseg : 1, sizeof *v->segs);
+	if (!v->segs) {
+		free(v);
+		return NULL;
+	}
+	atomic_init(&v->refs, 1);
+	return v;
+}
+
+static void version_free(struct db_version *v)
+{
+	for (uint32_t i = 0; i < v->nseg; i++)
+		db_segment_unref(v->segs[i]);
+	free(v->segs);
+	mt_unref(v->frozen);
+	mt_unref(v->active);
+	free(v);
+}
+
+struct db_version *db_pin(strata_db *db)
+{
+	pthread_mutex_lock(&db->ver_lock);
+	struct db_version *v = db->cur;
+	atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&db->ver_lock);
+	return v;
+}
+
+void db_unpin(strata_db *db, struct db_version *v)
+{
+	(void)db;
+	if (v && atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1)
+		version_free(v);
+}
+
+void db_install(strata_db *db, struct db_version *v)
+{
+	pthread_mutex_lock(&db->ver_lock);
+	struct db_version *old = db->cur;
+	db->cur = v;
+	pthread_mutex_unlock(&db->ver_lock);
+	db_unpin(db, old);
 }
 
 static int create_empty(strata_db *db, const strata_options *opts)
@@ -287,18 +388,43 @@ static void db_free(strata_db *db)
 {
 	if (!db)
 		return;
-	for (uint32_t i = 0; i < db->nseg; i++)
-		segment_close(&db->segs[i]);
-	free(db->segs);
+	db_writer_stop(db);
+	if (db->cur)
+		db_unpin(db, db->cur);
 	mf_free(&db->mf);
+	free(db->frozen_drop);
 	if (db->lock_fd >= 0)
 		fio_close(db->lock_fd); /* closing releases the flock */
 	for (size_t i = 0; i < db->pool_n; i++)
 		scratch_free(db->pool[i]);
 	free(db->pool);
 	pthread_mutex_destroy(&db->pool_lock);
+	pthread_mutex_destroy(&db->ver_lock);
+	pthread_rwlock_destroy(&db->write_lock);
+	pthread_mutex_destroy(&db->flush_lock);
+	pthread_cond_destroy(&db->flush_cond);
+	pthread_cond_destroy(&db->work_cond);
 	free(db->dir);
 	free(db);
+}
+
+/* The segments of the manifest, mapped, as the first version. */
+static int open_segments(strata_db *db)
+{
+	struct db_version *v = db_version_new(db->mf.segment_count);
+	if (!v)
+		return err_set(STRATA_ENOMEM, "version");
+	int rc = 0;
+	for (uint32_t i = 0; i < db->mf.segment_count && !rc; i++) {
+		if (!(rc = db_segment_open(db, &db->mf.segments[i], &v->segs[i])))
+			v->nseg = i + 1;
+	}
+	if (rc) {
+		db_unpin(db, v);
+		return rc;
+	}
+	db->cur = v;
+	return 0;
 }
 
 int strata_open(const char *dir, const strata_options *opts, unsigned flags, strata_db **db_out)
@@ -321,7 +447,17 @@ int strata_open(const char *dir, const strata_options *opts, unsigned flags, str
 		return err_set(STRATA_ENOMEM, "strata_open");
 	db->lock_fd = -1;
 	db->flags = flags;
+	db->opts = *opts;
 	pthread_mutex_init(&db->pool_lock, NULL);
+	pthread_mutex_init(&db->ver_lock, NULL);
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&db->write_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&db->flush_lock, NULL);
+	pthread_cond_init(&db->flush_cond, NULL);
+	pthread_cond_init(&db->work_cond, NULL);
 	db->dir = strdup(dir);
 	int rc = STRATA_ENOMEM;
 	if (!db->dir)
@@ -368,21 +504,39 @@ int strata_open(const char *dir, const strata_options *opts, unsigned flags, str
 		goto fail;
 	}
 	db->ef_search = opts->ef_search ? opts->ef_search : db->mf.ef_search;
+	db->dim = db->mf.dim;
+	db->metric = db->mf.metric;
+	db->M = db->mf.M;
+	db->ef_construction = db->mf.ef_construction;
+	atomic_store(&db->checkpoint_lsn, db->mf.checkpoint_lsn);
 
-	db->segs = calloc(db->mf.segment_count ? db->mf.segment_count : 1, sizeof *db->segs);
-	if (!db->segs) {
-		rc = STRATA_ENOMEM;
+	/*
+	 * A read-only reader races the writer's flushes: a segment or deletion file
+	 * named by the manifest it read may be replaced by the time it opens it.
+	 * A missing file under a manifest that has changed since is that race:
+	 * read the new manifest and try again.
+	 */
+	for (int attempt = 0;; attempt++) {
+		rc = open_segments(db);
+		if (rc != STRATA_ENOTFOUND || !(flags & STRATA_READONLY) || attempt == 8)
+			break;
+		struct mf_manifest again;
+		if (mf_load(dir, &again) != 0)
+			break;
+		bool changed = again.generation != db->mf.generation;
+		if (!changed) {
+			mf_free(&again);
+			break;
+		}
+		mf_free(&db->mf);
+		db->mf = again;
+	}
+	if (rc == STRATA_ENOTFOUND) /* a file the manifest names is gone: damage, not absence */
+		rc = err_set(STRATA_ECORRUPT, "%s", err_detail());
+	if (rc)
 		goto fail;
-	}
-	for (uint32_t i = 0; i < db->mf.segment_count; i++) {
-		db->segs[i].fd = -1;
-		db->nseg = i + 1;
-		if ((rc = segment_open(db, &db->mf.segments[i], &db->segs[i])))
-			goto fail;
-		db->vectors += db->segs[i].info.count;
-		if (db->segs[i].info.max_level > db->max_level)
-			db->max_level = db->segs[i].info.max_level;
-	}
+	if (!(flags & STRATA_READONLY) && (rc = db_writer_start(db)))
+		goto fail;
 	*db_out = db;
 	return 0;
 fail:
@@ -392,8 +546,17 @@ fail:
 
 int strata_close(strata_db *db)
 {
+	err_clear();
+	if (!db)
+		return 0;
+	int rc = 0;
+	db_writer_stop(db);
+	if (db->wal) {
+		rc = wal_close(db->wal);
+		db->wal = NULL;
+	}
 	db_free(db);
-	return 0;
+	return rc;
 }
 
 /* ---- get / stats ----------------------------------------------------------- */
@@ -403,19 +566,42 @@ int strata_get(strata_db *db, uint64_t id, float *vector_out)
 	err_clear();
 	if (!db || !vector_out)
 		return err_set(STRATA_EINVAL, "strata_get: null argument");
-	/* Newest segment first: it holds the newest copy of an id. */
-	for (uint32_t i = db->nseg; i-- > 0;) {
-		const struct db_segment *s = &db->segs[i];
-		uint32_t node;
-		int rc = seg_id_find(&s->info, id, &node);
-		if (rc == STRATA_ENOTFOUND)
+	struct db_version *v = db_pin(db);
+	int rc = STRATA_ENOTFOUND;
+	size_t bytes = (size_t)db->dim * sizeof(float);
+	/* Newest first: the active memtable, the frozen one, then segments newest to oldest. */
+	struct memtable *mts[2] = {v->active, v->frozen};
+	for (int m = 0; m < 2 && rc == STRATA_ENOTFOUND; m++) {
+		if (!mts[m])
 			continue;
-		if (rc)
-			return err_prefix(rc, s->name);
-		memcpy(vector_out, hnsw_vec(&s->view, node), (size_t)s->info.dim * sizeof(float));
-		return 0;
+		uint64_t lsn = 0;
+		uint32_t row = mt_find(mts[m], id, &lsn);
+		struct hnsw_view view;
+		if (row != MT_NO_ROW) {
+			hnsw_graph_view_live(mts[m]->g, &view);
+			memcpy(vector_out, hnsw_vec(&view, row), bytes);
+			rc = 0;
+		} else if (lsn) {
+			break; /* deleted here, after every older copy */
+		}
 	}
-	return err_set(STRATA_ENOTFOUND, "id %llu is not in the database", (unsigned long long)id);
+	for (uint32_t i = v->nseg; rc == STRATA_ENOTFOUND && i-- > 0;) {
+		const struct db_segment *s = v->segs[i];
+		uint32_t node;
+		int r = seg_id_find(&s->info, id, &node);
+		if (r == STRATA_ENOTFOUND || (!r && seg_is_dead(s, node)))
+			continue;
+		if (r) {
+			rc = err_prefix(r, s->name);
+			break;
+		}
+		memcpy(vector_out, hnsw_vec(&s->view, node), bytes);
+		rc = 0;
+	}
+	db_unpin(db, v);
+	if (rc == STRATA_ENOTFOUND)
+		err_set(STRATA_ENOTFOUND, "id %llu is not in the database", (unsigned long long)id);
+	return rc;
 }
 
 int strata_stats(strata_db *db, struct strata_stats *out)
@@ -424,20 +610,55 @@ int strata_stats(strata_db *db, struct strata_stats *out)
 	if (!db || !out)
 		return err_set(STRATA_EINVAL, "strata_stats: null argument");
 	memset(out, 0, sizeof *out);
-	out->dim = db->mf.dim;
-	out->metric = (strata_metric)db->mf.metric;
-	out->M = db->mf.M;
-	out->ef_construction = db->mf.ef_construction;
+	out->dim = db->dim;
+	out->metric = (strata_metric)db->metric;
+	out->M = db->M;
+	out->ef_construction = db->ef_construction;
 	out->ef_search = db->ef_search;
-	out->segments = db->nseg;
-	out->vectors = db->vectors;
-	out->max_level = db->max_level;
+	struct db_version *v = db_pin(db);
+	out->segments = v->nseg;
 	uint64_t files = 0;
-	for (uint32_t i = 0; i < db->nseg; i++) {
-		out->mapped_bytes += db->segs[i].len;
-		files += db->segs[i].len;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		const struct db_segment *s = v->segs[i];
+		out->mapped_bytes += s->len;
+		files += s->len;
+		out->vectors += s->info.count - atomic_load(&s->tomb_n);
+		out->tombstones += atomic_load(&s->tomb_n);
+		if (s->info.max_level > out->max_level)
+			out->max_level = s->info.max_level;
 	}
+	struct memtable *mts[2] = {v->active, v->frozen};
+	for (int m = 0; m < 2; m++) {
+		if (!mts[m])
+			continue;
+		out->vectors += mt_live(mts[m]);
+		out->memtable_vectors += mt_live(mts[m]);
+		out->memtable_bytes += mt_bytes(mts[m]);
+		out->memtable_unindexed += mt_rows(mts[m]) - hnsw_graph_indexed(mts[m]->g);
+	}
+	out->flush_pending = v->frozen != NULL;
+	db_unpin(db, v);
 	out->file_bytes = files;
+	out->upserts = atomic_load(&db->upserts);
+	out->deletes = atomic_load(&db->deletes);
+	out->flushes = atomic_load(&db->flushes);
+	out->write_stalls = atomic_load(&db->write_stalls);
+	out->write_stall_ms = atomic_load(&db->stall_ns) / 1000000;
+	out->replay_records = db->replay_records;
+	out->replay_bytes = db->replay_bytes;
+	out->replay_torn_bytes = db->replay_torn_bytes;
+	out->replay_seconds = db->replay_seconds;
+	out->checkpoint_lsn = atomic_load(&db->checkpoint_lsn);
+	if (db->wal) {
+		struct wal_stats ws;
+		wal_stats(db->wal, &ws);
+		out->wal_files = ws.files;
+		out->wal_bytes = ws.bytes;
+		out->wal_fsyncs = ws.fsyncs;
+		out->wal_io_uring = ws.io_uring;
+		out->last_lsn = wal_last_lsn(db->wal);
+	}
+	out->write_error = atomic_load(&db->failed);
 	out->searches = atomic_load(&db->searches);
 	out->segments_searched = atomic_load(&db->segments_searched);
 	out->distance_evals = atomic_load(&db->dist_evals);

@@ -1,30 +1,67 @@
 /*
  * db.h - the strata_db handle and what build.c and search.c share with db.c.
  *
- * Lifecycle of a handle (no writes exist yet; see the ingestion issue):
+ * Lifecycle of a handle:
  *
- *   strata_open() --> OPEN (segments mapped, checked) --> strata_close()
- *                      |  strata_search / strata_get / strata_stats, any threads
+ *   strata_open() --> OPEN (segments mapped, checked; writable: WAL replayed into
+ *                      |    the memtable, indexer and flusher threads running)
+ *                      |  strata_search / get / stats / upsert / delete / flush, any threads
+ *                      v
+ *                     strata_close() (threads stopped, WAL synced)
+ *
+ * Searches pin a `struct db_version` and work on it without locks; a flush
+ * installs a new version and the old one goes when its last reader lets go.
  */
 #ifndef STRATA_DB_H
 #define STRATA_DB_H
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hnsw.h"
 #include "manifest.h"
+#include "memtable.h"
 #include "segment.h"
 #include "strata.h"
 
+/*
+ * A mapped segment file and its tombstones. Shared by every version that
+ * lists it (reference-counted); unmapped when the last one lets go.
+ */
 struct db_segment {
+	_Atomic int refs;
 	char name[MF_SEGMENT_NAME_LEN + 1];
 	int fd;
 	const uint8_t *map;
 	size_t len;
 	struct seg_info info;
 	struct hnsw_view view;
+	struct mf_segment entry;     /* its manifest entry (tomb_gen: the persisted deletion file) */
+	/* Tombstones: a bit per node, set by deletes and by newer writes of the id. */
+	_Atomic uint64_t *tomb;      /* (count + 63) / 64 words */
+	_Atomic uint64_t tomb_n;     /* bits set */
+	_Atomic uint64_t tomb_saved; /* bits set in the persisted deletion file */
+	uint64_t *tomb_snap;         /* flush in progress: the bits as of its checkpoint */
+	uint64_t tomb_snap_n;
+};
+
+static inline bool seg_is_dead(const struct db_segment *s, uint32_t node)
+{
+	return s->tomb && ((atomic_load_explicit(&s->tomb[node / 64], memory_order_relaxed) >> (node % 64)) & 1);
+}
+
+/*
+ * What a search sees: the segments (oldest first) and the memtables. Pinned
+ * by reference count; replaced as a whole when a flush or freeze changes it.
+ */
+struct db_version {
+	_Atomic int refs;
+	uint32_t nseg;
+	struct db_segment **segs;
+	struct memtable *frozen;     /* being flushed, or NULL */
+	struct memtable *active;     /* NULL when read-only */
 };
 
 /* Per-thread search state, pooled in the handle so a query allocates nothing. */
@@ -47,12 +84,42 @@ struct strata_db {
 	char *dir;
 	unsigned flags;
 	int lock_fd;              /* -1 when read-only */
-	struct mf_manifest mf;
-	struct db_segment *segs;  /* mf.segment_count, oldest first */
-	uint32_t nseg;
+	strata_options opts;      /* as opened (write options, threads, seed) */
+	struct mf_manifest mf;    /* the last committed manifest: the flusher's (replaced under write_lock) */
+	/* The database's fixed parameters, for readers that must not touch `mf`. */
+	uint32_t dim;
+	uint32_t metric;
+	uint32_t M;
+	uint32_t ef_construction;
+	_Atomic uint64_t checkpoint_lsn; /* mf.checkpoint_lsn, for stats */
 	uint32_t ef_search;
-	uint64_t vectors;
-	uint32_t max_level;
+
+	pthread_mutex_t ver_lock; /* guards `cur` and reference counts of versions */
+	struct db_version *cur;
+
+	/* ---- writes (writable handles only) ---- */
+	struct wal *wal;
+	/*
+	 * Writers hold it shared from reserving memtable room to applying their
+	 * record; a freeze or a version switch holds it exclusive, so that it sees
+	 * every logged record applied (writer-preferring: a freeze is not starved).
+	 */
+	pthread_rwlock_t write_lock;
+	pthread_mutex_t flush_lock; /* one freeze/flush at a time; guards mf, bg_error */
+	pthread_cond_t flush_cond;  /* a flush finished, or the indexer advanced */
+	pthread_cond_t work_cond;   /* background threads: something to do */
+	pthread_t indexer, flusher;
+	bool threads_started;
+	bool stopping;
+	uint64_t checkpoint_pending; /* the frozen memtable's LSN, 0 when none */
+	uint64_t *frozen_drop;      /* rows of the frozen memtable dead at its freeze */
+	_Atomic uint64_t applied_lsn; /* highest LSN applied to the memtable */
+	int bg_error;               /* a failed flush: writes stop and report it */
+	char bg_detail[256];
+	_Atomic int failed;         /* the WAL failed (fsync): every write returns this */
+	struct hnsw_build_params gp;/* parameters of memtable graphs */
+	size_t mt_capacity;
+	uint64_t tail_max;          /* options.memtable_max_unindexed */
 
 	pthread_mutex_t pool_lock;
 	struct db_scratch **pool;
@@ -64,7 +131,36 @@ struct strata_db {
 	_Atomic uint64_t dist_evals;
 	_Atomic uint64_t filtered_graph;
 	_Atomic uint64_t filtered_scans;
+	_Atomic uint64_t upserts, deletes, flushes, write_stalls, stall_ns;
+	uint64_t replay_records, replay_bytes, replay_torn_bytes;
+	double replay_seconds;
 };
+
+/* Pin the current version (never NULL for an open handle) / let it go. */
+struct db_version *db_pin(strata_db *db);
+void db_unpin(strata_db *db, struct db_version *v);
+/* Install `v` (holding one reference, given to the handle) as current. */
+void db_install(strata_db *db, struct db_version *v);
+/* A new version with room for nseg segments, referencing nothing yet. */
+struct db_version *db_version_new(uint32_t nseg);
+void db_segment_unref(struct db_segment *s);
+
+/* Map segment `e` of the manifest and check it (and load its deletion file). */
+int db_segment_open(strata_db *db, const struct mf_segment *e, struct db_segment **out);
+
+/*
+ * Write the graph of view `v` (segment layout, n nodes) with node_ids[node] as
+ * a segment file at `path` (build.c). Same results as seg_write().
+ */
+int db_write_graph(const char *path, uint32_t dim, uint32_t metric, uint32_t M,
+                   uint32_t ef_construction, uint64_t seed, const struct hnsw_view *v,
+                   const uint64_t *node_ids, uint64_t n, uint64_t *xxh3_out);
+
+/* write.c: start/stop the indexer and flusher threads; replay the WAL at open. */
+int db_writer_start(strata_db *db);
+void db_writer_stop(strata_db *db);
+/* Freeze the active memtable and flush it; wait for the flush to land. */
+int db_flush_now(strata_db *db);
 
 struct db_scratch *db_scratch_get(strata_db *db);
 void db_scratch_put(strata_db *db, struct db_scratch *s);

@@ -1,9 +1,10 @@
 /*
- * hnsw.h - HNSW graphs (Malkov & Yashunin, 2016/2018): build (hnsw_build.c)
- * and search (hnsw_search.c) over one representation, `struct hnsw_view`,
- * which is exactly the segment file's layout (format/segment.h). A view points
- * either into a mapped segment file or into a graph being built on the heap,
- * so the search code that builds the graph is the code that serves it.
+ * hnsw.h - HNSW graphs (Malkov & Yashunin, 2016/2018): build (hnsw_build.c),
+ * incremental growth for the memtable (hnsw_build.c), compaction with repair
+ * (hnsw_compact.c) and search (hnsw_search.c) over one representation,
+ * `struct hnsw_view`, which is the segment file's layout (format/segment.h).
+ * A view points either into a mapped segment file or into a graph on the
+ * heap, so the search code that builds the graph is the code that serves it.
  *
  * The search trusts nothing in the view beyond what seg_check() established
  * (sizes of the arrays): every neighbour id is compared with `count` before
@@ -13,6 +14,7 @@
 #ifndef STRATA_HNSW_H
 #define STRATA_HNSW_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +38,13 @@ struct hnsw_view {
 	uint32_t entry;             /* meaningless when count == 0 */
 	strata_metric metric;
 	dist_fn dist;
+	/*
+	 * NULL for every view except hnsw_graph_view_live's: then one spinlock
+	 * per node, held while the search copies that node's lists, and
+	 * neighbours >= count (rows appended after the view was taken) are
+	 * skipped rather than refused.
+	 */
+	atomic_uchar *locks;
 };
 
 static inline const float *hnsw_vec(const struct hnsw_view *v, uint32_t node)
@@ -91,6 +100,8 @@ typedef bool (*hnsw_accept_fn)(uint32_t node, void *ctx);
 /*
  * k nearest nodes of `query` (already normalised for cosine): greedy descent
  * through the upper layers, then a beam search of width max(ef, k) on layer 0.
+ * A view whose entry is SEG_NO_NODE (an incremental graph with nothing
+ * indexed yet; seg_check refuses it for a non-empty segment) has no hits.
  * Nodes that `accept` rejects are walked through but never enter the results.
  * Writes up to k hits to out (closest first) and their number to *n_out;
  * adds the distance computations made to *dist_evals.
@@ -141,7 +152,87 @@ void hnsw_graph_free(struct hnsw_graph *g);
 /* A view of the built graph (valid while g lives). */
 void hnsw_graph_view(const struct hnsw_graph *g, struct hnsw_view *v_out);
 
-/* Node index of input row `row`. */
+/* Node index of input row `row` (row itself for incremental and compacted graphs). */
 uint32_t hnsw_graph_node_of_row(const struct hnsw_graph *g, size_t row);
+
+/* ---- incremental graph (the memtable's): node = row, in arrival order ----
+ *
+ * One appender and one indexer at a time (the caller serialises each; they
+ * may be different threads and run concurrently), any number of searchers
+ * through hnsw_graph_view_live. hnsw_graph_free only when all have stopped.
+ */
+
+/*
+ * An empty graph for up to `capacity` rows with the parameters `p` (copied).
+ * The arrays for `capacity` records are mapped lazily zeroed, so untouched
+ * pages cost nothing. Levels are drawn at append time from a generator
+ * seeded with p->seed; upper-layer blocks come from a reserve of twice the
+ * expected share (capacity / (M - 1)) plus a margin.
+ * Returns 0, STRATA_EINVAL (capacity 0, M < 2, dim 0),
+ * STRATA_ELIMIT (capacity beyond SEG_COUNT_MAX) or STRATA_ENOMEM.
+ */
+int hnsw_graph_new(const struct hnsw_build_params *p, size_t capacity, struct hnsw_graph **g_out);
+
+/*
+ * Store the next row's vector (dim floats, finite; normalised here for
+ * cosine) and draw its level. One caller at a time. The row becomes visible
+ * to hnsw_graph_appended() readers with release order. Returns 0 or
+ * STRATA_ELIMIT when capacity or the upper reserve is exhausted (nothing
+ * changed; the caller then freezes the memtable).
+ */
+int hnsw_graph_append(struct hnsw_graph *g, const float *vec, uint32_t *row_out);
+
+/* Rows appended so far (acquire: their vectors are readable). */
+size_t hnsw_graph_appended(const struct hnsw_graph *g);
+
+/*
+ * Insert rows [hnsw_graph_indexed(g), upto) into the graph with p->threads
+ * workers (1 = the calling thread). One caller at a time; safe while other
+ * threads search the graph through hnsw_graph_view_live and while rows are
+ * appended. Returns 0, STRATA_EINVAL (upto beyond hnsw_graph_appended) or
+ * STRATA_ENOMEM (the rows inserted so far stay inserted).
+ */
+int hnsw_graph_index(struct hnsw_graph *g, size_t upto);
+
+/* Largest r such that every row < r is fully inserted (the rest need an exact scan). */
+size_t hnsw_graph_indexed(const struct hnsw_graph *g);
+
+/*
+ * A view for searching while insertions run, valid while g lives: it
+ * carries the per-node locks, so that hnsw_search copies each neighbour list
+ * under its lock (as hnswlib does). count = upper_count = the rows appended
+ * when the view was taken (hnsw_scan may scan any of them); the entry point
+ * and top level are read together, atomically, at the same moment. The
+ * graph search may return rows at or beyond hnsw_graph_indexed() (being
+ * inserted): a caller that also scans that tail must drop duplicates.
+ * For an incremental graph with no concurrent indexer, hnsw_graph_view gives
+ * the same without locks (count = rows appended).
+ */
+void hnsw_graph_view_live(struct hnsw_graph *g, struct hnsw_view *v_out);
+
+/* ---- compaction with repair (hnsw_compact.c) --------------------------- */
+
+/*
+ * A new, tight graph in segment layout (upper-layer nodes first) over the
+ * nodes of `v` that `drop` keeps: drop is a bitmap over v's nodes (bit
+ * i % 64 of drop[i / 64] set = drop node i; NULL = keep all). Neighbour
+ * lists that pointed at dropped nodes are repaired: candidates = the
+ * surviving neighbours plus the surviving neighbours of each dropped
+ * neighbour (one hop), reduced with the selection heuristic to M0 / M and
+ * filled up to M0 / M with the nearest candidates it passed over (algorithm
+ * 4's keepPrunedConnections); lists without dropped neighbours are kept as
+ * they are. The entry point is kept,
+ * or replaced by the first surviving node of the highest surviving level.
+ * Kept node order is preserved within each class (upper nodes, then layer-0
+ * nodes). *old_of_new_out (malloc'd, one entry per new node; free it) maps
+ * new node -> old node. `threads` workers (0 counts as 1). All dropped: an
+ * empty graph. `v` must not change meanwhile (no live view). The result's
+ * hnsw_graph_view can be written with seg_write.
+ * `v` is trusted no further than hnsw_search trusts it: list counts above
+ * M0/M, neighbours outside the graph and upper-layer links to nodes without
+ * that layer give STRATA_ECORRUPT. Returns 0, STRATA_ECORRUPT or STRATA_ENOMEM.
+ */
+int hnsw_graph_compact(const struct hnsw_view *v, const uint64_t *drop, uint32_t threads,
+                       struct hnsw_graph **g_out, uint32_t **old_of_new_out);
 
 #endif /* STRATA_HNSW_H */

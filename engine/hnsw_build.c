@@ -11,8 +11,17 @@
  * With one thread there is no locking and the graph depends only on the input
  * and the seed: the byte-reproducibility the tests check.
  *
- * Never: read a list without its lock while other workers run; grow a list
- * beyond M0 (layer 0) or M (upper layers).
+ * The memtable's incremental graph (hnsw_graph_new/_append/_index) uses the
+ * same insertion with node = row: levels are drawn at append time from the
+ * same generator (row r gets the level hnsw_build would give it), upper
+ * blocks are handed out in append order from a reserve, and the locks are
+ * always on, because searches (hnsw_graph_view_live) read the lists while
+ * the indexer writes them. A row's vector, level and upper-index entry are
+ * written once, before `appended` is released, and never change after.
+ *
+ * Never: read a list without its lock while other workers or live searches
+ * run; grow a list beyond M0 (layer 0) or M (upper layers); publish an entry
+ * point before its node is linked on every layer.
  */
 #include <math.h>
 #include <pthread.h>
@@ -20,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "distance.h"
 #include "err.h"
@@ -28,26 +38,6 @@
 #include "le.h"
 #include "segment.h"
 
-struct hnsw_graph {
-	struct hnsw_view v;
-	uint8_t *nodes;
-	uint8_t *upper_index;
-	uint8_t *upper_links;
-	uint32_t *node_of_row;
-	uint8_t *level_of_node;
-	atomic_uchar *locks;   /* one spinlock per node; NULL when building with one thread */
-	pthread_mutex_t global;/* held by an insertion that raises the top layer */
-	_Atomic uint32_t entry;
-	_Atomic uint32_t max_level;
-	struct hnsw_build_params p;
-	size_t n;
-	_Atomic size_t next_row;
-	_Atomic size_t done;
-	pthread_mutex_t progress_lock;
-	size_t progress_step;
-	_Atomic int failed;    /* first error of any worker; others stop */
-};
-
 /* Per-worker buffers. */
 struct build_worker {
 	struct hnsw_graph *g;
@@ -55,24 +45,20 @@ struct build_worker {
 	struct hnsw_hit *cand;  /* sorted candidates for the heuristic */
 	struct hnsw_hit *sel;   /* selected neighbours */
 	uint32_t *list;         /* a copy of one neighbour list */
+	struct hnsw_hit *chosen;/* q's chosen neighbours on every layer, for the back-links */
 	int rc;
 };
 
 static inline void node_lock(struct hnsw_graph *g, uint32_t node)
 {
-	if (!g->locks)
-		return;
-	atomic_uchar *l = &g->locks[node];
-	while (atomic_exchange_explicit(l, 1, memory_order_acquire)) {
-		while (atomic_load_explicit(l, memory_order_relaxed))
-			sched_yield();
-	}
+	if (g->locks)
+		hnsw_node_lock(g->locks, node);
 }
 
 static inline void node_unlock(struct hnsw_graph *g, uint32_t node)
 {
 	if (g->locks)
-		atomic_store_explicit(&g->locks[node], 0, memory_order_release);
+		hnsw_node_unlock(g->locks, node);
 }
 
 /* Mutable list of `node` on `level`: [u32 count][u32 ids...]. */
@@ -144,14 +130,8 @@ static int search_layer(struct build_worker *w, const float *q, uint32_t ep, uin
 	return 0;
 }
 
-/*
- * Algorithm 4 (the neighbour-selection heuristic, without extending or
- * keeping pruned candidates, as hnswlib): walk `cand` (n, sorted by distance
- * to the base) and keep a candidate only if it is closer to the base than to
- * every one kept so far. Writes at most m to sel; returns how many.
- */
-static uint32_t select_heuristic(const struct hnsw_graph *g, const struct hnsw_hit *cand, uint32_t n,
-                                 uint32_t m, struct hnsw_hit *sel)
+uint32_t hnsw_select_heuristic(const struct hnsw_view *v, const struct hnsw_hit *cand, uint32_t n,
+                               uint32_t m, struct hnsw_hit *sel)
 {
 	if (n <= m) {
 		memcpy(sel, cand, n * sizeof *sel);
@@ -159,11 +139,10 @@ static uint32_t select_heuristic(const struct hnsw_graph *g, const struct hnsw_h
 	}
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < n && k < m; i++) {
-		const float *e = hnsw_vec(&g->v, cand[i].node);
+		const float *e = hnsw_vec(v, cand[i].node);
 		int good = 1;
 		for (uint32_t j = 0; j < k; j++) {
-			if (hnsw_dist_ordered(g->v.dist(e, hnsw_vec(&g->v, sel[j].node), g->v.dim)) <
-			    cand[i].dist) {
+			if (hnsw_dist_ordered(v->dist(e, hnsw_vec(v, sel[j].node), v->dim)) < cand[i].dist) {
 				good = 0;
 				break;
 			}
@@ -174,7 +153,7 @@ static uint32_t select_heuristic(const struct hnsw_graph *g, const struct hnsw_h
 	return k;
 }
 
-static int hit_cmp(const void *a, const void *b)
+int hnsw_hit_cmp(const void *a, const void *b)
 {
 	const struct hnsw_hit *x = a, *y = b;
 	if (x->dist != y->dist)
@@ -206,8 +185,8 @@ static void link_back(struct build_worker *w, uint32_t s, uint32_t q, float dq, 
 	w->cand[0] = (struct hnsw_hit){dq, q};
 	for (uint32_t j = 0; j < n; j++)
 		w->cand[1 + j] = (struct hnsw_hit){vdist(g, sv, l[1 + j]), l[1 + j]};
-	qsort(w->cand, n + 1, sizeof *w->cand, hit_cmp);
-	uint32_t k = select_heuristic(g, w->cand, n + 1, cap, w->sel);
+	qsort(w->cand, n + 1, sizeof *w->cand, hnsw_hit_cmp);
+	uint32_t k = hnsw_select_heuristic(&g->v, w->cand, n + 1, cap, w->sel);
 	for (uint32_t j = 0; j < k; j++)
 		l[1 + j] = w->sel[j].node;
 	/* Slots past the count are unspecified by FORMAT.md; write zeros, not stale ids. */
@@ -217,15 +196,19 @@ static void link_back(struct build_worker *w, uint32_t s, uint32_t q, float dq, 
 	node_unlock(g, s);
 }
 
-/* Link q on `level` to the best of the search result in w->s.top; returns the closest as next entry. */
-static uint32_t connect(struct build_worker *w, uint32_t q, uint32_t level)
+/*
+ * Choose q's neighbours on `level` from the search result in w->s.top and
+ * write q's own list; the choice (closest first) goes to `chosen` for the
+ * back-links, which insert() adds later. Returns how many were chosen.
+ */
+static uint32_t connect(struct build_worker *w, uint32_t q, uint32_t level, struct hnsw_hit *chosen)
 {
 	struct hnsw_graph *g = w->g;
 	struct hnsw_heap *top = &w->s.top;
 	uint32_t n = (uint32_t)top->n;
 	for (uint32_t i = n; i > 0; i--)
 		w->cand[i - 1] = hnsw_heap_pop_max(top);
-	uint32_t k = select_heuristic(g, w->cand, n, g->p.M, w->sel);
+	uint32_t k = hnsw_select_heuristic(&g->v, w->cand, n, g->p.M, w->sel);
 
 	node_lock(g, q);
 	uint32_t *l = list_of(g, q, level);
@@ -233,17 +216,8 @@ static uint32_t connect(struct build_worker *w, uint32_t q, uint32_t level)
 		l[1 + j] = w->sel[j].node;
 	l[0] = k;
 	node_unlock(g, q);
-
-	/* w->sel is reused by link_back: keep the selection in w->list meanwhile. */
-	uint32_t *chosen = w->list;
-	float *dists = (float *)(void *)(w->list + 2 * g->p.M + 1);
-	for (uint32_t j = 0; j < k; j++) {
-		chosen[j] = w->sel[j].node;
-		dists[j] = w->sel[j].dist;
-	}
-	for (uint32_t j = 0; j < k; j++)
-		link_back(w, chosen[j], q, dists[j], level);
-	return k ? chosen[0] : q;
+	memcpy(chosen, w->sel, k * sizeof *chosen);
+	return k;
 }
 
 static int insert(struct build_worker *w, uint32_t q)
@@ -255,8 +229,16 @@ static int insert(struct build_worker *w, uint32_t q)
 
 	if (g->locks)
 		pthread_mutex_lock(&g->global);
-	uint32_t top_level = atomic_load(&g->max_level);
-	uint32_t ep = atomic_load(&g->entry);
+	uint64_t ep_word = atomic_load(&g->ep);
+	if (ep_word == HNSW_EP_NONE) {
+		/* The first node becomes the entry point, with nothing to link to. */
+		atomic_store(&g->ep, hnsw_ep_pack(q, L));
+		if (g->locks)
+			pthread_mutex_unlock(&g->global);
+		return 0;
+	}
+	uint32_t ep = (uint32_t)ep_word;
+	uint32_t top_level = (uint32_t)(ep_word >> 32);
 	if (L > top_level && g->locks)
 		holds_global = 1;
 	else if (g->locks)
@@ -279,15 +261,31 @@ static int insert(struct build_worker *w, uint32_t q)
 	}
 	int rc = 0;
 	uint32_t start = L < top_level ? L : top_level;
+	uint32_t first[SEG_LEVEL_MAX + 1], count[SEG_LEVEL_MAX + 1];
+	uint32_t used = 0;
 	for (int64_t level = start; level >= 0; level--) {
 		if ((rc = search_layer(w, qv, ep, g->p.ef_construction, (uint32_t)level)))
 			break;
-		ep = connect(w, q, (uint32_t)level);
+		first[level] = used;
+		count[level] = connect(w, q, (uint32_t)level, w->chosen + used);
+		if (count[level])
+			ep = w->chosen[used].node;
+		used += count[level];
 	}
-	if (!rc && L > top_level) {
-		atomic_store(&g->entry, q);
-		atomic_store(&g->max_level, L);
-	}
+	/*
+	 * Back-links bottom-up, once q's own lists are written on every layer: a
+	 * search that reaches q on some layer (through a back-link) then finds
+	 * q's lists below it complete, instead of a node with nothing under it
+	 * that ends the search there. Each layer's back-links touch that layer's
+	 * lists only, so the graph is the one a top-down order builds.
+	 */
+	for (uint32_t level = 0; !rc && level <= start; level++)
+		for (uint32_t j = 0; j < count[level]; j++)
+			link_back(w, w->chosen[first[level] + j].node, q,
+			          w->chosen[first[level] + j].dist, level);
+	/* Published only once q is linked on every layer: searches start from whole nodes. */
+	if (!rc && L > top_level)
+		atomic_store(&g->ep, hnsw_ep_pack(q, L));
 	if (holds_global)
 		pthread_mutex_unlock(&g->global);
 	return rc;
@@ -303,6 +301,23 @@ static void report_progress(struct hnsw_graph *g)
 	pthread_mutex_unlock(&g->progress_lock);
 }
 
+/*
+ * Incremental graphs: row r is fully inserted; advance `indexed` over every
+ * finished row. Workers finish out of order, so whoever finishes the row at
+ * the watermark carries it forward; the seq_cst pairing (store done[r], load
+ * indexed) against (CAS indexed, load done[r + 1]) means no finished row is
+ * left behind by two workers each missing the other's step.
+ */
+static void mark_row_done(struct hnsw_graph *g, size_t row)
+{
+	atomic_store(&g->row_done[row], 1);
+	size_t r = atomic_load(&g->indexed);
+	while (r < g->n && atomic_load(&g->row_done[r])) {
+		if (atomic_compare_exchange_weak(&g->indexed, &r, r + 1))
+			r++;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct build_worker *w = arg;
@@ -313,12 +328,17 @@ static void *worker_main(void *arg)
 		size_t row = atomic_fetch_add(&g->next_row, 1);
 		if (row >= g->n)
 			break;
-		int rc = insert(w, g->node_of_row[row]);
+		/* A row past the watermark may be in already (an earlier call that failed). */
+		if (g->row_done && atomic_load(&g->row_done[row]))
+			continue;
+		int rc = insert(w, g->node_of_row ? g->node_of_row[row] : (uint32_t)row);
 		if (rc) {
 			w->rc = rc;
 			atomic_store(&g->failed, rc);
 			break;
 		}
+		if (g->row_done)
+			mark_row_done(g, row);
 		report_progress(g);
 	}
 	return NULL;
@@ -333,7 +353,8 @@ static int worker_init(struct build_worker *w, struct hnsw_graph *g)
 	w->cand = malloc(ncand * sizeof *w->cand);
 	w->sel = malloc(ncand * sizeof *w->sel);
 	w->list = malloc((2 * m0 + 2) * sizeof *w->list);
-	return (w->cand && w->sel && w->list) ? 0 : STRATA_ENOMEM;
+	w->chosen = malloc((SEG_LEVEL_MAX + 1) * (size_t)g->p.M * sizeof *w->chosen);
+	return (w->cand && w->sel && w->list && w->chosen) ? 0 : STRATA_ENOMEM;
 }
 
 static void worker_fini(struct build_worker *w)
@@ -341,9 +362,47 @@ static void worker_fini(struct build_worker *w)
 	free(w->s.tags);
 	free(w->s.cand.a);
 	free(w->s.top.a);
+	free(w->s.list);
 	free(w->cand);
 	free(w->sel);
 	free(w->list);
+	free(w->chosen);
+}
+
+/*
+ * Insert rows [next_row, g->n) with `threads` workers, the calling thread
+ * being one. Returns 0 or the first worker's error (STRATA_ENOMEM).
+ */
+static int run_workers(struct hnsw_graph *g, uint32_t threads)
+{
+	struct build_worker *workers = calloc(threads, sizeof *workers);
+	pthread_t *tids = calloc(threads, sizeof *tids);
+	int rc = STRATA_ENOMEM;
+	uint32_t ready = 0;
+	if (!workers || !tids)
+		goto out;
+	for (; ready < threads; ready++)
+		if (worker_init(&workers[ready], g)) {
+			ready++;
+			goto out;
+		}
+	atomic_store(&g->failed, 0);
+	uint32_t started = 0;
+	for (uint32_t t = 1; t < threads; t++) {
+		if (pthread_create(&tids[t], NULL, worker_main, &workers[t]) != 0)
+			break;
+		started = t;
+	}
+	worker_main(&workers[0]);
+	for (uint32_t t = 1; t <= started; t++)
+		pthread_join(tids[t], NULL);
+	rc = atomic_load(&g->failed);
+out:
+	for (uint32_t t = 0; workers && t < ready; t++)
+		worker_fini(&workers[t]);
+	free(workers);
+	free(tids);
+	return rc;
 }
 
 static uint64_t splitmix64(uint64_t *s)
@@ -352,6 +411,20 @@ static uint64_t splitmix64(uint64_t *s)
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
+}
+
+/*
+ * The level of the next row: floor(-ln(u) * mult), mult = 1/ln M, capped at
+ * SEG_LEVEL_MAX. hnsw_build and hnsw_graph_append draw the same sequence from
+ * the same seed, so row r gets the same level either way.
+ */
+static uint32_t draw_level(uint64_t *rng, double mult)
+{
+	double u = (double)(splitmix64(rng) >> 11) * 0x1.0p-53;
+	if (u <= 0)
+		u = 0x1.0p-53;
+	double lv = -log(u) * mult;
+	return lv >= SEG_LEVEL_MAX ? SEG_LEVEL_MAX : (uint32_t)lv;
 }
 
 /* Draw levels, number nodes upper-layer first (stable by row), lay out the upper index. */
@@ -365,11 +438,7 @@ static int plan_levels(struct hnsw_graph *g)
 	uint64_t rng = g->p.seed;
 	size_t per_level[SEG_LEVEL_MAX + 1] = {0};
 	for (size_t r = 0; r < n; r++) {
-		double u = (double)(splitmix64(&rng) >> 11) * 0x1.0p-53;
-		if (u <= 0)
-			u = 0x1.0p-53;
-		double lv = -log(u) * mult;
-		uint32_t level = lv >= SEG_LEVEL_MAX ? SEG_LEVEL_MAX : (uint32_t)lv;
+		uint32_t level = draw_level(&rng, mult);
 		row_level[r] = (uint8_t)level;
 		per_level[level]++;
 	}
@@ -403,18 +472,41 @@ static int plan_levels(struct hnsw_graph *g)
 	return g->upper_links ? 0 : STRATA_ENOMEM;
 }
 
+struct hnsw_graph *hnsw_graph_alloc(void)
+{
+	struct hnsw_graph *g = calloc(1, sizeof *g);
+	if (!g)
+		return NULL;
+	pthread_mutex_init(&g->global, NULL);
+	pthread_mutex_init(&g->progress_lock, NULL);
+	atomic_init(&g->ep, HNSW_EP_NONE);
+	g->v.entry = SEG_NO_NODE;
+	return g;
+}
+
+/* The view fields that follow from the parameters alone. */
+static void view_init(struct hnsw_view *v, const struct hnsw_build_params *p)
+{
+	v->dim = p->dim;
+	v->M = p->M;
+	v->M0 = 2 * p->M;
+	v->metric = p->metric;
+	v->dist = dist_for_metric(p->metric);
+	v->stride = (size_t)seg_stride_for(p->dim, v->M0);
+	v->links_off = 4 * (size_t)p->dim;
+	v->entry = SEG_NO_NODE;
+}
+
 int hnsw_build(const struct hnsw_build_params *p, const float *vectors, size_t n,
                struct hnsw_graph **g_out)
 {
 	if (n > SEG_COUNT_MAX)
 		return err_set(STRATA_ELIMIT, "%zu vectors: a segment holds at most %llu", n,
 		               (unsigned long long)SEG_COUNT_MAX);
-	struct hnsw_graph *g = calloc(1, sizeof *g);
+	struct hnsw_graph *g = hnsw_graph_alloc();
 	if (!g)
 		return STRATA_ENOMEM;
 	int rc = STRATA_ENOMEM;
-	struct build_worker *workers = NULL;
-	pthread_t *tids = NULL;
 	uint32_t threads = p->threads ? p->threads : 1;
 	if (threads > n)
 		threads = n ? (uint32_t)n : 1;
@@ -422,17 +514,8 @@ int hnsw_build(const struct hnsw_build_params *p, const float *vectors, size_t n
 	g->p = *p;
 	g->n = n;
 	g->progress_step = n / 200 ? n / 200 : 1;
-	pthread_mutex_init(&g->global, NULL);
-	pthread_mutex_init(&g->progress_lock, NULL);
-	uint32_t M0 = 2 * p->M;
-	g->v.dim = p->dim;
-	g->v.M = p->M;
-	g->v.M0 = M0;
-	g->v.metric = p->metric;
-	g->v.dist = dist_for_metric(p->metric);
+	view_init(&g->v, p);
 	g->v.count = (uint32_t)n;
-	g->v.stride = (size_t)seg_stride_for(p->dim, M0);
-	g->v.links_off = 4 * (size_t)p->dim;
 	g->node_of_row = malloc((n ? n : 1) * sizeof *g->node_of_row);
 	g->level_of_node = malloc(n ? n : 1);
 	/* 64-byte alignment: vectors sit at the start of each record, aligned for SIMD. */
@@ -456,61 +539,173 @@ int hnsw_build(const struct hnsw_build_params *p, const float *vectors, size_t n
 
 	if (threads > 1) {
 		g->locks = calloc(n, sizeof *g->locks);
-		if (!g->locks)
-			goto fail_nomem;
+		if (!g->locks) {
+			rc = STRATA_ENOMEM;
+			goto fail;
+		}
 	}
-	workers = calloc(threads, sizeof *workers);
-	tids = calloc(threads, sizeof *tids);
-	if (!workers || !tids)
-		goto fail_nomem;
-	for (uint32_t t = 0; t < threads; t++)
-		if (worker_init(&workers[t], g))
-			goto fail_workers;
-
 	rc = 0;
 	if (n > 0) {
-		/* The first row becomes the entry point with nothing to link to. */
-		uint32_t first = g->node_of_row[0];
-		atomic_store(&g->entry, first);
-		atomic_store(&g->max_level, g->level_of_node[first]);
-		atomic_store(&g->next_row, 1);
-		report_progress(g);
-		uint32_t started = 0;
-		for (uint32_t t = 1; t < threads; t++) {
-			if (pthread_create(&tids[t], NULL, worker_main, &workers[t]) != 0)
-				break;
-			started = t;
-		}
-		worker_main(&workers[0]);
-		for (uint32_t t = 1; t <= started; t++)
-			pthread_join(tids[t], NULL);
-		rc = atomic_load(&g->failed);
+		atomic_store(&g->next_row, 0);
+		rc = run_workers(g, threads);
 	}
-	g->v.entry = n ? atomic_load(&g->entry) : SEG_NO_NODE;
-	g->v.max_level = atomic_load(&g->max_level);
-	for (uint32_t t = 0; t < threads; t++)
-		worker_fini(&workers[t]);
-	free(workers);
-	free(tids);
 	if (rc)
 		goto fail;
+	uint64_t ep = atomic_load(&g->ep);
+	g->v.entry = (uint32_t)ep;
+	g->v.max_level = n ? (uint32_t)(ep >> 32) : 0;
 	free(g->locks);
 	g->locks = NULL;
 	*g_out = g;
 	return 0;
 
-fail_workers:
-	for (uint32_t t = 0; t < threads; t++)
-		worker_fini(&workers[t]);
-fail_nomem:
-	free(workers);
-	free(tids);
-	rc = STRATA_ENOMEM;
 fail:
 	hnsw_graph_free(g);
 	if (rc == STRATA_ENOMEM)
 		err_set(rc, "building a graph of %zu vectors of dim %u", n, p->dim);
 	return rc;
+}
+
+/* ---- incremental graphs -------------------------------------------------- */
+
+/* Zeroed memory whose pages cost nothing until touched. */
+static void *lazy_zalloc(size_t bytes)
+{
+	void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void lazy_free(void *p, size_t bytes)
+{
+	if (p)
+		munmap(p, bytes ? bytes : 1);
+}
+
+static size_t upper_block_bytes(const struct hnsw_graph *g)
+{
+	return (size_t)seg_upper_block_size(g->p.M);
+}
+
+int hnsw_graph_new(const struct hnsw_build_params *p, size_t capacity, struct hnsw_graph **g_out)
+{
+	if (capacity == 0 || p->dim == 0 || p->M < 2)
+		return err_set(STRATA_EINVAL, "incremental graph: capacity %zu, dim %u, M %u", capacity,
+		               p->dim, p->M);
+	if (capacity > SEG_COUNT_MAX)
+		return err_set(STRATA_ELIMIT, "incremental graph of %zu rows: at most %llu", capacity,
+		               (unsigned long long)SEG_COUNT_MAX);
+	struct hnsw_graph *g = hnsw_graph_alloc();
+	if (!g)
+		return err_set(STRATA_ENOMEM, "incremental graph");
+	g->p = *p;
+	g->mapped = true;
+	g->capacity = capacity;
+	g->rng = p->seed;
+	view_init(&g->v, p);
+	/* The builder's own searches see every slot; views narrow count to the rows appended. */
+	g->v.count = (uint32_t)capacity;
+	g->v.upper_count = capacity;
+	/*
+	 * A row has upper layers with probability 1/M and E[level] = 1/(M - 1):
+	 * twice the expected block count, plus room for a few unlucky tall nodes.
+	 * The pages are mapped lazily, so the margin costs address space only.
+	 */
+	g->blocks_cap = 2 * (uint64_t)capacity / (p->M - 1) + 16 * SEG_LEVEL_MAX;
+	g->nodes = lazy_zalloc(capacity * g->v.stride);
+	g->upper_index = lazy_zalloc(capacity * SEG_UPPER_ENTRY_SIZE);
+	g->upper_links = lazy_zalloc(g->blocks_cap * upper_block_bytes(g));
+	g->level_of_node = lazy_zalloc(capacity);
+	g->locks = lazy_zalloc(capacity * sizeof *g->locks);
+	g->row_done = lazy_zalloc(capacity * sizeof *g->row_done);
+	if (!g->nodes || !g->upper_index || !g->upper_links || !g->level_of_node || !g->locks ||
+	    !g->row_done) {
+		hnsw_graph_free(g);
+		return err_set(STRATA_ENOMEM, "incremental graph of %zu rows of dim %u", capacity, p->dim);
+	}
+	g->v.nodes = g->nodes;
+	g->v.upper_index = g->upper_index;
+	g->v.upper_links = g->upper_links;
+	g->v.upper_blocks = g->blocks_cap;
+	*g_out = g;
+	return 0;
+}
+
+int hnsw_graph_append(struct hnsw_graph *g, const float *vec, uint32_t *row_out)
+{
+	/* Only this function stores `appended`, and one caller at a time: relaxed is enough here. */
+	size_t row = atomic_load_explicit(&g->appended, memory_order_relaxed);
+	if (row >= g->capacity)
+		return err_set(STRATA_ELIMIT, "incremental graph full: %zu rows", g->capacity);
+	uint64_t rng = g->rng;
+	uint32_t level = draw_level(&rng, 1.0 / log((double)g->p.M));
+	if (level > g->blocks_cap - g->blocks_used)
+		return err_set(STRATA_ELIMIT, "incremental graph: upper-layer reserve of %llu blocks "
+		               "used up after %zu rows", (unsigned long long)g->blocks_cap, row);
+	uint8_t *rec = g->nodes + row * g->v.stride;
+	memcpy(rec, vec, (size_t)g->p.dim * sizeof(float));
+	if (g->p.metric == STRATA_METRIC_COSINE)
+		dist_normalize((float *)(void *)rec, g->p.dim);
+	g->level_of_node[row] = (uint8_t)level;
+	le_store32(g->upper_index + row * SEG_UPPER_ENTRY_SIZE, level);
+	le_store64(g->upper_index + row * SEG_UPPER_ENTRY_SIZE + 8, level ? g->blocks_used : 0);
+	g->blocks_used += level;
+	g->rng = rng;
+	atomic_store_explicit(&g->appended, row + 1, memory_order_release);
+	*row_out = (uint32_t)row;
+	return 0;
+}
+
+size_t hnsw_graph_appended(const struct hnsw_graph *g)
+{
+	return atomic_load_explicit(&((struct hnsw_graph *)(uintptr_t)g)->appended,
+	                            memory_order_acquire);
+}
+
+size_t hnsw_graph_indexed(const struct hnsw_graph *g)
+{
+	return atomic_load_explicit(&((struct hnsw_graph *)(uintptr_t)g)->indexed,
+	                            memory_order_acquire);
+}
+
+int hnsw_graph_index(struct hnsw_graph *g, size_t upto)
+{
+	if (!g->capacity)
+		return err_set(STRATA_EINVAL, "hnsw_graph_index: not an incremental graph");
+	size_t appended = hnsw_graph_appended(g);
+	if (upto > appended)
+		return err_set(STRATA_EINVAL, "hnsw_graph_index: up to row %zu, but %zu appended", upto,
+		               appended);
+	size_t from = hnsw_graph_indexed(g);
+	if (upto <= from)
+		return 0;
+	g->n = upto;
+	atomic_store(&g->next_row, from);
+	atomic_store(&g->done, from);
+	g->progress_step = (upto - from) / 200 ? (upto - from) / 200 : 1;
+	uint32_t threads = g->p.threads ? g->p.threads : 1;
+	if (threads > upto - from)
+		threads = (uint32_t)(upto - from);
+	int rc = run_workers(g, threads);
+	if (rc)
+		return err_set(rc, "indexing rows %zu..%zu of an incremental graph", from, upto);
+	return 0;
+}
+
+void hnsw_graph_view_live(struct hnsw_graph *g, struct hnsw_view *v_out)
+{
+	*v_out = g->v;
+	/*
+	 * The entry point first, then the row count: the entry was appended
+	 * before it was inserted, so it is below the count read after it.
+	 */
+	uint64_t ep = atomic_load(&g->ep);
+	size_t n = hnsw_graph_appended(g);
+	v_out->count = (uint32_t)n;
+	v_out->upper_count = n;
+	v_out->entry = (uint32_t)ep;
+	v_out->max_level = ep == HNSW_EP_NONE ? 0 : (uint32_t)(ep >> 32);
+	v_out->locks = g->locks;
 }
 
 void hnsw_graph_free(struct hnsw_graph *g)
@@ -519,21 +714,35 @@ void hnsw_graph_free(struct hnsw_graph *g)
 		return;
 	pthread_mutex_destroy(&g->global);
 	pthread_mutex_destroy(&g->progress_lock);
-	free(g->nodes);
-	free(g->upper_index);
-	free(g->upper_links);
+	if (g->mapped) {
+		lazy_free(g->nodes, g->capacity * g->v.stride);
+		lazy_free(g->upper_index, g->capacity * SEG_UPPER_ENTRY_SIZE);
+		lazy_free(g->upper_links, g->blocks_cap * upper_block_bytes(g));
+		lazy_free(g->level_of_node, g->capacity);
+		lazy_free(g->locks, g->capacity * sizeof *g->locks);
+		lazy_free(g->row_done, g->capacity * sizeof *g->row_done);
+	} else {
+		free(g->nodes);
+		free(g->upper_index);
+		free(g->upper_links);
+		free(g->level_of_node);
+		free(g->locks);
+	}
 	free(g->node_of_row);
-	free(g->level_of_node);
-	free(g->locks);
 	free(g);
 }
 
 void hnsw_graph_view(const struct hnsw_graph *g, struct hnsw_view *v_out)
 {
+	if (g->capacity) {
+		hnsw_graph_view_live((struct hnsw_graph *)(uintptr_t)g, v_out);
+		v_out->locks = NULL;
+		return;
+	}
 	*v_out = g->v;
 }
 
 uint32_t hnsw_graph_node_of_row(const struct hnsw_graph *g, size_t row)
 {
-	return g->node_of_row[row];
+	return g->node_of_row ? g->node_of_row[row] : (uint32_t)row;
 }

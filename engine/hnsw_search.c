@@ -9,8 +9,12 @@
  * and a list count above M0 / M is refused. Damage behind a valid header thus
  * ends the search with STRATA_ECORRUPT, never with an out-of-bounds read.
  *
+ * A live view (hnsw_graph_view_live) is searched while insertions run: each
+ * list is copied under its node's spinlock, as the builder writes it.
+ *
  * It must never allocate per query beyond the scratch's first growth, and the
- * answer depends only on the view, the query, k, ef and the filter.
+ * answer depends only on the view, the query, k, ef and the filter (and, for
+ * a live view, on how far the concurrent insertions have got).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +42,7 @@ void hnsw_view_from_segment(const struct seg_info *in, struct hnsw_view *v)
 	v->entry = in->entry;
 	v->metric = (strata_metric)in->metric;
 	v->dist = dist_for_metric(v->metric);
+	v->locks = NULL;
 }
 
 struct hnsw_scratch *hnsw_scratch_new(void)
@@ -52,6 +57,7 @@ void hnsw_scratch_free(struct hnsw_scratch *s)
 	free(s->tags);
 	free(s->cand.a);
 	free(s->top.a);
+	free(s->list);
 	free(s);
 }
 
@@ -112,25 +118,58 @@ const uint32_t *hnsw_links_upper(const struct hnsw_view *v, uint32_t node, uint3
 	return (const uint32_t *)(const void *)(v->upper_links + (first + level - 1) * block);
 }
 
+/*
+ * The search is written once and instantiated twice (hnsw_search): `live` is
+ * a compile-time constant in each, so the segment path carries no test of
+ * v->locks in its loops. The live path (hnsw_graph_view_live) copies each
+ * list under its node's lock before reading it and skips neighbours >= count
+ * (rows appended after the view was taken); the segment path reads the
+ * lists in place and refuses such neighbours as corruption.
+ */
+#define HNSW_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Copy the list at l (its node locked by the caller) into buf; false if its count exceeds max. */
+HNSW_ALWAYS_INLINE bool list_copy_locked(const uint32_t *l, uint32_t max, uint32_t *buf)
+{
+	uint32_t n = l[0];
+	if (n > max)
+		return false;
+	memcpy(buf, l, (1 + (size_t)n) * sizeof *buf);
+	return true;
+}
+
 /* Greedy walk on one upper layer: move to any closer neighbour until none is. */
-static int descend_layer(const struct hnsw_view *v, const float *q, uint32_t level,
-                         uint32_t *cur, float *cur_dist, uint64_t *evals)
+HNSW_ALWAYS_INLINE int descend_layer(const struct hnsw_view *v, const float *q, uint32_t level,
+                                     uint32_t *cur, float *cur_dist, uint64_t *evals,
+                                     uint32_t *buf, const bool live)
 {
 	for (int changed = 1; changed;) {
 		changed = 0;
 		const uint32_t *l = hnsw_links_upper(v, *cur, level);
 		if (!l)
 			return ERR_CORRUPT("graph: node %u has no list on layer %u", *cur, level);
+		if (live) {
+			hnsw_node_lock(v->locks, *cur);
+			bool ok = list_copy_locked(l, v->M, buf);
+			hnsw_node_unlock(v->locks, *cur);
+			if (!ok)
+				return ERR_CORRUPT("graph: node %u lists too many neighbours on layer %u",
+				                   *cur, level);
+			l = buf;
+		}
 		uint32_t n = l[0];
 		if (n > v->M)
 			return ERR_CORRUPT("graph: node %u lists %u neighbours on layer %u (M = %u)", *cur,
 			                   n, level, v->M);
 		for (uint32_t j = 1; j <= n; j++) {
 			uint32_t c = l[j];
-			if (c >= v->upper_count)
+			if (c >= v->upper_count) {
+				if (live)
+					continue;
 				return ERR_CORRUPT("graph: node %u links to %u on layer %u, beyond the %llu "
 				                   "upper-layer nodes",
 				                   *cur, c, level, (unsigned long long)v->upper_count);
+			}
 			float d = hnsw_dist_ordered(v->dist(q, hnsw_vec(v, c), v->dim));
 			(*evals)++;
 			if (d < *cur_dist) {
@@ -154,9 +193,9 @@ static inline void prefetch_node(const struct hnsw_view *v, uint32_t node)
  * Beam search on layer 0 from `ep`. Rejected nodes (accept == false) still
  * enter the candidate queue, so the walk goes through them, but never `top`.
  */
-static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep, float ep_dist,
-                         uint32_t ef, hnsw_accept_fn accept, void *actx, struct hnsw_scratch *s,
-                         uint64_t *evals)
+HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
+                                     float ep_dist, uint32_t ef, hnsw_accept_fn accept, void *actx,
+                                     struct hnsw_scratch *s, uint64_t *evals, const bool live)
 {
 	uint16_t *tags = s->tags;
 	const uint16_t epoch = s->epoch;
@@ -169,6 +208,8 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 	const uint8_t *const nodes = v->nodes;
 	const size_t stride = v->stride, links_off = v->links_off, dim = v->dim;
 	const dist_fn dist = v->dist;
+	atomic_uchar *const locks = v->locks;
+	uint32_t *const buf = s->list;
 	float bound = ep_dist;
 	int rc;
 
@@ -188,6 +229,15 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 			break;
 		hnsw_heap_pop_min(cand);
 		const uint32_t *l = (const uint32_t *)(const void *)(nodes + (size_t)c.node * stride + links_off);
+		if (live) {
+			hnsw_node_lock(locks, c.node);
+			bool ok = list_copy_locked(l, M0, buf);
+			hnsw_node_unlock(locks, c.node);
+			if (!ok)
+				return ERR_CORRUPT("graph: node %u lists too many neighbours on layer 0",
+				                   c.node);
+			l = buf;
+		}
 		uint32_t n = l[0];
 		if (n > M0)
 			return ERR_CORRUPT("graph: node %u lists %u neighbours on layer 0 (M0 = %u)", c.node,
@@ -198,9 +248,12 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 		}
 		for (uint32_t j = 1; j <= n; j++) {
 			uint32_t x = l[j];
-			if (x >= count)
+			if (x >= count) {
+				if (live)
+					continue;
 				return ERR_CORRUPT("graph: node %u links to %u on layer 0, beyond the %u nodes",
 				                   c.node, x, count);
+			}
 			if (j < n && l[j + 1] < count) {
 				__builtin_prefetch(tags + l[j + 1]);
 				prefetch_node(v, l[j + 1]);
@@ -231,12 +284,51 @@ static int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
 	return 0;
 }
 
+/* Descent and layer-0 beam; the result is in s->top. */
+HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *query, uint32_t ef,
+                                    hnsw_accept_fn accept, void *accept_ctx,
+                                    struct hnsw_scratch *s, uint64_t *evals, const bool live)
+{
+	int rc;
+	uint32_t cur = v->entry;
+	float cur_dist = hnsw_dist_ordered(v->dist(query, hnsw_vec(v, cur), v->dim));
+	(*evals)++;
+	for (uint32_t level = v->max_level; level >= 1; level--) {
+		if ((rc = descend_layer(v, query, level, &cur, &cur_dist, evals, s->list, live)))
+			return rc;
+	}
+	return search_layer0(v, query, cur, cur_dist, ef, accept, accept_ctx, s, evals, live);
+}
+
+static int search_segment(const struct hnsw_view *v, const float *query, uint32_t ef,
+                          hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
+                          uint64_t *evals)
+{
+	return search_graph(v, query, ef, accept, accept_ctx, s, evals, false);
+}
+
+static int search_live(const struct hnsw_view *v, const float *query, uint32_t ef,
+                       hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
+                       uint64_t *evals)
+{
+	/* One list at a time is copied: M0 >= M, so 1 + M0 words hold any of them. */
+	size_t need = 1 + (size_t)v->M0;
+	if (s->list_len < need) {
+		uint32_t *l = realloc(s->list, need * sizeof *l);
+		if (!l)
+			return err_set(STRATA_ENOMEM, "search scratch: list of %zu", need);
+		s->list = l;
+		s->list_len = need;
+	}
+	return search_graph(v, query, ef, accept, accept_ctx, s, evals, true);
+}
+
 int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
                 hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
                 struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
 {
 	*n_out = 0;
-	if (v->count == 0 || k == 0)
+	if (v->count == 0 || k == 0 || v->entry == SEG_NO_NODE)
 		return 0;
 	if (ef < k)
 		ef = k;
@@ -247,14 +339,11 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
 		return rc;
 
 	uint64_t evals = 0;
-	uint32_t cur = v->entry;
-	float cur_dist = hnsw_dist_ordered(v->dist(query, hnsw_vec(v, cur), v->dim));
-	evals++;
-	for (uint32_t level = v->max_level; level >= 1; level--) {
-		if ((rc = descend_layer(v, query, level, &cur, &cur_dist, &evals)))
-			goto out;
-	}
-	if ((rc = search_layer0(v, query, cur, cur_dist, ef, accept, accept_ctx, s, &evals)))
+	if (v->locks)
+		rc = search_live(v, query, ef, accept, accept_ctx, s, &evals);
+	else
+		rc = search_segment(v, query, ef, accept, accept_ctx, s, &evals);
+	if (rc)
 		goto out;
 
 	struct hnsw_heap *top = &s->top;

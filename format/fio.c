@@ -8,7 +8,11 @@
  * write), fsync and fdatasync -> FP_FSYNC, rename -> FP_RENAME, mmap ->
  * FP_MMAP, mkdir and mkdtemp -> FP_MKDIR, unlink and rmdir -> FP_UNLINK. Composite calls (fsync_dir,
  * read_file, write_file_atomic) fail through the calls they are made of.
- * close, fstat and munmap have no site.
+ * close, fstat and munmap have no site. ftruncate shares FP_WRITE.
+ *
+ * In test builds each mutating call is also bracketed by fio_rec_begin/end
+ * (fio_record.h), the power-loss recorder; a call the recorder declares dead
+ * (the simulated machine lost power) fails with STRATA_EIO and does nothing.
  *
  * It must never print, retry a failed fsync (the page cache may already have
  * dropped the dirty data: reporting is the only honest answer), or leave a
@@ -30,6 +34,7 @@
 
 #include "err.h"
 #include "failpoint.h"
+#include "fio_record.h"
 
 #define FIO_PATH_MAX 4096
 #define FIO_CHUNK_MAX (1u << 30) /* Linux moves at most ~2 GiB per call anyway */
@@ -46,26 +51,42 @@ static int fio_fail(int neg_errno, const char *op, const char *path)
 	               fio_errstr(-neg_errno));
 }
 
+/* The recorder's simulated machine is off: the call did nothing. */
+static int fio_dead(const char *op, const char *path)
+{
+	return err_set(STRATA_EIO, "%s %s: power lost (simulated)", op, path ? path : "(fd)");
+}
+
 int fio_open(const char *path, int flags, mode_t mode, int *fd_out)
 {
 	int rc = fp_inject(FP_OPEN);
 	if (rc)
 		return fio_fail(rc, "open", path);
+	struct fio_rec_op op = {.kind = FIO_REC_OPEN, .path = path, .flags = flags};
+	if (fio_rec_begin(&op))
+		return fio_dead("open", path);
 	int fd;
 	do
 		fd = open(path, flags | O_CLOEXEC, mode);
 	while (fd < 0 && errno == EINTR);
+	int e = errno;
+	op.fd = fd;
+	fio_rec_end(&op, fd < 0 ? -e : 0, 0);
 	if (fd < 0)
-		return fio_fail(-errno, "open", path);
+		return fio_fail(-e, "open", path);
 	*fd_out = fd;
 	return 0;
 }
 
 int fio_close(int fd)
 {
+	struct fio_rec_op op = {.kind = FIO_REC_CLOSE, .fd = fd};
+	fio_rec_begin(&op); /* never dead: a close changes nothing durable */
 	/* Linux releases the descriptor even when close() reports EINTR: never retry. */
-	if (close(fd) != 0 && errno != EINTR)
-		return err_set(err_from_errno(-errno), "close fd %d: %s", fd, strerror(errno));
+	int r = close(fd), e = errno;
+	fio_rec_end(&op, r ? -e : 0, 0);
+	if (r != 0 && e != EINTR)
+		return err_set(err_from_errno(-e), "close fd %d: %s", fd, strerror(e));
 	return 0;
 }
 
@@ -85,22 +106,32 @@ int fio_pwrite_all(int fd, const void *buf, size_t len, uint64_t off, const char
 	if (!fio_span_ok(len, off))
 		return err_set(STRATA_ELIMIT, "write %s: %zu bytes at offset %llu pass the largest file offset",
 		               path, len, (unsigned long long)off);
+	struct fio_rec_op op = {.kind = FIO_REC_PWRITE, .fd = fd, .buf = buf, .len = len, .off = off};
+	if (fio_rec_begin(&op))
+		return fio_dead("write", path);
 
 	const uint8_t *p = buf;
 	size_t done = 0;
+	int rc = 0;
 	while (done < todo) {
 		size_t chunk = todo - done < FIO_CHUNK_MAX ? todo - done : FIO_CHUNK_MAX;
 		ssize_t n = pwrite(fd, p + done, chunk, (off_t)(off + done));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return fio_fail(-errno, "write", path);
+			rc = fio_fail(-errno, "write", path);
+			break;
 		}
-		if (n == 0)
-			return err_set(STRATA_EIO, "write %s: no progress at offset %llu", path,
-			               (unsigned long long)(off + done));
+		if (n == 0) {
+			rc = err_set(STRATA_EIO, "write %s: no progress at offset %llu", path,
+			             (unsigned long long)(off + done));
+			break;
+		}
 		done += (size_t)n;
 	}
+	fio_rec_end(&op, rc, done); /* what landed counts, even when the call fails */
+	if (rc)
+		return rc;
 	if (inj == -FP_SHORT)
 		return err_set(STRATA_EIO, "write %s: torn write (injected): %zu of %zu bytes at offset %llu",
 		               path, todo, len, (unsigned long long)off);
@@ -159,20 +190,30 @@ int fio_write_all(int fd, const void *buf, size_t len, const char *path)
 		todo = len / 2;
 	else if (inj)
 		return fio_fail(inj, "write", path);
+	struct fio_rec_op op = {.kind = FIO_REC_WRITE, .fd = fd, .buf = buf, .len = len};
+	if (fio_rec_begin(&op))
+		return fio_dead("write", path);
 	const uint8_t *p = buf;
 	size_t done = 0;
+	int rc = 0;
 	while (done < todo) {
 		size_t chunk = todo - done < FIO_CHUNK_MAX ? todo - done : FIO_CHUNK_MAX;
 		ssize_t n = write(fd, p + done, chunk);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return fio_fail(-errno, "write", path);
+			rc = fio_fail(-errno, "write", path);
+			break;
 		}
-		if (n == 0)
-			return err_set(STRATA_EIO, "write %s: no progress after %zu bytes", path, done);
+		if (n == 0) {
+			rc = err_set(STRATA_EIO, "write %s: no progress after %zu bytes", path, done);
+			break;
+		}
 		done += (size_t)n;
 	}
+	fio_rec_end(&op, rc, done);
+	if (rc)
+		return rc;
 	if (inj == -FP_SHORT)
 		return err_set(STRATA_EIO, "write %s: torn write (injected): %zu of %zu bytes", path,
 		               todo, len);
@@ -184,11 +225,16 @@ int fio_fsync(int fd, const char *path)
 	int inj = fp_inject(FP_FSYNC);
 	if (inj)
 		return fio_fail(inj, "fsync", path);
+	struct fio_rec_op op = {.kind = FIO_REC_FSYNC, .fd = fd};
+	if (fio_rec_begin(&op))
+		return fio_dead("fsync", path);
 	int r;
 	do
 		r = fsync(fd);
 	while (r != 0 && errno == EINTR);
-	return r ? fio_fail(-errno, "fsync", path) : 0;
+	int e = errno;
+	fio_rec_end(&op, r ? -e : 0, 0);
+	return r ? fio_fail(-e, "fsync", path) : 0;
 }
 
 int fio_fdatasync(int fd, const char *path)
@@ -196,11 +242,16 @@ int fio_fdatasync(int fd, const char *path)
 	int inj = fp_inject(FP_FSYNC);
 	if (inj)
 		return fio_fail(inj, "fdatasync", path);
+	struct fio_rec_op op = {.kind = FIO_REC_FSYNC, .fd = fd};
+	if (fio_rec_begin(&op))
+		return fio_dead("fdatasync", path);
 	int r;
 	do
 		r = fdatasync(fd);
 	while (r != 0 && errno == EINTR);
-	return r ? fio_fail(-errno, "fdatasync", path) : 0;
+	int e = errno;
+	fio_rec_end(&op, r ? -e : 0, 0);
+	return r ? fio_fail(-e, "fdatasync", path) : 0;
 }
 
 int fio_file_size(int fd, uint64_t *size_out, const char *path)
@@ -212,10 +263,35 @@ int fio_file_size(int fd, uint64_t *size_out, const char *path)
 	return 0;
 }
 
+int fio_ftruncate(int fd, uint64_t len, const char *path)
+{
+	int inj = fp_inject(FP_WRITE);
+	if (inj)
+		return fio_fail(inj == -FP_SHORT ? -EIO : inj, "truncate", path);
+	if (len > (uint64_t)INT64_MAX)
+		return err_set(STRATA_ELIMIT, "truncate %s: length %llu passes the largest file offset", path,
+		               (unsigned long long)len);
+	struct fio_rec_op op = {.kind = FIO_REC_FTRUNCATE, .fd = fd, .off = len};
+	if (fio_rec_begin(&op))
+		return fio_dead("truncate", path);
+	int r;
+	do
+		r = ftruncate(fd, (off_t)len);
+	while (r != 0 && errno == EINTR);
+	int e = errno;
+	fio_rec_end(&op, r ? -e : 0, 0);
+	return r ? fio_fail(-e, "truncate", path) : 0;
+}
+
 int fio_rename(const char *from, const char *to)
 {
 	int inj = fp_inject(FP_RENAME);
+	struct fio_rec_op op = {.kind = FIO_REC_RENAME, .path = from, .path2 = to};
+	if (!inj && fio_rec_begin(&op))
+		return err_set(STRATA_EIO, "rename %s to %s: power lost (simulated)", from, to);
 	int e = inj ? -inj : rename(from, to) != 0 ? errno : 0;
+	if (!inj)
+		fio_rec_end(&op, -e, 0);
 	if (e)
 		return err_set(err_from_errno(-e), "rename %s to %s: %s", from, to, fio_errstr(e));
 	return 0;
@@ -226,7 +302,12 @@ int fio_unlink(const char *path)
 	int inj = fp_inject(FP_UNLINK);
 	if (inj)
 		return fio_fail(inj, "unlink", path);
-	return unlink(path) != 0 ? fio_fail(-errno, "unlink", path) : 0;
+	struct fio_rec_op op = {.kind = FIO_REC_UNLINK, .path = path};
+	if (fio_rec_begin(&op))
+		return fio_dead("unlink", path);
+	int r = unlink(path), e = errno;
+	fio_rec_end(&op, r ? -e : 0, 0);
+	return r ? fio_fail(-e, "unlink", path) : 0;
 }
 
 int fio_discard(const char *path)
@@ -234,8 +315,13 @@ int fio_discard(const char *path)
 	int inj = fp_inject(FP_UNLINK);
 	if (inj)
 		return err_from_errno(inj);
-	if (unlink(path) != 0 && errno != ENOENT)
-		return err_from_errno(-errno);
+	struct fio_rec_op op = {.kind = FIO_REC_UNLINK, .path = path};
+	if (fio_rec_begin(&op))
+		return STRATA_EIO;
+	int r = unlink(path), e = errno;
+	fio_rec_end(&op, r ? -e : 0, 0);
+	if (r != 0 && e != ENOENT)
+		return err_from_errno(-e);
 	return 0;
 }
 
@@ -244,7 +330,12 @@ int fio_mkdir(const char *path, mode_t mode)
 	int inj = fp_inject(FP_MKDIR);
 	if (inj)
 		return fio_fail(inj, "mkdir", path);
-	return mkdir(path, mode) != 0 ? fio_fail(-errno, "mkdir", path) : 0;
+	struct fio_rec_op op = {.kind = FIO_REC_MKDIR, .path = path};
+	if (fio_rec_begin(&op))
+		return fio_dead("mkdir", path);
+	int r = mkdir(path, mode), e = errno;
+	fio_rec_end(&op, r ? -e : 0, 0);
+	return r ? fio_fail(-e, "mkdir", path) : 0;
 }
 
 int fio_rmdir(const char *path)
@@ -252,7 +343,12 @@ int fio_rmdir(const char *path)
 	int inj = fp_inject(FP_UNLINK);
 	if (inj)
 		return fio_fail(inj, "rmdir", path);
-	return rmdir(path) != 0 ? fio_fail(-errno, "rmdir", path) : 0;
+	struct fio_rec_op op = {.kind = FIO_REC_UNLINK, .path = path};
+	if (fio_rec_begin(&op))
+		return fio_dead("rmdir", path);
+	int r = rmdir(path), e = errno;
+	fio_rec_end(&op, r ? -e : 0, 0);
+	return r ? fio_fail(-e, "rmdir", path) : 0;
 }
 
 int fio_mkdtemp(char *tmpl)
@@ -260,7 +356,13 @@ int fio_mkdtemp(char *tmpl)
 	int inj = fp_inject(FP_MKDIR);
 	if (inj)
 		return fio_fail(inj, "mkdtemp", tmpl);
-	return mkdtemp(tmpl) ? 0 : fio_fail(-errno, "mkdtemp", tmpl);
+	struct fio_rec_op op = {.kind = FIO_REC_MKDIR, .path = tmpl};
+	if (fio_rec_begin(&op))
+		return fio_dead("mkdtemp", tmpl);
+	bool ok = mkdtemp(tmpl) != NULL;
+	int e = errno;
+	fio_rec_end(&op, ok ? 0 : -e, 0);
+	return ok ? 0 : fio_fail(-e, "mkdtemp", tmpl);
 }
 
 int fio_free_bytes(const char *path, uint64_t *bytes_out)
@@ -403,15 +505,21 @@ int fio_dir_free_for(const char *dir)
 	return rc;
 }
 
+/*
+ * The write or sync already happened (io_uring); the recorder only learns of
+ * it. If the simulated machine is dead by now, the recorder drops it: what
+ * reached the page cache after the power loss is not on the disk.
+ */
 void fio_note_write(int fd, const void *buf, size_t len, uint64_t off)
 {
-	(void)fd;
-	(void)buf;
-	(void)len;
-	(void)off;
+	struct fio_rec_op op = {.kind = FIO_REC_PWRITE, .fd = fd, .buf = buf, .len = len, .off = off};
+	if (fio_rec_begin(&op) == 0)
+		fio_rec_end(&op, 0, len);
 }
 
 void fio_note_sync(int fd)
 {
-	(void)fd;
+	struct fio_rec_op op = {.kind = FIO_REC_FSYNC, .fd = fd};
+	if (fio_rec_begin(&op) == 0)
+		fio_rec_end(&op, 0, 0);
 }

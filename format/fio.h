@@ -6,7 +6,7 @@
  * any of them (failpoint.h). Functions return 0 or a negative STRATA_E* code
  * (mapped from errno by err_from_errno) and set the error detail with the path.
  * Failpoint sites: open FP_OPEN, pread and read FP_READ, pwrite and write_all
- * FP_WRITE, fsync and fdatasync FP_FSYNC, rename FP_RENAME, mmap FP_MMAP,
+ * FP_WRITE, ftruncate FP_WRITE, fsync and fdatasync FP_FSYNC, rename FP_RENAME, mmap FP_MMAP,
  * mkdir and mkdtemp FP_MKDIR, unlink, rmdir and discard FP_UNLINK; the
  * composite calls fail through their parts.
  */
@@ -32,7 +32,11 @@ int fio_read(int fd, void *buf, size_t len, size_t *n_out, const char *path);
 int fio_write_all(int fd, const void *buf, size_t len, const char *path);
 int fio_fsync(int fd, const char *path);
 int fio_fdatasync(int fd, const char *path);
+/* Cut or extend (with zeros) the file to `len` bytes (the WAL cuts a torn tail with it). */
+int fio_ftruncate(int fd, uint64_t len, const char *path);
 int fio_file_size(int fd, uint64_t *size_out, const char *path);
+/* ftruncate(2) to `len` bytes (failpoint site FP_WRITE: cutting a file is a write). */
+int fio_ftruncate(int fd, uint64_t len, const char *path);
 int fio_rename(const char *from, const char *to);
 int fio_unlink(const char *path);
 /*
@@ -66,8 +70,10 @@ int fio_write_file_atomic(const char *dir, const char *name, const void *buf, si
 /*
  * I/O that bypasses the calls above (wal/'s io_uring backend) reports itself
  * here once it completed, so that a test's recorder of writes and syncs (the
- * power-loss simulation) sees every byte that reached the file. No-ops unless
- * a recorder is active (test builds only).
+ * power-loss simulation, fio_record.h) sees every byte that reached the file.
+ * Call them for every completed write (with the bytes that landed) and every
+ * completed fsync/fdatasync of a descriptor from fio_open. No-ops unless a
+ * recorder is active (test builds only).
  */
 void fio_note_write(int fd, const void *buf, size_t len, uint64_t off);
 void fio_note_sync(int fd);

@@ -47,9 +47,9 @@ static int mf_decode_header(const uint8_t *buf, size_t len, uint32_t *count_out)
 		return MF_FAIL(STRATA_ETRUNCATED, "%zu bytes, shorter than the %u-byte header", len,
 		               MF_HEADER_SIZE);
 	uint32_t version = le_load32(buf + MF_OFF_VERSION);
-	if (version != MF_VERSION)
-		return MF_FAIL(STRATA_EVERSION, "version %u (this build reads version %u)", version,
-		               MF_VERSION);
+	if (version < MF_VERSION_MIN || version > MF_VERSION)
+		return MF_FAIL(STRATA_EVERSION, "version %u (this build reads versions %u..%u)", version,
+		               MF_VERSION_MIN, MF_VERSION);
 	uint32_t header_size = le_load32(buf + MF_OFF_HEADER_SIZE);
 	if (header_size != MF_HEADER_SIZE)
 		return ERR_CORRUPT("header_size %u is not %u", header_size, MF_HEADER_SIZE);

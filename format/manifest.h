@@ -14,7 +14,14 @@
 #include <stdint.h>
 
 #define MF_MAGIC 0x4e414d5441525453ull /* "STRATMAN" as a little-endian u64 */
-#define MF_VERSION 1u
+/*
+ * Version 2 gives checkpoint_lsn and tomb_gen their meaning (WAL files and
+ * deletion files exist); a version-1 manifest is read as version 2 with both
+ * zero. A version-1 reader refuses a version-2 manifest rather than ignore
+ * writes it cannot see.
+ */
+#define MF_VERSION 2u
+#define MF_VERSION_MIN 1u
 #define MF_HEADER_SIZE 96u
 #define MF_ENTRY_SIZE 64u
 #define MF_SEGMENTS_MAX 65536u

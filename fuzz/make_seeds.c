@@ -14,6 +14,11 @@
  *                   segment under the names of seq 1, 2 and 3: the golden
  *                   MANIFEST, and the same naming two and three copies, with
  *                   other ef_search values, or none.
+ * corpus/tombstone/ deletion files of 0, 1, 63, 64, 65 and 200 nodes with
+ *                   none, all, every third and scattered nodes deleted.
+ * corpus/bundle/    bundles (zstd level 1..19, one thread) of the golden
+ *                   database, of two of the built ones, of a database with
+ *                   no segment and of one naming the golden segment twice.
  * Manifests get a fixed uuid (strata_build draws a random one) so that every
  * run writes the same bytes. Existing files of the same name are replaced;
  * other files in the directories (fuzzer finds someone kept) are left alone.
@@ -24,19 +29,26 @@
  * <dir>/<target>/: headers claiming 2^40 vectors, a dim of 2^31, a level count
  * of 10^6, a section longer than the file, a manifest of 65537 segments, ...
  * each with valid checksums, so that the checks behind the checksums refuse
- * them (before any allocation is sized from them) in every build.
+ * them (before any allocation is sized from them) in every build; deletion
+ * files claiming 2^32-2 or 2^64-1 nodes or deleted nodes; bundles claiming
+ * 2^20 entries, 2^64-1 raw bytes, a frame of 2^64-1 bytes, and a frame that
+ * inflates to 16 MiB under a declared 160.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include "bundle.h"
 #include "le.h"
 #include "manifest.h"
 #include "segment.h"
 #include "strata.h"
+#include "tombstone.h"
+#include "wal.h"
 #include "xsum.h"
 
 static const char *out_root;
@@ -239,6 +251,156 @@ static void db_open_seeds(const char *golden)
 	mf_free(&mf);
 }
 
+static void tombstone_seeds(void)
+{
+	static const uint64_t counts[] = {0, 1, 63, 64, 65, 200};
+	static const char *const pats[] = {"none", "all", "third", "scattered"};
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+		for (int p = 0; p < 4; p++) {
+			uint64_t n = counts[c], bits[4] = {0, 0, 0, 0};
+			if (n == 0 && p > 0)
+				continue;
+			for (uint64_t i = 0; i < n; i++)
+				if (p == 1 || (p == 2 && i % 3 == 0) || (p == 3 && (i * 2654435761u) % 7 == 0))
+					bits[i / 64] |= 1ull << (i % 64);
+			uint8_t *buf;
+			size_t len;
+			if (tomb_encode(c + 1, 0x0123456789abcdefull * (c + 1), (uint64_t)p + 1, bits, n, &buf,
+			                &len) != 0)
+				die("tomb_encode", strata_last_error_detail());
+			char name[64];
+			snprintf(name, sizeof name, "n%llu-%s.del", (unsigned long long)n, pats[p]);
+			write_seed("tombstone", name, buf, len);
+			free(buf);
+		}
+	}
+}
+
+/* The bytes bundle_write makes of `files` (through a regular file, so written in place). */
+static uint8_t *pack_files(const struct bundle_file *files, uint32_t count, const uint8_t uuid[16],
+                           int level, size_t *len_out)
+{
+	char path[] = "/tmp/strata-seed-bundle-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		die(path, strerror(errno));
+	struct bundle_pack_opts o = {.level = level, .threads = 1};
+	if (bundle_write(fd, path, files, count, uuid, &o, NULL) != 0)
+		die(path, strata_last_error_detail());
+	close(fd);
+	uint8_t *b = read_all(path, len_out);
+	unlink(path);
+	return b;
+}
+
+/* Pack the database in `dir` as bundle seed `name`. */
+static void pack_dir(const char *dir, const char *target, const char *name, int level)
+{
+	struct bundle_snapshot snap;
+	if (bundle_snapshot_open(dir, &snap) != 0)
+		die(dir, strata_last_error_detail());
+	size_t len;
+	uint8_t *b = pack_files(snap.files, snap.count, snap.db_uuid, level, &len);
+	bundle_snapshot_free(&snap);
+	write_seed(target, name, b, len);
+	free(b);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+	size_t len;
+	uint8_t *b = read_all(from, &len);
+	FILE *f = fopen(to, "wb");
+	if (!f || fwrite(b, 1, len, f) != len || fclose(f) != 0)
+		die(to, strerror(errno));
+	free(b);
+}
+
+/* Remove a flat directory of files. */
+static void remove_dir(const char *dir)
+{
+	static const char *const names[] = {MF_FILE_NAME, "seg-0000000000000001.seg",
+	                                    "seg-0000000000000002.seg", "LOCK"};
+	char p[4200];
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
+static void bundle_seeds(const char *tmp, const char *golden)
+{
+	char dir[4096], p[4200], q[4200];
+	pack_dir(golden, "bundle", "golden-l3.bundle", 3);
+	pack_dir(golden, "bundle", "golden-l19.bundle", 19);
+
+	/* Built databases, with a fixed uuid so every run writes the same bytes. */
+	static const struct build_spec specs[] = {
+		{"b-l2-d2-n0", 2, STRATA_METRIC_L2, 2, 0, 0},
+		{"b-ip-d3-n10-m3-ids", 3, STRATA_METRIC_IP, 3, 10, 1},
+	};
+	for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+		const struct build_spec *s = &specs[i];
+		snprintf(dir, sizeof dir, "%s/%s", tmp, s->name);
+		strata_options o;
+		strata_options_default(&o);
+		o.dim = s->dim;
+		o.metric = s->metric;
+		o.M = s->M;
+		o.ef_construction = 16;
+		o.threads = 1;
+		o.seed = 7;
+		float *v = vectors(s->n, s->dim, s->n * 31 + s->dim);
+		uint64_t ids[64];
+		for (size_t j = 0; j < s->n; j++)
+			ids[j] = 1000000007ull * (j + 1);
+		if (strata_build(dir, &o, s->custom_ids ? ids : NULL, v, s->n) != 0)
+			die(s->name, strata_last_error_detail());
+		free(v);
+		snprintf(p, sizeof p, "%s/" MF_FILE_NAME, dir);
+		struct mf_manifest mf = decode_file(p);
+		memset(mf.db_uuid, 0x5a, sizeof mf.db_uuid);
+		if (mf_commit(dir, &mf) != 0)
+			die(dir, strata_last_error_detail());
+		mf_free(&mf);
+		snprintf(p, sizeof p, "%s.bundle", s->name + 2);
+		pack_dir(dir, "bundle", p, 1 + (int)i);
+		remove_dir(dir);
+	}
+
+	/* The golden segment twice (seq 1 and 2), and no segment at all. */
+	snprintf(p, sizeof p, "%s/" MF_FILE_NAME, golden);
+	struct mf_manifest mf = decode_file(p);
+	struct mf_segment segs[2] = {mf.segments[0], mf.segments[0]};
+	segs[1].seq = 2;
+	struct mf_manifest v = mf;
+	v.segments = segs;
+	v.segment_count = 2;
+	v.next_seq = 3;
+	snprintf(dir, sizeof dir, "%s/two", tmp);
+	if (mkdir(dir, 0755) != 0)
+		die(dir, strerror(errno));
+	for (int s = 1; s <= 2; s++) {
+		snprintf(p, sizeof p, "%s/seg-0000000000000001.seg", golden);
+		snprintf(q, sizeof q, "%s/seg-000000000000000%d.seg", dir, s);
+		copy_file(p, q);
+	}
+	if (mf_commit(dir, &v) != 0)
+		die(dir, strata_last_error_detail());
+	pack_dir(dir, "bundle", "golden-segment-twice.bundle", 3);
+	remove_dir(dir);
+	snprintf(dir, sizeof dir, "%s/none", tmp);
+	if (mkdir(dir, 0755) != 0)
+		die(dir, strerror(errno));
+	v.segment_count = 0;
+	if (mf_commit(dir, &v) != 0)
+		die(dir, strata_last_error_detail());
+	pack_dir(dir, "bundle", "no-segment.bundle", 3);
+	remove_dir(dir);
+	mf_free(&mf);
+}
+
 /* ---- --limits: hostile headers with valid checksums ------------------------------ */
 
 static void seg_reseal(uint8_t *b)
@@ -301,6 +463,105 @@ static void mf_limit(const uint8_t *mf, size_t len, const char *target, const ch
 	free(b);
 }
 
+/* A deletion file of `count` nodes with its u64 header field at `off` replaced, resealed. */
+static void tomb_limit(const char *name, uint64_t count, size_t off, uint64_t value)
+{
+	uint64_t bits[2] = {0x5, 0x0};
+	uint8_t *b;
+	size_t len;
+	if (tomb_encode(3, 0xabcdefull, 2, bits, count, &b, &len) != 0)
+		die(name, strata_last_error_detail());
+	if (off)
+		le_store64(b + off, value);
+	else
+		le_store64(b + len - 8, le_load64(b + len - 8) | value); /* the last word */
+	le_store64(b + TOMB_OFF_BODY_XXH3, xsum64(b + TOMB_HEADER_SIZE, len - TOMB_HEADER_SIZE));
+	le_store64(b + TOMB_OFF_HEADER_XXH3, xsum64(b, TOMB_OFF_HEADER_XXH3));
+	write_seed("tombstone", name, b, len);
+	free(b);
+}
+
+/*
+ * After a bundle's header or entry headers were edited: every checksum and
+ * copy made right again (entry header checksums, their index copies, the
+ * index checksum, the footer's copies of the header fields, its checksum).
+ * The index is walked with the footer's entry count as written.
+ */
+static void bnd_reseal(uint8_t *b, size_t len)
+{
+	uint8_t *f = b + len - BUNDLE_FOOTER_SIZE;
+	uint32_t count = le_load32(f + BUNDLE_FTR_ENTRY_COUNT);
+	uint8_t *idx = b + le_load64(f + BUNDLE_FTR_INDEX_OFF);
+	for (uint32_t i = 0; i < count; i++) {
+		uint8_t *ie = idx + (size_t)i * BUNDLE_INDEX_ENTRY_SIZE;
+		uint8_t *e = b + le_load64(ie);
+		le_store64(e + BUNDLE_ENT_HEADER_XXH3, xsum64(e, BUNDLE_ENT_HEADER_XXH3));
+		memcpy(ie + 8, e, BUNDLE_ENTRY_SIZE);
+	}
+	le_store64(b + BUNDLE_OFF_HEADER_XXH3, xsum64(b, BUNDLE_OFF_HEADER_XXH3));
+	le_store64(f + BUNDLE_FTR_INDEX_XXH3, xsum64(idx, (size_t)count * BUNDLE_INDEX_ENTRY_SIZE));
+	le_store32(f + BUNDLE_FTR_ENTRY_COUNT, le_load32(b + BUNDLE_OFF_ENTRY_COUNT));
+	le_store64(f + BUNDLE_FTR_TOTAL_RAW, le_load64(b + BUNDLE_OFF_TOTAL_RAW));
+	le_store64(f + BUNDLE_FTR_HEADER_XXH3, le_load64(b + BUNDLE_OFF_HEADER_XXH3));
+	le_store64(f + BUNDLE_FTR_FOOTER_XXH3, xsum64(f, BUNDLE_FTR_FOOTER_XXH3));
+}
+
+/* The golden bundle with one header field (entry < 0) or entry header field replaced. */
+static void bnd_limit(const uint8_t *bnd, size_t len, const char *name, int entry, size_t off,
+                      int width, uint64_t value, uint64_t total_add)
+{
+	uint8_t *b = malloc(len);
+	if (!b)
+		die(name, "out of memory");
+	memcpy(b, bnd, len);
+	uint8_t *p = b;
+	if (entry >= 0) {
+		const uint8_t *idx = b + le_load64(b + len - BUNDLE_FOOTER_SIZE + BUNDLE_FTR_INDEX_OFF);
+		p = b + le_load64(idx + (size_t)entry * BUNDLE_INDEX_ENTRY_SIZE);
+	}
+	if (width == 4)
+		le_store32(p + off, (uint32_t)value);
+	else
+		le_store64(p + off, value);
+	le_store64(b + BUNDLE_OFF_TOTAL_RAW, le_load64(b + BUNDLE_OFF_TOTAL_RAW) + total_add);
+	bnd_reseal(b, len);
+	write_seed("bundle", name, b, len);
+	free(b);
+}
+
+static void bundle_limits(const char *golden)
+{
+	struct bundle_snapshot snap;
+	if (bundle_snapshot_open(golden, &snap) != 0)
+		die(golden, strata_last_error_detail());
+	size_t len;
+	uint8_t *b = pack_files(snap.files, snap.count, snap.db_uuid, 3, &len);
+	uint64_t seg_raw = snap.files[1].size;
+
+	bnd_limit(b, len, "entry-count-2p20.bundle", -1, BUNDLE_OFF_ENTRY_COUNT, 4,
+	          BUNDLE_ENTRIES_MAX, 0);
+	bnd_limit(b, len, "total-raw-u64-max.bundle", -1, BUNDLE_OFF_TOTAL_RAW, 8, UINT64_MAX, 0);
+	bnd_limit(b, len, "segment-frame-size-u64-max.bundle", 1, BUNDLE_ENT_FRAME_SIZE, 8,
+	          UINT64_MAX, 0);
+	bnd_limit(b, len, "segment-raw-size-2p40.bundle", 1, BUNDLE_ENT_RAW_SIZE, 8, 1ull << 40,
+	          (1ull << 40) - seg_raw);
+	free(b);
+
+	/* A "MANIFEST" of 16 MiB of zeros, then declared as 160 bytes: decompression stops at 161. */
+	size_t big = 16u << 20;
+	uint8_t *zeros = calloc(1, big);
+	if (!zeros)
+		die("zeros", "out of memory");
+	struct bundle_file bomb = {.kind = BUNDLE_KIND_MANIFEST, .data = zeros, .size = big};
+	snprintf(bomb.name, sizeof bomb.name, "%s", MF_FILE_NAME);
+	b = pack_files(&bomb, 1, snap.db_uuid, 19, &len);
+	free(zeros);
+	bnd_limit(b, len, "manifest-inflates-16mib-declared-160.bundle", 0, BUNDLE_ENT_RAW_SIZE, 8,
+	          160, 160 - (uint64_t)big);
+	free(b);
+	bundle_snapshot_free(&snap);
+}
+
 static void limits(const char *golden)
 {
 	char path[4200];
@@ -352,8 +613,72 @@ static void limits(const char *golden)
 	v.dim = m.dim + 1;
 	write_manifest("db_open", "dim-differs-from-segment.manifest", &v);
 	mf_free(&m);
+
+	tomb_limit("count-2p32-2-header-only.del", 0, TOMB_OFF_COUNT, TOMB_COUNT_MAX);
+	tomb_limit("count-u64-max.del", 65, TOMB_OFF_COUNT, UINT64_MAX);
+	tomb_limit("deleted-u64-max.del", 65, TOMB_OFF_DELETED, UINT64_MAX);
+	tomb_limit("deleted-not-popcount.del", 65, TOMB_OFF_DELETED, 3);
+	tomb_limit("bit-beyond-count-65.del", 65, 0, 1ull << 1);
+	bundle_limits(golden);
 	free(seg);
 	free(mf);
+}
+
+/*
+ * corpus/wal/: WAL files made by the real writer (wal_open/wal_append) for
+ * fuzz_wal.c's database (its uuid and dim 3, so odd row counts pad): a header
+ * alone, mixed upserts and deletes from LSN 1 and from LSN 1000, the same cut
+ * inside its last record, and a torn (zero) header.
+ */
+static const uint8_t wal_seed_uuid[16] = {0x57, 0x41, 0x4c, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
+                                          0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31};
+
+static void wal_seed_file(const char *tmp, uint64_t first, int records, size_t cut, const char *name)
+{
+	struct wal_config c = {.dir = tmp, .dim = 3, .sync_mode = STRATA_SYNC_NONE, .io = WAL_IO_PWRITE};
+	memcpy(c.db_uuid, wal_seed_uuid, 16);
+	struct wal *w;
+	if (wal_open(&c, first, &w) != 0)
+		die("wal_open", strata_last_error_detail());
+	for (int k = 0; k < records; k++) {
+		uint8_t pre[8];
+		uint64_t ids[4];
+		float v[12];
+		uint32_t n = (uint32_t)(k % 4);
+		for (uint32_t i = 0; i < 4; i++)
+			ids[i] = (uint64_t)k * 10 + i;
+		for (uint32_t i = 0; i < 12; i++)
+			v[i] = (float)k - (float)i * 0.5f;
+		struct iovec iov[3] = {{pre, 8}, {ids, n * 8u}, {v, n * 12u}};
+		unsigned type = k % 3 == 2 ? WAL_REC_DELETE : WAL_REC_UPSERT;
+		if (type == WAL_REC_DELETE)
+			walrec_delete_prefix(n, pre);
+		else
+			walrec_upsert_prefix(n, 3, pre);
+		uint64_t lsn;
+		if (wal_append(w, type, iov, type == WAL_REC_DELETE ? 2 : 3, &lsn) != 0)
+			die("wal_append", strata_last_error_detail());
+	}
+	if (wal_close(w) != 0)
+		die("wal_close", strata_last_error_detail());
+	char fname[WAL_FILE_NAME_LEN + 1], path[4200];
+	walrec_file_name(first, fname, sizeof fname);
+	snprintf(path, sizeof path, "%s/%s", tmp, fname);
+	size_t len;
+	uint8_t *b = read_all(path, &len);
+	write_seed("wal", name, b, len > cut ? len - cut : 0);
+	free(b);
+	unlink(path);
+}
+
+static void wal_seeds(const char *tmp)
+{
+	wal_seed_file(tmp, 1, 0, 0, "empty-first1.log");
+	wal_seed_file(tmp, 1, 12, 0, "mixed-12.log");
+	wal_seed_file(tmp, 1000, 7, 0, "mixed-7-first1000.log");
+	wal_seed_file(tmp, 1, 5, 5, "torn-tail-5.log");
+	uint8_t zero[64] = {0};
+	write_seed("wal", "torn-header-zeros.log", zero, sizeof zero);
 }
 
 int main(int argc, char **argv)
@@ -387,6 +712,9 @@ int main(int argc, char **argv)
 		build_one(tmp, &specs[i]);
 	manifest_variants();
 	db_open_seeds(argv[2]);
+	tombstone_seeds();
+	bundle_seeds(tmp, argv[2]);
+	wal_seeds(tmp);
 	rmdir(tmp);
 	return 0;
 }

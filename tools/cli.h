@@ -44,6 +44,10 @@ int cmd_pack(int argc, char **argv);
 int cmd_unpack(int argc, char **argv);
 int cmd_tune(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_create(int argc, char **argv); /* cmd_write.c, as the three below */
+int cmd_import(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
+int cmd_flush(int argc, char **argv);
 
 /* ---- options --------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /*
  * cmd_dump.c - `strata dump FILE [--node N] [--level L] [--ids] [--limit N]`:
- * print the structure of a segment, manifest or bundle file record by
- * record, node by node, for debugging damaged files. Manual: strata.1,
+ * print the structure of a segment, manifest, bundle, WAL or deletion file
+ * record by record, node by node, for debugging damaged files. Manual: strata.1,
  * section "dump". Layouts: FORMAT.md.
  *
  * Dump reads the raw bytes with the layouts of FORMAT.md, not through the
@@ -12,7 +12,10 @@
  * file's size before it is read, and where nothing more can be read the dump
  * says "stops at offset X: why". A truncated segment whose table is lost is
  * read with the v1 writer's placement (sections in kind order from 128,
- * 64-aligned), which the output says it assumes.
+ * 64-aligned), which the output says it assumes. A WAL file is listed record
+ * by record; past damage the listing resumes at the next valid record, and
+ * the bytes skipped are shown as such. A torn tail is shown but is not
+ * damage (a crash leaves one; recovery cuts it), as in `strata verify`.
  * Exit status: 0 when everything read checked out, 1 when damage was shown.
  */
 #include <math.h>
@@ -23,9 +26,12 @@
 
 #include "bundle.h"
 #include "cli.h"
+#include "cli_files.h"
 #include "le.h"
 #include "manifest.h"
 #include "segment.h"
+#include "tombstone.h"
+#include "wal_record.h"
 #include "xsum.h"
 
 #define CMD "dump"
@@ -34,9 +40,10 @@
 static const char usage_text[] =
 	"usage: strata dump FILE [--node N] [--level L] [--ids] [--limit N]\n"
 	"\n"
-	"Print the structure of a segment, manifest or bundle FILE, field by field\n"
-	"with offsets, recomputing every checksum (ok / BAD). Damaged files are read\n"
-	"as far as the damage allows; the dump says where it stops and why.\n"
+	"Print the structure of a segment, manifest, bundle, WAL or deletion FILE,\n"
+	"field by field with offsets, recomputing every checksum (ok / BAD). Damaged\n"
+	"files are read as far as the damage allows; the dump says where it stops\n"
+	"and why.\n"
 	"\n"
 	"segment files:\n"
 	"  (default)    header, section table, sections, then the first nodes\n"
@@ -44,6 +51,12 @@ static const char usage_text[] =
 	"  --level L    every node on layer L with its neighbour list\n"
 	"  --ids        the id of every node\n"
 	"  --limit N    at most N nodes (default 10 for the overview, 0 = all)\n"
+	"\n"
+	"WAL files (wal-*.log): the header, then every record: offset, LSN, type,\n"
+	"count and ids (the first 8 of each record unless --ids); --limit N shows\n"
+	"the first N records.\n"
+	"deletion files (del-*.del): the header, then the deleted node numbers (the\n"
+	"first 100 unless --ids or --limit N).\n"
 	"\n"
 	"Exit status: 0 when everything read checked out, 1 when damage was found.\n"
 	"  -h, --help   this text\n";
@@ -759,6 +772,162 @@ static void dump_bundle(struct dump *d)
 	}
 }
 
+/* ---- WAL file ---------------------------------------------------------------------------- */
+
+struct wal_dump {
+	struct dump *d;
+	const struct dump_opts *o;
+	uint64_t expect_off; /* where the next record should start */
+	uint64_t shown;      /* records printed */
+	uint64_t seen;       /* records walked */
+};
+
+static void wal_gap(struct wal_dump *w, uint64_t to, const char *what)
+{
+	printf("  @%-6llu BAD: %llu bytes up to offset %llu are not %s\n", ULL(w->expect_off),
+	       ULL(to - w->expect_off), ULL(to), what);
+	w->d->bad++;
+}
+
+static int wal_record_show(void *ctx, uint64_t off, const struct walrec *rec)
+{
+	struct wal_dump *w = ctx;
+	if (off != w->expect_off)
+		wal_gap(w, off, "valid records in sequence (the listing resumes at the next valid record)");
+	w->expect_off = off + rec->total_len;
+	w->seen++;
+	if (w->o->limit_given && w->o->limit && w->shown >= w->o->limit)
+		return 0;
+	w->shown++;
+	uint32_t n = le_load32(rec->payload);
+	bool up = rec->type == WAL_REC_UPSERT;
+	printf("  @%-6llu lsn %llu %s n %u", ULL(off), ULL(rec->lsn), up ? "upsert" : "delete", n);
+	if (up)
+		printf(" dim %u", le_load32(rec->payload + 4));
+	printf(", %u bytes, xxh3 ok, ids", rec->total_len);
+	uint32_t show = w->o->ids ? n : (n < 8 ? n : 8);
+	for (uint32_t i = 0; i < show; i++)
+		printf(" %llu", ULL(le_load64(rec->payload + WAL_PAYLOAD_PREFIX_SIZE + 8 * (size_t)i)));
+	if (show < n)
+		printf(" ... (%u more)", n - show);
+	putchar('\n');
+	return 0;
+}
+
+static void dump_wal(struct dump *d, const struct dump_opts *o)
+{
+	uint64_t v;
+	printf("header [0, %u)\n", WAL_FILE_HEADER_SIZE);
+	magic_line(d, 0, WAL_MAGIC, "STRATWAL");
+	if (!field(d, WAL_OFF_VERSION, 4, "version", &v) ||
+	    !field(d, WAL_OFF_HEADER_SIZE, 4, "header_size", &v))
+		return;
+	if (!in_file(d, WAL_OFF_DB_UUID, 16)) {
+		stops(d, WAL_OFF_DB_UUID, "the file ends inside db_uuid");
+		return;
+	}
+	printf("  @%-6u %-16s ", WAL_OFF_DB_UUID, "db_uuid");
+	for (int i = 0; i < 16; i++)
+		printf("%02x", d->b[WAL_OFF_DB_UUID + i]);
+	putchar('\n');
+	if (!field(d, WAL_OFF_FIRST_LSN, 8, "first_lsn", &v) || !field(d, WAL_OFF_DIM, 4, "dim", &v) ||
+	    !field(d, WAL_OFF_FLAGS, 4, "flags", &v) || !field(d, WAL_OFF_RESERVED, 8, "reserved", &v))
+		return;
+	sum_line(d, WAL_OFF_HEADER_XXH3, "header_xxh3", 0, WAL_OFF_HEADER_XXH3);
+
+	struct cli_wal_file wf;
+	struct wal_dump w = {.d = d, .o = o, .expect_off = WAL_FILE_HEADER_SIZE};
+	printf("records\n");
+	cli_wal_walk(d->b, d->len, true, wal_record_show, &w, &wf);
+	if (!wf.header_ok) {
+		stops(d, 0, "%s", wf.detail);
+		return;
+	}
+	if (w.shown < w.seen)
+		printf("  ... %llu more record(s) not shown (--limit)\n", ULL(w.seen - w.shown));
+	if (w.expect_off < d->len) {
+		if (wf.torn && wf.damage_off == w.expect_off)
+			printf("  @%-6llu torn tail: %llu bytes that are not a whole record (a crash during a "
+			       "write; recovery cuts them if this is the newest file)\n",
+			       ULL(w.expect_off), ULL(d->len - w.expect_off));
+		else
+			wal_gap(&w, d->len, "records");
+	}
+	printf("%llu whole record(s) before any damage", ULL(wf.records));
+	if (wf.records)
+		printf(" (lsn %llu..%llu)", ULL(wf.first_lsn), ULL(wf.last_lsn));
+	printf(": %llu upsert(s) of %llu vectors, %llu delete(s) of %llu ids\n", ULL(wf.upserts),
+	       ULL(wf.upsert_rows), ULL(wf.deletes), ULL(wf.delete_rows));
+	if (wf.error)
+		bad(d, "first damage: %s", wf.detail);
+}
+
+/* ---- deletion file ------------------------------------------------------------------------- */
+
+static void dump_tomb(struct dump *d, const char *path, const struct dump_opts *o)
+{
+	uint64_t v, seq, count, deleted;
+	printf("header [0, %u)\n", TOMB_HEADER_SIZE);
+	magic_line(d, 0, TOMB_MAGIC, "STRATDEL");
+	if (!field(d, TOMB_OFF_VERSION, 4, "version", &v) ||
+	    !field(d, TOMB_OFF_HEADER_SIZE, 4, "header_size", &v) ||
+	    !field_open(d, TOMB_OFF_SEG_SEQ, 8, "seg_seq", &seq))
+		return;
+	char name[MF_SEGMENT_NAME_LEN + 1];
+	mf_segment_name(seq, name, sizeof name);
+	printf(" (%s)\n", name);
+	if (!field(d, TOMB_OFF_SEG_HEADER_XXH3, 8, "seg_header_xxh3", &v) ||
+	    !field(d, TOMB_OFF_COUNT, 8, "count", &count) ||
+	    !field(d, TOMB_OFF_DELETED, 8, "deleted", &deleted) ||
+	    !field(d, TOMB_OFF_GEN, 8, "generation", &v) || !field(d, TOMB_OFF_FLAGS, 4, "flags", &v) ||
+	    !field(d, TOMB_OFF_RESERVED, 4, "reserved", &v))
+		return;
+	uint64_t body = count <= TOMB_COUNT_MAX ? 8 * tomb_words(count) : UINT64_MAX;
+	sum_line(d, TOMB_OFF_BODY_XXH3, "body_xxh3", TOMB_HEADER_SIZE, body);
+	sum_line(d, TOMB_OFF_HEADER_XXH3, "header_xxh3", 0, TOMB_OFF_HEADER_XXH3);
+	if (count > TOMB_COUNT_MAX) {
+		stops(d, TOMB_OFF_COUNT, "count %llu is above %llu", ULL(count), ULL(TOMB_COUNT_MAX));
+		return;
+	}
+	if (d->len != TOMB_HEADER_SIZE + body)
+		bad(d, "%zu bytes, but %llu nodes make %llu", d->len, ULL(count),
+		    ULL(TOMB_HEADER_SIZE + body));
+	printf("bitmap [%u, +%llu)\n", TOMB_HEADER_SIZE, ULL(body));
+	uint64_t limit = o->ids ? 0 : o->limit_given ? o->limit : 100;
+	uint64_t set = 0, shown = 0, beyond = 0;
+	printf("  deleted nodes:");
+	for (uint64_t i = 0; i < 64 * tomb_words(count); i++) {
+		uint64_t off = TOMB_HEADER_SIZE + 8 * (i / 64);
+		if (!in_file(d, off, 8))
+			break;
+		if (!(le_load64(d->b + off) >> (i % 64) & 1))
+			continue;
+		if (i >= count) {
+			beyond++;
+			continue;
+		}
+		set++;
+		if (!limit || shown < limit) {
+			printf(" %llu", ULL(i));
+			shown++;
+		}
+	}
+	if (shown < set)
+		printf(" ... (%llu more)", ULL(set - shown));
+	putchar('\n');
+	if (beyond)
+		bad(d, "%llu bit(s) set at or beyond count %llu", ULL(beyond), ULL(count));
+	if (set != deleted)
+		bad(d, "%llu bits set, the header says deleted %llu", ULL(set), ULL(deleted));
+	else
+		printf("  %llu bits set = deleted: ok\n", ULL(set));
+	struct cli_tomb_file t;
+	cli_tomb_check(d->b, d->len, cli_base_name(path), &t);
+	if (t.error && !d->bad)
+		bad(d, "%s", t.detail);
+	cli_tomb_file_free(&t);
+}
+
 int cmd_dump(int argc, char **argv)
 {
 	struct dump_opts o = {0};
@@ -811,8 +980,14 @@ int cmd_dump(int argc, char **argv)
 	uint64_t magic = d.len >= 8 ? le_load64(d.b) : 0;
 	bool segment = magic == SEG_MAGIC;
 	int status = CLI_EXIT_OK;
-	if (!segment && (o.have_node || o.have_level || o.ids)) {
-		status = cli_usage_error(CMD, "--node, --level and --ids apply to segment files");
+	bool wal = magic == WAL_MAGIC || walrec_file_name_parse(cli_base_name(path), &(uint64_t){0}) == 0;
+	bool tomb = magic == TOMB_MAGIC;
+	if (!segment && (o.have_node || o.have_level)) {
+		status = cli_usage_error(CMD, "--node and --level apply to segment files");
+		goto out;
+	}
+	if (!segment && !wal && !tomb && o.ids) {
+		status = cli_usage_error(CMD, "--ids applies to segment, WAL and deletion files");
 		goto out;
 	}
 	if (segment) {
@@ -824,9 +999,15 @@ int cmd_dump(int argc, char **argv)
 	} else if (magic == BUNDLE_MAGIC) {
 		printf("bundle %s, %zu bytes\n", path, d.len);
 		dump_bundle(&d);
+	} else if (wal) {
+		printf("wal %s, %zu bytes\n", path, d.len);
+		dump_wal(&d, &o);
+	} else if (tomb) {
+		printf("deletions %s, %zu bytes\n", path, d.len);
+		dump_tomb(&d, path, &o);
 	} else {
-		status = cli_error(CMD, "%s: not a strata segment, manifest or bundle (first 8 bytes: no "
-		                        "strata magic)", path);
+		status = cli_error(CMD, "%s: not a strata segment, manifest, bundle, WAL or deletion file "
+		                        "(first 8 bytes: no strata magic)", path);
 		goto out;
 	}
 	if (d.bad) {

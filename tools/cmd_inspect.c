@@ -1,7 +1,8 @@
 /*
  * cmd_inspect.c - `strata inspect DIR|FILE [--json]`: describe a database
- * (its MANIFEST and every segment), or one segment or manifest file, told
- * apart by magic. Manual: strata.1, section "inspect".
+ * (its MANIFEST, every segment and its deletion file, the WAL files and the
+ * live vector count), or one segment, manifest, bundle, WAL or deletion file,
+ * told apart by magic. Manual: strata.1, section "inspect".
  *
  * Inspect reads through format/ directly (mf_load, seg_check), the way
  * redis-check-rdb reuses rdb.c, because it must describe files the engine
@@ -11,6 +12,16 @@
  * A bundle is listed from its trailing index without decompressing a thing,
  * except the MANIFEST it carries (at most a few MiB), for the database's
  * parameters.
+ *
+ * Inspect never opens the database for writing: it takes no lock and changes
+ * no byte, even where a writer's open would (a torn WAL tail is cut by the
+ * writer, never here). The live count of a database is therefore computed
+ * here, the way a writer's open would arrive at it: each segment's count
+ * minus the tombstones of its deletion file, then the WAL records after the
+ * manifest's checkpoint replayed read-only (wal_recover, readonly) into an id
+ * set: an upsert adds its id, a delete removes it, and the first write of an
+ * id after the checkpoint hides its live copy in the segments (the newest
+ * write wins, DESIGN.md "Data model").
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,11 +32,14 @@
 
 #include "bundle.h"
 #include "cli.h"
+#include "cli_files.h"
 #include "err.h"
 #include "le.h"
 #include "manifest.h"
 #include "segment.h"
 #include "strata.h"
+#include "tombstone.h"
+#include "wal.h"
 
 #define CMD "inspect"
 #define ERR_MAX 600
@@ -33,10 +47,13 @@
 static const char usage_text[] =
 	"usage: strata inspect DIR|FILE [--json]\n"
 	"\n"
-	"Describe the database in DIR (MANIFEST and segment files), or a single\n"
-	"segment or manifest FILE: dim, metric, graph parameters, vectors, and per\n"
-	"segment its level histogram and the size of every section. A bundle FILE is\n"
+	"Describe the database in DIR (MANIFEST, segment files, deletion files and\n"
+	"WAL files), or a single segment, manifest, WAL or deletion FILE: dim,\n"
+	"metric, graph parameters, live vectors (WAL records not yet flushed\n"
+	"included), per segment its deletions, level histogram and the size of every\n"
+	"section, per WAL file its records and any torn tail. A bundle FILE is\n"
 	"listed from its index (files, sizes, compression) without unpacking it.\n"
+	"Nothing is locked or changed.\n"
 	"Damaged input is described as far as it can be read, with the error (exit\n"
 	"status 1).\n"
 	"\n"
@@ -58,6 +75,12 @@ struct seg_report {
 	uint64_t table_off;
 	uint32_t section_count;
 	char error[ERR_MAX];     /* empty when none */
+	/* Its deletion file (database mode; the manifest entry's tomb_gen). */
+	char tomb_name[TOMB_NAME_LEN + 1]; /* "" when the entry names none */
+	bool tomb_ok;            /* loaded and bound to this segment: tomb_bits, deleted valid */
+	uint64_t *tomb_bits;     /* owned; NULL when none or unreadable */
+	uint64_t deleted;
+	char tomb_error[ERR_MAX];
 };
 
 static void report_error(char *buf, size_t len, const char *what, int rc)
@@ -141,10 +164,38 @@ static size_t seg_sections(const struct seg_report *r, struct sec_row *rows)
 	return n;
 }
 
+/* Live nodes of a segment: its count less its deletion file's. */
+static uint64_t seg_count(const struct seg_report *r)
+{
+	return r->checked ? r->info.count : r->have_entry ? r->entry.count : 0;
+}
+
+static uint64_t seg_live(const struct seg_report *r)
+{
+	uint64_t n = seg_count(r);
+	return r->tomb_ok && r->deleted <= n ? n - r->deleted : n;
+}
+
+static void tomb_print(const struct seg_report *r)
+{
+	if (!r->have_entry)
+		return;
+	if (!r->tomb_name[0])
+		printf("  deletions  none (%llu live)\n", (unsigned long long)seg_live(r));
+	else if (r->tomb_ok)
+		printf("  deletions  %s: generation %llu, %llu deleted, %llu live\n", r->tomb_name,
+		       (unsigned long long)r->entry.tomb_gen, (unsigned long long)r->deleted,
+		       (unsigned long long)seg_live(r));
+	else
+		printf("  deletions  %s: generation %llu, error: %s\n", r->tomb_name,
+		       (unsigned long long)r->entry.tomb_gen, r->tomb_error);
+}
+
 static void seg_print(const struct seg_report *r)
 {
 	char sz[32];
 	printf("segment %s\n", r->name);
+	tomb_print(r);
 	if (!r->checked) {
 		if (r->file_bytes)
 			printf("  file       %s (%llu bytes)\n", cli_fmt_bytes(r->file_bytes, sz, sizeof sz),
@@ -207,6 +258,22 @@ static void seg_json(struct cli_json *j, const struct seg_report *r)
 	} else if (r->have_entry) {
 		cli_json_u64(j, "vectors", r->entry.count);
 	}
+	if (r->have_entry) {
+		cli_json_u64(j, "live", seg_live(r));
+		if (r->tomb_name[0]) {
+			cli_json_obj_begin(j, "deletions");
+			cli_json_str(j, "name", r->tomb_name);
+			cli_json_u64(j, "generation", r->entry.tomb_gen);
+			if (r->tomb_ok)
+				cli_json_u64(j, "deleted", r->deleted);
+			cli_json_bool(j, "ok", r->tomb_ok);
+			if (r->tomb_error[0])
+				cli_json_str(j, "error", r->tomb_error);
+			cli_json_obj_end(j);
+		} else {
+			cli_json_null(j, "deletions");
+		}
+	}
 	if (r->error[0])
 		cli_json_str(j, "error", r->error);
 	cli_json_obj_end(j);
@@ -223,6 +290,18 @@ struct db_report {
 	size_t nseg;
 	uint64_t vectors;
 	char error[ERR_MAX];    /* database-level error (manifest) */
+
+	/* Database mode: the WAL files (wal_scan_dir) and the live count. */
+	struct wal_file_info *wal;
+	size_t nwal;
+	char wal_error[ERR_MAX];     /* the scan's own failure (not one file's damage) */
+	uint64_t wal_after;          /* records after the checkpoint (replayed) */
+	uint64_t seg_vectors;        /* nodes in the segments */
+	uint64_t deleted;            /* of them, deleted by the deletion files */
+	uint64_t hidden;             /* live segment nodes the WAL after the checkpoint supersedes */
+	uint64_t unflushed;          /* live ids written by the WAL after the checkpoint */
+	char replay_error[ERR_MAX];  /* the replay failed where no WAL file's entry says why */
+	bool replay_partial;         /* the replay stopped early: vectors counts what it saw */
 };
 
 static int name_cmp(const void *a, const void *b)
@@ -258,6 +337,194 @@ static void scan_segments(const char *dir, struct db_report *d)
 		qsort(d->segs, d->nseg, sizeof *d->segs, name_cmp);
 }
 
+/* Load the deletion file the manifest entry names, bound to its segment. */
+static void tomb_inspect(const char *dir, struct seg_report *r)
+{
+	if (!r->entry.tomb_gen)
+		return;
+	tomb_file_name(r->entry.seq, r->entry.tomb_gen, r->tomb_name, sizeof r->tomb_name);
+	err_clear();
+	int rc = tomb_load(dir, r->entry.seq, r->entry.header_xxh3, r->entry.tomb_gen, r->entry.count,
+	                   &r->tomb_bits, &r->deleted);
+	if (rc) {
+		report_error(r->tomb_error, sizeof r->tomb_error, NULL, rc);
+		r->tomb_bits = NULL;
+		return;
+	}
+	r->tomb_ok = true;
+}
+
+static int wal_collect(void *ctx, const struct wal_file_info *f)
+{
+	struct db_report *d = ctx;
+	struct wal_file_info *p = realloc(d->wal, (d->nwal + 1) * sizeof *p);
+	if (!p)
+		return err_set(STRATA_ENOMEM, "WAL file list");
+	d->wal = p;
+	d->wal[d->nwal++] = *f;
+	return 0;
+}
+
+/* ---- the live count: a read-only replay into an id set ---------------------------- */
+
+/* Open addressing over u64 ids; state 0 empty, 1 written and deleted, 2 written and live. */
+struct idset {
+	uint64_t *keys;
+	uint8_t *state;
+	size_t cap, n; /* cap a power of two, n < cap / 2 */
+};
+
+static size_t idset_slot(const struct idset *s, uint64_t id)
+{
+	size_t i = (size_t)((id * 0x9E3779B97F4A7C15ull) >> 17) & (s->cap - 1);
+	while (s->state[i] && s->keys[i] != id)
+		i = (i + 1) & (s->cap - 1);
+	return i;
+}
+
+static int idset_grow(struct idset *s)
+{
+	struct idset g = {.cap = s->cap ? 2 * s->cap : 1024};
+	g.keys = malloc(g.cap * sizeof *g.keys);
+	g.state = calloc(g.cap, 1);
+	if (!g.keys || !g.state) {
+		free(g.keys);
+		free(g.state);
+		return err_set(STRATA_ENOMEM, "id set of %zu ids", s->n);
+	}
+	for (size_t i = 0; i < s->cap; i++) {
+		if (!s->state[i])
+			continue;
+		size_t j = idset_slot(&g, s->keys[i]);
+		g.keys[j] = s->keys[i];
+		g.state[j] = s->state[i];
+	}
+	g.n = s->n;
+	free(s->keys);
+	free(s->state);
+	*s = g;
+	return 0;
+}
+
+struct live_seg {
+	const uint8_t *map;
+	size_t len;
+	struct seg_info info;
+	const uint64_t *bits; /* its tombstones, NULL if none */
+};
+
+struct live_model {
+	struct db_report *d;
+	struct live_seg *segs;
+	size_t nseg;
+	struct idset ids;
+};
+
+/* The first write of `id` after the checkpoint: hide its live copies in the segments. */
+static void hide_in_segments(struct live_model *m, uint64_t id)
+{
+	for (size_t i = 0; i < m->nseg; i++) {
+		const struct live_seg *ls = &m->segs[i];
+		uint32_t node;
+		if (!ls->map || seg_id_find(&ls->info, id, &node) != 0)
+			continue;
+		if (ls->bits && (ls->bits[node / 64] >> (node % 64) & 1))
+			continue;
+		m->d->hidden++;
+	}
+}
+
+static int model_write(struct live_model *m, uint64_t id, bool upsert)
+{
+	if (m->ids.n + 1 > m->ids.cap / 2) {
+		int rc = idset_grow(&m->ids);
+		if (rc)
+			return rc;
+	}
+	size_t i = idset_slot(&m->ids, id);
+	if (!m->ids.state[i]) {
+		m->ids.keys[i] = id;
+		m->ids.state[i] = 1;
+		m->ids.n++;
+		hide_in_segments(m, id);
+	}
+	if (upsert && m->ids.state[i] == 1) {
+		m->ids.state[i] = 2;
+		m->d->unflushed++;
+	} else if (!upsert && m->ids.state[i] == 2) {
+		m->ids.state[i] = 1;
+		m->d->unflushed--;
+	}
+	return 0;
+}
+
+static int model_apply(void *ctx, uint64_t lsn, unsigned type, const uint8_t *payload, size_t len)
+{
+	struct live_model *m = ctx;
+	uint32_t n;
+	const uint64_t *ids;
+	const float *vecs;
+	int rc = type == WAL_REC_UPSERT
+	         ? walrec_upsert_view(payload, len, m->d->mf.dim, &n, &ids, &vecs)
+	         : walrec_delete_view(payload, len, &n, &ids);
+	if (rc)
+		return err_prefix(rc, "WAL record");
+	(void)lsn;
+	m->d->wal_after++;
+	for (uint32_t k = 0; k < n && !rc; k++)
+		rc = model_write(m, le_load64((const uint8_t *)(ids + k)), type == WAL_REC_UPSERT);
+	return rc;
+}
+
+/* Replay the WAL after the checkpoint read-only over the segments' live ids. */
+static void count_live(const char *dir, struct db_report *d)
+{
+	struct live_model m = {.d = d};
+	m.segs = calloc(d->nseg ? d->nseg : 1, sizeof *m.segs);
+	if (!m.segs) {
+		snprintf(d->replay_error, sizeof d->replay_error, "out of memory");
+		return;
+	}
+	m.nseg = d->nseg;
+	for (size_t i = 0; i < d->nseg; i++) {
+		const struct seg_report *r = &d->segs[i];
+		d->seg_vectors += seg_count(r);
+		d->deleted += r->tomb_ok ? r->deleted : 0;
+		if (!r->checked)
+			continue; /* unreadable: its ids cannot be looked up (its error is reported) */
+		char path[4096], err[256];
+		snprintf(path, sizeof path, "%s/%s", dir, r->name);
+		struct live_seg *ls = &m.segs[i];
+		if (cli_map_file(path, &ls->map, &ls->len, err, sizeof err) != 0)
+			continue;
+		if (seg_check(ls->map, ls->len, &ls->info) != 0) {
+			cli_unmap_file(ls->map, ls->len);
+			ls->map = NULL;
+			continue;
+		}
+		ls->bits = r->tomb_bits;
+	}
+	struct wal_config c = {.dir = dir, .dim = d->mf.dim};
+	memcpy(c.db_uuid, d->mf.db_uuid, sizeof c.db_uuid);
+	struct wal_recovery rec;
+	err_clear();
+	int rc = wal_recover(&c, d->mf.checkpoint_lsn, true, model_apply, &m, &rec);
+	bool in_files = false; /* then the files' entries say it already */
+	for (size_t i = 0; i < d->nwal; i++)
+		in_files |= d->wal[i].error != 0;
+	d->replay_partial = rc != 0;
+	if (rc && !in_files)
+		report_error(d->replay_error, sizeof d->replay_error, "WAL replay", rc);
+	for (size_t i = 0; i < m.nseg; i++)
+		if (m.segs[i].map)
+			cli_unmap_file(m.segs[i].map, m.segs[i].len);
+	free(m.segs);
+	free(m.ids.keys);
+	free(m.ids.state);
+	uint64_t live = d->seg_vectors - d->deleted;
+	d->vectors = (live > d->hidden ? live - d->hidden : 0) + d->unflushed;
+}
+
 static void inspect_dir(const char *dir, struct db_report *d)
 {
 	d->kind = "database";
@@ -286,22 +553,24 @@ static void inspect_dir(const char *dir, struct db_report *d)
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s", dir, d->segs[i].name);
 		seg_inspect(path, &d->segs[i]);
+		if (d->have_mf)
+			tomb_inspect(dir, &d->segs[i]);
 	}
-	/* Live vectors: the engine's count when it opens the database (it knows
-	 * about deletions), else the sum of what the files say. */
-	strata_db *db = NULL;
-	struct strata_stats st;
-	if (d->have_mf && strata_open(dir, NULL, STRATA_READONLY, &db) == 0 &&
-	    strata_stats(db, &st) == 0) {
-		d->vectors = st.vectors;
-	} else {
-		d->vectors = 0;
+	if (!d->have_mf) {
+		/* No manifest: what the segment files say, nothing more is knowable. */
 		for (size_t i = 0; i < d->nseg; i++)
-			d->vectors += d->segs[i].checked  ? d->segs[i].info.count
-			              : d->segs[i].have_entry ? d->segs[i].entry.count
-			                                      : 0;
+			d->vectors += seg_count(&d->segs[i]);
+		return;
 	}
-	strata_close(db);
+	err_clear();
+	rc = wal_scan_dir(dir, d->mf.db_uuid, d->mf.dim, d->mf.checkpoint_lsn, wal_collect, d);
+	/* A file's damage is in its entry; only a failure of the scan itself is reported here. */
+	bool in_files = false;
+	for (size_t i = 0; i < d->nwal; i++)
+		in_files |= d->wal[i].error != 0;
+	if (rc && !in_files)
+		report_error(d->wal_error, sizeof d->wal_error, "WAL", rc);
+	count_live(dir, d);
 }
 
 static void inspect_manifest_file(const char *path, const uint8_t *buf, size_t len,
@@ -335,12 +604,55 @@ static void inspect_manifest_file(const char *path, const uint8_t *buf, size_t l
 
 static bool any_error(const struct db_report *d)
 {
-	if (d->error[0])
+	if (d->error[0] || d->wal_error[0] || d->replay_error[0])
 		return true;
 	for (size_t i = 0; i < d->nseg; i++)
-		if (d->segs[i].error[0])
+		if (d->segs[i].error[0] || d->segs[i].tomb_error[0])
+			return true;
+	for (size_t i = 0; i < d->nwal; i++)
+		if (d->wal[i].error)
 			return true;
 	return false;
+}
+
+static uint64_t wal_records(const struct db_report *d, uint64_t *bytes)
+{
+	uint64_t n = 0;
+	*bytes = 0;
+	for (size_t i = 0; i < d->nwal; i++) {
+		n += d->wal[i].records;
+		*bytes += d->wal[i].size_bytes;
+	}
+	return n;
+}
+
+static void wal_print(const struct db_report *d)
+{
+	char sz[32];
+	uint64_t bytes, records = wal_records(d, &bytes);
+	printf("  checkpoint lsn %llu; WAL: %zu file(s), %llu record(s) (%llu after the checkpoint), %s\n",
+	       (unsigned long long)d->mf.checkpoint_lsn, d->nwal, (unsigned long long)records,
+	       (unsigned long long)d->wal_after, cli_fmt_bytes(bytes, sz, sizeof sz));
+	for (size_t i = 0; i < d->nwal; i++) {
+		const struct wal_file_info *f = &d->wal[i];
+		printf("    %s  first lsn %llu, %llu record(s)", f->name, (unsigned long long)f->first_lsn,
+		       (unsigned long long)f->records);
+		if (f->records)
+			printf(" (lsn %llu..%llu)", (unsigned long long)(f->last_lsn - f->records + 1),
+			       (unsigned long long)f->last_lsn);
+		printf(", %llu bytes%s\n", (unsigned long long)f->size_bytes, f->newest ? ", newest" : "");
+		if (f->torn_header)
+			printf("      torn header (%llu bytes): a crash while it was created; the next "
+			       "writer removes it\n", (unsigned long long)f->torn_bytes);
+		else if (f->torn_bytes)
+			printf("      torn tail: %llu bytes after byte offset %llu; the next writer cuts "
+			       "them\n", (unsigned long long)f->torn_bytes,
+			       (unsigned long long)f->valid_bytes);
+		if (f->error)
+			printf("      error: %s: %s\n", strata_strerror(f->error), f->detail);
+	}
+	if (d->wal_error[0])
+		printf("  error: %s\n", d->wal_error);
 }
 
 static void print_human(const struct db_report *d)
@@ -359,6 +671,18 @@ static void print_human(const struct db_report *d)
 		printf("  vectors %llu, segments %u, generation %llu, next seq %llu\n",
 		       (unsigned long long)d->vectors, m->segment_count,
 		       (unsigned long long)m->generation, (unsigned long long)m->next_seq);
+	}
+	if (d->have_mf && strcmp(d->kind, "database") == 0) {
+		printf("  live vectors %llu = %llu in segments - %llu deleted - %llu rewritten or "
+		       "deleted since the checkpoint + %llu not yet flushed\n",
+		       (unsigned long long)d->vectors, (unsigned long long)d->seg_vectors,
+		       (unsigned long long)d->deleted, (unsigned long long)d->hidden,
+		       (unsigned long long)d->unflushed);
+		if (d->replay_error[0])
+			printf("  error: %s\n", d->replay_error);
+		if (d->replay_partial)
+			printf("  (the WAL is damaged: the count includes the records before the damage)\n");
+		wal_print(d);
 	}
 	if (strcmp(d->kind, "manifest") == 0) {
 		for (size_t i = 0; i < d->nseg; i++)
@@ -408,6 +732,47 @@ static void print_json(const struct db_report *d)
 	}
 	cli_json_arr_end(&j);
 	cli_json_u64(&j, "file_bytes", total);
+	if (d->have_mf && strcmp(d->kind, "database") == 0) {
+		cli_json_u64(&j, "checkpoint_lsn", d->mf.checkpoint_lsn);
+		cli_json_obj_begin(&j, "totals");
+		cli_json_u64(&j, "segment_vectors", d->seg_vectors);
+		cli_json_u64(&j, "deleted", d->deleted);
+		cli_json_u64(&j, "rewritten_since_checkpoint", d->hidden);
+		cli_json_u64(&j, "unflushed", d->unflushed);
+		cli_json_u64(&j, "vectors", d->vectors);
+		cli_json_bool(&j, "complete", !d->replay_partial);
+		cli_json_obj_end(&j);
+		uint64_t bytes, records = wal_records(d, &bytes);
+		cli_json_obj_begin(&j, "wal");
+		cli_json_u64(&j, "records", records);
+		cli_json_u64(&j, "records_after_checkpoint", d->wal_after);
+		cli_json_u64(&j, "file_bytes", bytes);
+		cli_json_arr_begin(&j, "files");
+		for (size_t i = 0; i < d->nwal; i++) {
+			const struct wal_file_info *f = &d->wal[i];
+			cli_json_obj_begin(&j, NULL);
+			cli_json_str(&j, "name", f->name);
+			cli_json_u64(&j, "first_lsn", f->first_lsn);
+			cli_json_u64(&j, "records", f->records);
+			cli_json_u64(&j, "last_lsn", f->last_lsn);
+			cli_json_u64(&j, "file_bytes", f->size_bytes);
+			cli_json_u64(&j, "valid_bytes", f->valid_bytes);
+			cli_json_u64(&j, "torn_bytes", f->torn_bytes);
+			cli_json_bool(&j, "torn_header", f->torn_header);
+			cli_json_bool(&j, "newest", f->newest);
+			if (f->error) {
+				cli_json_str(&j, "error", strata_strerror(f->error));
+				cli_json_str(&j, "detail", f->detail);
+			}
+			cli_json_obj_end(&j);
+		}
+		cli_json_arr_end(&j);
+		if (d->wal_error[0])
+			cli_json_str(&j, "error", d->wal_error);
+		if (d->replay_error[0])
+			cli_json_str(&j, "replay_error", d->replay_error);
+		cli_json_obj_end(&j);
+	}
 	bool bad = any_error(d);
 	cli_json_bool(&j, "ok", !bad);
 	if (d->error[0])
@@ -566,6 +931,127 @@ static int inspect_bundle(const char *path, const uint8_t *buf, size_t len, bool
 	return error[0] ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
 
+/* ---- a lone WAL or deletion file ----------------------------------------------------- */
+
+static void uuid_hex(const uint8_t u[16], char out[33])
+{
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", u[i]);
+}
+
+/* Exit status 0 for a sound file or one whose only flaw is a torn tail (a crash leaves one). */
+static int inspect_wal_file(const char *path, const uint8_t *buf, size_t len, bool json)
+{
+	struct cli_wal_file w;
+	cli_wal_walk(buf, len, false, NULL, NULL, &w);
+	char uuid[33] = "";
+	if (w.header_ok)
+		uuid_hex(w.hdr.db_uuid, uuid);
+	if (json) {
+		struct cli_json j;
+		cli_json_init(&j, stdout);
+		cli_json_obj_begin(&j, NULL);
+		cli_json_str(&j, "path", path);
+		cli_json_str(&j, "kind", "wal");
+		if (w.header_ok) {
+			cli_json_str(&j, "db_uuid", uuid);
+			cli_json_u64(&j, "dim", w.hdr.dim);
+			cli_json_u64(&j, "first_lsn", w.hdr.first_lsn);
+		}
+		cli_json_u64(&j, "records", w.records);
+		cli_json_u64(&j, "last_lsn", w.last_lsn);
+		cli_json_u64(&j, "upserts", w.upserts);
+		cli_json_u64(&j, "upsert_rows", w.upsert_rows);
+		cli_json_u64(&j, "deletes", w.deletes);
+		cli_json_u64(&j, "delete_rows", w.delete_rows);
+		cli_json_u64(&j, "file_bytes", len);
+		cli_json_u64(&j, "valid_bytes", w.valid_bytes);
+		cli_json_u64(&j, "torn_bytes", w.torn_bytes);
+		cli_json_bool(&j, "ok", !w.error);
+		if (w.torn)
+			cli_json_str(&j, "warning", w.detail);
+		if (w.error) {
+			cli_json_str(&j, "error", strata_strerror(w.error));
+			cli_json_str(&j, "detail", w.detail);
+		}
+		cli_json_obj_end(&j);
+	} else {
+		char sz[32];
+		printf("wal %s\n", path);
+		if (w.header_ok)
+			printf("  db_uuid %s, dim %u, first lsn %llu\n", uuid, w.hdr.dim,
+			       (unsigned long long)w.hdr.first_lsn);
+		printf("  records %llu", (unsigned long long)w.records);
+		if (w.records)
+			printf(" (lsn %llu..%llu)", (unsigned long long)w.first_lsn,
+			       (unsigned long long)w.last_lsn);
+		printf(": %llu upsert(s) of %llu vectors, %llu delete(s) of %llu ids\n",
+		       (unsigned long long)w.upserts, (unsigned long long)w.upsert_rows,
+		       (unsigned long long)w.deletes, (unsigned long long)w.delete_rows);
+		printf("  file       %s (%zu bytes), %llu bytes of whole records and header\n",
+		       cli_fmt_bytes(len, sz, sizeof sz), len, (unsigned long long)w.valid_bytes);
+		if (w.torn)
+			printf("  warning    %s\n", w.detail);
+		if (w.error)
+			printf("  error      %s: %s\n", strata_strerror(w.error), w.detail);
+	}
+	if (w.error && !json)
+		fprintf(stderr, "strata inspect: %s: damaged; see the error above\n", path);
+	return w.error ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
+static int inspect_tomb_file(const char *path, const uint8_t *buf, size_t len, bool json)
+{
+	struct cli_tomb_file t;
+	cli_tomb_check(buf, len, cli_base_name(path), &t);
+	uint64_t live = t.count >= t.deleted ? t.count - t.deleted : 0;
+	if (json) {
+		struct cli_json j;
+		char hx[19];
+		snprintf(hx, sizeof hx, "0x%016llx", (unsigned long long)t.seg_header_xxh3);
+		cli_json_init(&j, stdout);
+		cli_json_obj_begin(&j, NULL);
+		cli_json_str(&j, "path", path);
+		cli_json_str(&j, "kind", "deletions");
+		if (t.header_read) {
+			cli_json_u64(&j, "segment_seq", t.seg_seq);
+			cli_json_str(&j, "segment_header_xxh3", hx);
+			cli_json_u64(&j, "generation", t.gen);
+			cli_json_u64(&j, "count", t.count);
+			cli_json_u64(&j, "deleted", t.deleted);
+			cli_json_u64(&j, "live", live);
+		}
+		cli_json_u64(&j, "file_bytes", len);
+		cli_json_bool(&j, "ok", !t.error);
+		if (t.error) {
+			cli_json_str(&j, "error", strata_strerror(t.error));
+			cli_json_str(&j, "detail", t.detail);
+		}
+		cli_json_obj_end(&j);
+	} else {
+		char seg[MF_SEGMENT_NAME_LEN + 1];
+		printf("deletions %s\n", path);
+		if (t.header_read) {
+			mf_segment_name(t.seg_seq, seg, sizeof seg);
+			printf("  segment    %s (seq %llu, header checksum 0x%016llx)\n", seg,
+			       (unsigned long long)t.seg_seq, (unsigned long long)t.seg_header_xxh3);
+			printf("  generation %llu\n", (unsigned long long)t.gen);
+			printf("  nodes      %llu: %llu deleted, %llu live\n", (unsigned long long)t.count,
+			       (unsigned long long)t.deleted, (unsigned long long)live);
+		}
+		printf("  file       %zu bytes\n", len);
+		if (t.error)
+			printf("  error      %s: %s\n", strata_strerror(t.error), t.detail);
+		else
+			printf("  (checked against its own header; strata verify DIR checks it against the "
+			       "segment)\n");
+	}
+	if (t.error && !json)
+		fprintf(stderr, "strata inspect: %s: damaged; see the error above\n", path);
+	cli_tomb_file_free(&t);
+	return t.error ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
 	bool json = false, help = false;
@@ -617,10 +1103,19 @@ int cmd_inspect(int argc, char **argv)
 			int status = inspect_bundle(path, buf, len, json);
 			cli_unmap_file(buf, len);
 			return status;
+		} else if (magic == WAL_MAGIC || walrec_file_name_parse(cli_base_name(path), &(uint64_t){0}) == 0) {
+			/* By name too: a torn header (zeros) has no magic yet. */
+			int status = inspect_wal_file(path, buf, len, json);
+			cli_unmap_file(buf, len);
+			return status;
+		} else if (magic == TOMB_MAGIC) {
+			int status = inspect_tomb_file(path, buf, len, json);
+			cli_unmap_file(buf, len);
+			return status;
 		} else {
 			cli_unmap_file(buf, len);
-			return cli_error(CMD, "%s: not a strata database, segment, manifest or bundle (no "
-			                      "strata magic in its first 8 bytes)", path);
+			return cli_error(CMD, "%s: not a strata database, segment, manifest, bundle, WAL or "
+			                      "deletion file (no strata magic in its first 8 bytes)", path);
 		}
 		cli_unmap_file(buf, len);
 	}
@@ -634,6 +1129,9 @@ int cmd_inspect(int argc, char **argv)
 		        path);
 	if (d.have_mf)
 		mf_free(&d.mf);
+	for (size_t i = 0; i < d.nseg; i++)
+		free(d.segs[i].tomb_bits);
 	free(d.segs);
+	free(d.wal);
 	return bad ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }

@@ -9,13 +9,27 @@
  *      seg_check (header, section table), matches the entry's header checksum
  *      and count and the manifest's dim, metric and M, and passes seg_verify
  *      (every section checksum, every edge, ids, id index);
- *   3. when all of that passed: the engine opens the directory with
+ *   3. each deletion file the manifest names decodes (checksums, popcount)
+ *      and is bound to its segment (seq, header checksum, count, generation);
+ *   4. every WAL file (wal_scan_dir): header, uuid and dim of this database,
+ *      every record's framing, checksum and payload, LSNs consecutive within
+ *      and across files and reaching back to the manifest's checkpoint. A torn
+ *      tail of the newest file (what a crash leaves, and the next writer cuts)
+ *      is a warning; damage anywhere else is an error;
+ *   5. files a crash left behind (temporaries, segments and deletion files the
+ *      manifest does not name, WAL files wholly below the checkpoint) are
+ *      listed as info: the next writer removes most of them;
+ *   6. when 1-4 found no error: the engine opens the directory with
  *      STRATA_READONLY | STRATA_VERIFY, the library's own verdict.
+ * A WAL or deletion file given alone is checked by the rules one file can
+ * show (tools/cli_files.h).
  * A bundle file (FORMAT.md, "Bundle file") is verified without unpacking it
  * to disk: bundle_verify() decompresses one entry at a time into memory and
  * applies every check unpack applies; it stops at the first damage.
- * Exit status: 0 sound, 1 damaged (or unreadable), 2 usage error.
+ * Exit status: 0 sound (warnings and info do not change it), 1 damaged (or
+ * unreadable), 2 usage error.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,24 +40,31 @@
 
 #include "bundle.h"
 #include "cli.h"
+#include "cli_files.h"
 #include "err.h"
 #include "le.h"
 #include "manifest.h"
 #include "segment.h"
 #include "strata.h"
+#include "tombstone.h"
+#include "wal.h"
 
 #define CMD "verify"
 #define PROBLEMS_MAX 256
+#define NOTES_MAX 256
 
 static const char usage_text[] =
 	"usage: strata verify DIR|FILE [--json] [-v]\n"
 	"\n"
-	"Check a database directory (the MANIFEST, every segment it names, then an\n"
-	"open with STRATA_VERIFY) or a single segment, manifest or bundle FILE: every\n"
-	"checksum, every graph edge, the ids and the id index. Reads every byte.\n"
+	"Check a database directory (the MANIFEST, every segment and deletion file it\n"
+	"names, every WAL file, then an open with STRATA_VERIFY) or a single segment,\n"
+	"manifest, bundle, WAL or deletion FILE: every checksum, every graph edge, the\n"
+	"ids and the id index, every WAL record. Reads every byte.\n"
 	"A bundle is checked as unpack checks it, in memory, without unpacking it.\n"
-	"Exit status: 0 when sound, 1 when damaged (each problem is printed with\n"
-	"its file, section and node or offset), 2 on a usage error.\n"
+	"A torn WAL tail (what a crash leaves; the next writer cuts it) is a warning;\n"
+	"files a crash left behind are listed as info.\n"
+	"Exit status: 0 when sound (warnings allowed), 1 when damaged (each problem\n"
+	"is printed with its file, section and node or offset), 2 on a usage error.\n"
 	"\n"
 	"options:\n"
 	"  --json          print one JSON object: ok, problems, segments, vectors\n"
@@ -63,6 +84,16 @@ struct verify_state {
 	struct problem problems[PROBLEMS_MAX];
 	size_t nproblems;
 	size_t dropped;       /* problems beyond PROBLEMS_MAX (counted, not kept) */
+	struct problem warnings[NOTES_MAX]; /* not damage: what a crash leaves and recovery handles */
+	size_t nwarnings;
+	struct problem infos[NOTES_MAX];    /* files that are not part of the database */
+	size_t ninfos;
+	size_t notes_dropped;
+	uint32_t tomb_files;   /* deletion files checked */
+	uint32_t wal_files;    /* WAL files checked */
+	uint64_t wal_records;  /* whole records in them */
+	bool is_wal;           /* a lone WAL file was checked */
+	bool is_tomb;          /* a lone deletion file was checked */
 	bool is_manifest_file; /* nothing but a manifest was checked */
 	bool is_bundle;        /* a bundle file was checked */
 	uint32_t files;        /* bundle: entries checked */
@@ -81,6 +112,27 @@ static void problem(struct verify_state *v, const char *file, int rc, const char
 		return;
 	}
 	struct problem *p = &v->problems[v->nproblems++];
+	snprintf(p->file, sizeof p->file, "%s", file);
+	p->rc = rc;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p->detail, sizeof p->detail, fmt, ap);
+	va_end(ap);
+}
+
+static void add_note(struct verify_state *v, bool warning, const char *file, int rc,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A warning (warning) or an info line: printed, never a reason for exit status 1. */
+static void add_note(struct verify_state *v, bool warning, const char *file, int rc,
+                     const char *fmt, ...)
+{
+	size_t *n = warning ? &v->nwarnings : &v->ninfos;
+	if (*n == NOTES_MAX) {
+		v->notes_dropped++;
+		return;
+	}
+	struct problem *p = warning ? &v->warnings[(*n)++] : &v->infos[(*n)++];
 	snprintf(p->file, sizeof p->file, "%s", file);
 	p->rc = rc;
 	va_list ap;
@@ -152,6 +204,142 @@ static void verify_segment(struct verify_state *v, const char *name, const uint8
 	note(v, "%s: every section checksum, edge, id and the id index ok", name);
 }
 
+/* Every deletion file the manifest names, bound to its segment's entry. */
+static void verify_tombs(struct verify_state *v, const char *dir, const struct mf_manifest *mf)
+{
+	for (uint32_t i = 0; i < mf->segment_count; i++) {
+		const struct mf_segment *e = &mf->segments[i];
+		if (!e->tomb_gen)
+			continue;
+		char name[TOMB_NAME_LEN + 1];
+		tomb_file_name(e->seq, e->tomb_gen, name, sizeof name);
+		uint64_t *bits = NULL, deleted = 0;
+		err_clear();
+		int rc = tomb_load(dir, e->seq, e->header_xxh3, e->tomb_gen, e->count, &bits, &deleted);
+		v->tomb_files++;
+		if (rc != 0) {
+			problem_rc(v, name, rc);
+			continue;
+		}
+		v->bytes += tomb_file_size(e->count);
+		free(bits);
+		note(v, "%s: ok (generation %llu, %llu of %llu nodes deleted, bound to seg %llu)", name,
+		     (unsigned long long)e->tomb_gen, (unsigned long long)deleted,
+		     (unsigned long long)e->count, (unsigned long long)e->seq);
+	}
+}
+
+struct wal_list {
+	struct verify_state *v;
+	struct wal_file_info *f;
+	size_t n;
+};
+
+static int wal_checked(void *ctx, const struct wal_file_info *f)
+{
+	struct wal_list *l = ctx;
+	struct verify_state *v = l->v;
+	struct wal_file_info *p = realloc(l->f, (l->n + 1) * sizeof *p);
+	if (!p)
+		return err_set(STRATA_ENOMEM, "WAL file list");
+	l->f = p;
+	l->f[l->n++] = *f;
+	v->wal_files++;
+	v->wal_records += f->records;
+	v->bytes += f->size_bytes;
+	if (f->error) {
+		problem(v, f->name, f->error, "%s", f->detail);
+		return 0;
+	}
+	if (f->torn_header)
+		add_note(v, true, f->name, 0,
+		         "the newest WAL file's header is torn (%llu bytes): a crash while it was "
+		         "created; the next writer removes it",
+		         (unsigned long long)f->size_bytes);
+	else if (f->torn_bytes)
+		add_note(v, true, f->name, 0,
+		         "torn tail: %llu bytes after byte offset %llu are not a whole record (a crash "
+		         "during a write); the next writer cuts them",
+		         (unsigned long long)f->torn_bytes, (unsigned long long)f->valid_bytes);
+	note(v, "%s: %llu record(s)%s, every checksum ok", f->name, (unsigned long long)f->records,
+	     f->newest ? " (newest)" : "");
+	return 0;
+}
+
+static bool mf_names_tomb(const struct mf_manifest *mf, uint64_t seq, uint64_t gen)
+{
+	for (uint32_t i = 0; i < mf->segment_count; i++)
+		if (mf->segments[i].seq == seq && mf->segments[i].tomb_gen == gen)
+			return true;
+	return false;
+}
+
+static bool mf_names_seg(const struct mf_manifest *mf, const char *name)
+{
+	for (uint32_t i = 0; i < mf->segment_count; i++) {
+		char n[MF_SEGMENT_NAME_LEN + 1];
+		mf_segment_name(mf->segments[i].seq, n, sizeof n);
+		if (strcmp(n, name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Files in the directory that are not part of the database: info, not damage. */
+static void verify_leftovers(struct verify_state *v, const char *dir, const struct mf_manifest *mf,
+                             const struct wal_list *wl)
+{
+	DIR *dh = opendir(dir);
+	if (!dh)
+		return;
+	struct dirent *ent;
+	while ((ent = readdir(dh))) {
+		const char *n = ent->d_name;
+		size_t len = strlen(n);
+		uint64_t a, b;
+		if (len > 4 && strcmp(n + len - 4, ".tmp") == 0) {
+			add_note(v, false, n, 0, "a temporary file a crash left behind; the next writer "
+			                         "removes it");
+		} else if (len == MF_SEGMENT_NAME_LEN && strncmp(n, "seg-", 4) == 0 &&
+		           strcmp(n + len - 4, ".seg") == 0 && !mf_names_seg(mf, n)) {
+			unsigned long long seq = strtoull(n + 4, NULL, 16);
+			if (seq >= mf->next_seq)
+				add_note(v, false, n, 0, "a segment of a flush that crashed before its manifest "
+				                         "commit; the next writer removes it");
+			else
+				add_note(v, false, n, 0, "a segment the manifest does not name: not part of the "
+				                         "database");
+		} else if (cli_tomb_name_parse(n, &a, &b) == 0 && !mf_names_tomb(mf, a, b)) {
+			add_note(v, false, n, 0, "a deletion file the manifest does not name (an older "
+			                         "generation, or a flush that crashed before its commit); "
+			                         "the next writer removes it");
+		}
+	}
+	closedir(dh);
+	/* WAL files all of whose records the checkpoint covers: already in segments. */
+	for (size_t i = 0; i + 1 < wl->n; i++) {
+		const struct wal_file_info *f = &wl->f[i];
+		uint64_t next_first = wl->f[i + 1].first_lsn;
+		if (!f->error && next_first >= 1 && next_first - 1 <= mf->checkpoint_lsn)
+			add_note(v, false, f->name, 0,
+			         "every record in it is at or below the checkpoint lsn %llu (already in "
+			         "segments); the next writer removes it",
+			         (unsigned long long)mf->checkpoint_lsn);
+	}
+}
+
+static void verify_wal(struct verify_state *v, const char *dir, const struct mf_manifest *mf)
+{
+	struct wal_list wl = {.v = v};
+	size_t before = v->nproblems + v->dropped;
+	err_clear();
+	int rc = wal_scan_dir(dir, mf->db_uuid, mf->dim, mf->checkpoint_lsn, wal_checked, &wl);
+	if (rc && v->nproblems + v->dropped == before)
+		problem_rc(v, "WAL", rc); /* the scan itself failed (listing, memory) */
+	verify_leftovers(v, dir, mf, &wl);
+	free(wl.f);
+}
+
 static void verify_dir(struct verify_state *v, const char *dir)
 {
 	struct mf_manifest mf;
@@ -192,6 +380,8 @@ static void verify_dir(struct verify_state *v, const char *dir)
 			verify_segment(v, name, buf, len, e, &mf);
 		cli_unmap_file(buf, len);
 	}
+	verify_tombs(v, dir, &mf);
+	verify_wal(v, dir, &mf);
 	mf_free(&mf);
 	if (v->nproblems)
 		return;
@@ -278,10 +468,36 @@ static void verify_file(struct verify_state *v, const char *path)
 		}
 	} else if (magic == BUNDLE_MAGIC) {
 		verify_bundle(v, name, buf, len);
+	} else if (magic == WAL_MAGIC || walrec_file_name_parse(name, &(uint64_t){0}) == 0) {
+		v->is_wal = true;
+		struct cli_wal_file w;
+		cli_wal_walk(buf, len, false, NULL, NULL, &w);
+		v->wal_files = 1;
+		v->wal_records = w.records;
+		if (w.error)
+			problem(v, name, w.error, "%s", w.detail);
+		else if (w.torn)
+			add_note(v, true, name, 0, "%s", w.detail);
+		if (!w.error)
+			note(v, "%s: header and %llu record(s) ok (lsn %llu..%llu)", name,
+			     (unsigned long long)w.records, (unsigned long long)w.first_lsn,
+			     (unsigned long long)w.last_lsn);
+	} else if (magic == TOMB_MAGIC) {
+		v->is_tomb = true;
+		struct cli_tomb_file t;
+		cli_tomb_check(buf, len, name, &t);
+		v->tomb_files = 1;
+		if (t.error)
+			problem(v, name, t.error, "%s", t.detail);
+		else
+			note(v, "%s: ok (segment seq %llu, generation %llu, %llu of %llu deleted)", name,
+			     (unsigned long long)t.seg_seq, (unsigned long long)t.gen,
+			     (unsigned long long)t.deleted, (unsigned long long)t.count);
+		cli_tomb_file_free(&t);
 	} else {
 		problem(v, name, STRATA_ENOTDB,
-		        "not a strata segment, manifest or bundle (no strata magic in its first 8 "
-		        "bytes)");
+		        "not a strata segment, manifest, bundle, WAL or deletion file (no strata magic "
+		        "in its first 8 bytes)");
 	}
 	cli_unmap_file(buf, len);
 }
@@ -311,7 +527,32 @@ static void print_json(const struct verify_state *v)
 	cli_json_arr_end(&j);
 	if (v->dropped)
 		cli_json_u64(&j, "problems_not_shown", v->dropped);
+	cli_json_u64(&j, "deletion_files", v->tomb_files);
+	cli_json_u64(&j, "wal_files", v->wal_files);
+	cli_json_u64(&j, "wal_records", v->wal_records);
+	for (int w = 1; w >= 0; w--) {
+		cli_json_arr_begin(&j, w ? "warnings" : "info");
+		size_t n = w ? v->nwarnings : v->ninfos;
+		for (size_t i = 0; i < n; i++) {
+			const struct problem *p = w ? &v->warnings[i] : &v->infos[i];
+			cli_json_obj_begin(&j, NULL);
+			cli_json_str(&j, "file", p->file);
+			cli_json_str(&j, "detail", p->detail);
+			cli_json_obj_end(&j);
+		}
+		cli_json_arr_end(&j);
+	}
 	cli_json_obj_end(&j);
+}
+
+static void print_notes(const struct verify_state *v)
+{
+	for (size_t i = 0; i < v->nwarnings; i++)
+		printf("WARNING: %s: %s\n", v->warnings[i].file, v->warnings[i].detail);
+	for (size_t i = 0; i < v->ninfos; i++)
+		printf("INFO: %s: %s\n", v->infos[i].file, v->infos[i].detail);
+	if (v->notes_dropped)
+		printf("INFO: %zu more warning(s) or note(s) not shown\n", v->notes_dropped);
 }
 
 int cmd_verify(int argc, char **argv)
@@ -350,11 +591,20 @@ int cmd_verify(int argc, char **argv)
 		verify_file(v, path);
 
 	int status = v->nproblems ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+	if (!json)
+		print_notes(v);
 	if (json) {
 		print_json(v);
 	} else if (status == CLI_EXIT_OK) {
 		char sz[32];
-		if (v->is_bundle)
+		if (v->is_wal)
+			printf("OK: %s: a WAL file of %llu whole record(s)%s; every checksum and payload "
+			       "verified\n", path, (unsigned long long)v->wal_records,
+			       v->nwarnings ? " and a torn tail" : "");
+		else if (v->is_tomb)
+			printf("OK: %s: a sound deletion file (checked against its own header; verify the "
+			       "database directory to check it against its segment)\n", path);
+		else if (v->is_bundle)
 			printf("OK: %s: a sound bundle of %u files: %u segment(s), %llu vectors, %s; every "
 			       "checksum, frame and edge verified without unpacking\n",
 			       path, v->files, v->segments, (unsigned long long)v->vectors,
@@ -363,6 +613,12 @@ int cmd_verify(int argc, char **argv)
 			printf("OK: %s: a sound manifest naming %u segment(s), %llu vectors (the segment "
 			       "files were not read)\n",
 			       path, v->segments, (unsigned long long)v->vectors);
+		else if (S_ISDIR(st.st_mode))
+			printf("OK: %s: %u segment(s), %llu vectors, %u deletion file(s), %u WAL file(s) "
+			       "with %llu record(s), %s; every checksum and edge verified\n",
+			       path, v->segments, (unsigned long long)v->vectors, v->tomb_files,
+			       v->wal_files, (unsigned long long)v->wal_records,
+			       cli_fmt_bytes(v->bytes, sz, sizeof sz));
 		else
 			printf("OK: %s: %u segment(s), %llu vectors, %s; every checksum and edge "
 			       "verified\n",

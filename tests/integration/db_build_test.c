@@ -193,10 +193,17 @@ Test(db_build, caller_ids_get_and_results, .timeout = 60)
 	for (size_t i = 0; i < n; i += 7) {
 		cr_assert_eq(strata_get(db, ids[i], got), 0);
 		cr_assert(memcmp(got, v + i * dim, sizeof got) == 0, "vector of id %llu", (unsigned long long)ids[i]);
-		/* A stored vector is its own nearest neighbour at distance 0. */
+		/*
+		 * A stored vector is its own nearest neighbour at distance 0. ef = n:
+		 * the default beam (64) may, rarely, miss one node of a graph built by
+		 * two threads (measured: about one run in four under ASan's timing).
+		 */
 		uint64_t rid;
 		float rd;
-		cr_assert_eq(strata_search(db, v + i * dim, 1, 1, NULL, &rid, &rd), 0);
+		strata_search_options so;
+		strata_search_options_default(&so);
+		so.ef = (uint32_t)n;
+		cr_assert_eq(strata_search(db, v + i * dim, 1, 1, &so, &rid, &rd), 0);
 		cr_assert_eq(rid, ids[i]);
 		cr_assert_float_eq(rd, 0.0f, 1e-6);
 	}

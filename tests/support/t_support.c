@@ -23,8 +23,19 @@ static void t_die(const char *what, const char *path)
 
 struct t_dir t_dir_new(void)
 {
+	return t_dir_new_in(getenv("STRATA_TEST_TMP"));
+}
+
+struct t_dir t_dir_new_mem(void)
+{
+	struct stat st;
+	return t_dir_new_in(stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm"
+	                                                                       : getenv("STRATA_TEST_TMP"));
+}
+
+struct t_dir t_dir_new_in(const char *base)
+{
 	struct t_dir d;
-	const char *base = getenv("STRATA_TEST_TMP");
 	if (!base || !*base)
 		base = "/tmp";
 	mkdir(base, 0755);

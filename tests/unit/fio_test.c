@@ -347,3 +347,38 @@ Test(fio, failpoints_count_every_thread_and_fail_exactly_once)
 	fp_disarm_all();
 #endif
 }
+
+Test(fio, ftruncate_cuts_and_extends_with_zeros_and_fails_through_fp_write)
+{
+	struct t_dir d = t_dir_new();
+	char p[600];
+	t_path(&d, "f", p, sizeof p);
+	int fd;
+	cr_assert_eq(fio_open(p, O_RDWR | O_CREAT | O_EXCL, 0644, &fd), 0, "%s", err_detail());
+	cr_assert_eq(fio_pwrite_all(fd, "0123456789", 10, 0, p), 0);
+	cr_assert_eq(fio_ftruncate(fd, 4, p), 0, "%s", err_detail());
+	uint64_t size = 0;
+	cr_assert_eq(fio_file_size(fd, &size, p), 0);
+	cr_assert_eq(size, 4);
+	cr_assert_eq(fio_ftruncate(fd, 6, p), 0);
+	char buf[6];
+	cr_assert_eq(fio_pread_all(fd, buf, 6, 0, p), 0);
+	cr_assert(memcmp(buf, "0123\0\0", 6) == 0);
+	cr_assert_eq(fio_ftruncate(fd, (uint64_t)INT64_MAX + 1, p), STRATA_ELIMIT);
+#if STRATA_FAILPOINTS
+	fp_arm(FP_WRITE, 1, EIO);
+	cr_assert_eq(fio_ftruncate(fd, 0, p), STRATA_EIO);
+	cr_assert(strstr(err_detail(), "truncate") && strstr(err_detail(), p), "%s", err_detail());
+	fp_arm(FP_WRITE, 1, FP_SHORT); /* no half truncate: a plain failure */
+	cr_assert_eq(fio_ftruncate(fd, 0, p), STRATA_EIO);
+	fp_disarm_all();
+	cr_assert_eq(fio_file_size(fd, &size, p), 0);
+	cr_assert_eq(size, 6, "a failed truncate changed nothing");
+#endif
+	int rofd;
+	cr_assert_eq(fio_open(p, O_RDONLY, 0, &rofd), 0);
+	cr_assert_eq(fio_ftruncate(rofd, 0, p) < 0, true, "a read-only descriptor cannot truncate");
+	fio_close(rofd);
+	fio_close(fd);
+	t_dir_free(&d);
+}

@@ -202,43 +202,13 @@ std::string ratio(double a, double b)
 
 // ---- vector files ------------------------------------------------------------
 
-struct Mat {
-	std::vector<float> f;     // .fvecs
-	std::vector<int32_t> i;   // .ivecs
-	size_t rows = 0, dim = 0;
-};
-
-// TEXMEX .fvecs / .ivecs: per row an int32 d, then d 4-byte values.
+// bench::read_vecs (vecs.cc), or die with its message.
 Mat read_vecs(const std::string &path, bool ints)
 {
-	std::ifstream in(path, std::ios::binary);
-	if (!in)
-		die("cannot open " + path);
-	std::vector<char> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 	Mat m;
-	if (buf.size() < 4)
-		die(path + ": empty");
-	int32_t d;
-	memcpy(&d, buf.data(), 4);
-	if (d <= 0 || d > 1 << 20)
-		die(path + ": bad dimension");
-	size_t rec = 4 + 4 * (size_t)d;
-	if (buf.size() % rec != 0)
-		die(path + ": size is not a whole number of rows");
-	m.dim = (size_t)d;
-	m.rows = buf.size() / rec;
-	if (ints)
-		m.i.resize(m.rows * m.dim);
-	else
-		m.f.resize(m.rows * m.dim);
-	for (size_t r = 0; r < m.rows; r++) {
-		int32_t dr;
-		memcpy(&dr, buf.data() + r * rec, 4);
-		if (dr != d)
-			die(path + fmt(": row %zu has dimension %d, not %d", r, dr, d));
-		void *dst = ints ? (void *)(m.i.data() + r * m.dim) : (void *)(m.f.data() + r * m.dim);
-		memcpy(dst, buf.data() + r * rec + 4, 4 * m.dim);
-	}
+	std::string err;
+	if (!bench::read_vecs(path, ints, m, err))
+		die(err);
 	return m;
 }
 

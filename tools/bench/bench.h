@@ -12,8 +12,24 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace bench {
+
+// ---- vector files (vecs.cc) ------------------------------------------------
+
+struct Mat {
+	std::vector<float> f;   // .fvecs
+	std::vector<int32_t> i; // .ivecs
+	size_t rows = 0, dim = 0;
+};
+
+// Read a TEXMEX .fvecs (ints false) or .ivecs (ints true) file: per row an
+// int32 dimension d, then d 4-byte values. At most `max_rows` rows are read
+// (0: all). Every row must have the first row's dimension. On failure returns
+// false with a sentence naming the file in err_out; out is then unspecified.
+bool read_vecs(const std::string &path, bool ints, Mat &out, std::string &err_out,
+               size_t max_rows = 0);
 
 // ---- the hnswlib side (hnsw_side.cc) -------------------------------------
 

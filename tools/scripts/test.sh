@@ -5,7 +5,8 @@
 #   3. debug-optimized build under ASan+UBSan (no recovery): every meson test;
 #   4. clang libFuzzer build (-Dfuzz=true): suite 'fuzz', every harness of fuzz/
 #      in both checksum modes for $STRATA_FUZZ_SECONDS s each (default 60);
-#   5. debug-optimized build under TSan: suite 'concurrency';
+#   5. debug-optimized build under TSan, with failpoints (the power-loss
+#      recorder's thread test needs them): suite 'concurrency';
 #   6. print the totals of all runs as one line "N passed, N failed, N skipped".
 # Exit status non-zero if anything failed.
 # Build dirs: build-test, build-asan, build-fuzz, build-tsan.
@@ -40,7 +41,7 @@ CC=clang CXX=clang++ run_suite build-fuzz --suite fuzz -Dfuzz=true -Dtests=disab
 # halt_on_error: the first race fails the test with its report (no suppressions).
 TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
 	run_suite build-tsan --suite concurrency -Dbuildtype=debugoptimized -Db_ndebug=false \
-	-Db_sanitize=thread -Dbench=disabled -Dwerror=true || status=1
+	-Dfailpoints=true -Db_sanitize=thread -Dbench=disabled -Dwerror=true || status=1
 
 python3 - build-test build-asan build-fuzz build-tsan <<'PY'
 import json, os, sys

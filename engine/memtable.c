@@ -1,0 +1,337 @@
+/*
+ * memtable.c - fresh writes, searchable at once (see memtable.h).
+ *
+ * Concurrency: writers append rows and change the id map under mt->lock;
+ * ids[row] and lsns[row] are written before hnsw_graph_append publishes the
+ * row (release), so a reader that saw the row count sees them. Dead bits are
+ * atomic words: any writer may set one (a newer write of the id lands in
+ * another memtable) without the lock. The indexer inserts rows into the graph
+ * under the graph's own node locks, concurrently with searches.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "memtable.h"
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	return x ^ (x >> 33);
+}
+
+int mt_new(const struct hnsw_build_params *p, size_t capacity, struct memtable **out)
+{
+	struct memtable *mt = calloc(1, sizeof *mt);
+	if (!mt)
+		return err_set(STRATA_ENOMEM, "memtable");
+	atomic_init(&mt->refs, 1);
+	mt->dim = p->dim;
+	mt->capacity = capacity;
+	pthread_mutex_init(&mt->lock, NULL);
+	pthread_mutex_init(&mt->index_lock, NULL);
+	mt->map_cap = 1024;
+	/* calloc of large arrays maps zero pages lazily: capacity costs nothing until used. */
+	mt->ids = calloc(capacity ? capacity : 1, sizeof *mt->ids);
+	mt->lsns = calloc(capacity ? capacity : 1, sizeof *mt->lsns);
+	mt->dead = calloc(capacity / 64 + 1, sizeof *mt->dead);
+	mt->map = calloc(mt->map_cap, sizeof *mt->map);
+	if (!mt->ids || !mt->lsns || !mt->dead || !mt->map) {
+		mt_unref(mt);
+		return err_set(STRATA_ENOMEM, "memtable of %zu rows", capacity);
+	}
+	int rc = hnsw_graph_new(p, capacity, &mt->g);
+	if (rc) {
+		mt_unref(mt);
+		return rc;
+	}
+	*out = mt;
+	return 0;
+}
+
+void mt_ref(struct memtable *mt)
+{
+	atomic_fetch_add_explicit(&mt->refs, 1, memory_order_relaxed);
+}
+
+void mt_unref(struct memtable *mt)
+{
+	if (!mt || atomic_fetch_sub_explicit(&mt->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (mt->g)
+		hnsw_graph_free(mt->g);
+	free(mt->ids);
+	free(mt->lsns);
+	free(mt->dead);
+	free(mt->map);
+	pthread_mutex_destroy(&mt->lock);
+	pthread_mutex_destroy(&mt->index_lock);
+	free(mt);
+}
+
+size_t mt_rows(const struct memtable *mt)
+{
+	return hnsw_graph_appended(mt->g);
+}
+
+uint64_t mt_live(const struct memtable *mt)
+{
+	return mt_rows(mt) - atomic_load_explicit(&mt->dead_n, memory_order_relaxed);
+}
+
+uint64_t mt_bytes(struct memtable *mt)
+{
+	size_t rows = mt_rows(mt);
+	struct hnsw_view v;
+	hnsw_graph_view_live(mt->g, &v);
+	pthread_mutex_lock(&mt->lock);
+	size_t map_cap = mt->map_cap;
+	pthread_mutex_unlock(&mt->lock);
+	return (uint64_t)rows * (v.stride + 16) + (uint64_t)map_cap * sizeof *mt->map;
+}
+
+/* The slot of `id`: its own, or the empty one where it would go. Lock held (or frozen). */
+static struct mt_slot *map_slot(const struct memtable *mt, uint64_t id)
+{
+	size_t mask = mt->map_cap - 1, i = mix64(id) & mask;
+	while (mt->map[i].used && mt->map[i].id != id)
+		i = (i + 1) & mask;
+	return &mt->map[i];
+}
+
+/* Room in the map for `want` entries at most 3/4 full. Lock held. */
+static int map_fit(struct memtable *mt, size_t want)
+{
+	size_t cap = mt->map_cap;
+	while (want * 4 >= cap * 3)
+		cap *= 2;
+	if (cap == mt->map_cap)
+		return 0;
+	struct mt_slot *old = mt->map;
+	size_t old_cap = mt->map_cap;
+	struct mt_slot *n = calloc(cap, sizeof *n);
+	if (!n)
+		return err_set(STRATA_ENOMEM, "memtable id map of %zu slots", cap);
+	mt->map = n;
+	mt->map_cap = cap;
+	for (size_t i = 0; i < old_cap; i++)
+		if (old[i].used)
+			*map_slot(mt, old[i].id) = old[i];
+	free(old);
+	return 0;
+}
+
+int mt_reserve(struct memtable *mt, size_t rows, size_t keys)
+{
+	pthread_mutex_lock(&mt->lock);
+	int rc = 0;
+	if (mt_rows(mt) + mt->reserved + rows > mt->capacity)
+		rc = STRATA_ELIMIT;
+	else
+		rc = map_fit(mt, mt->map_n + mt->reserved_keys + keys);
+	if (!rc) {
+		mt->reserved += rows;
+		mt->reserved_keys += keys;
+	}
+	pthread_mutex_unlock(&mt->lock);
+	return rc;
+}
+
+void mt_unreserve(struct memtable *mt, size_t rows, size_t keys)
+{
+	pthread_mutex_lock(&mt->lock);
+	mt->reserved -= rows < mt->reserved ? rows : mt->reserved;
+	mt->reserved_keys -= keys < mt->reserved_keys ? keys : mt->reserved_keys;
+	pthread_mutex_unlock(&mt->lock);
+}
+
+static void kill_row(struct memtable *mt, uint32_t row)
+{
+	uint64_t bit = 1ull << (row % 64);
+	uint64_t was = atomic_fetch_or_explicit(&mt->dead[row / 64], bit, memory_order_relaxed);
+	if (!(was & bit))
+		atomic_fetch_add_explicit(&mt->dead_n, 1, memory_order_relaxed);
+}
+
+void mt_apply_upsert(struct memtable *mt, uint64_t lsn, const uint64_t *ids, const float *vecs,
+                     size_t n, bool *applied)
+{
+	pthread_mutex_lock(&mt->lock);
+	for (size_t i = 0; i < n; i++) {
+		mt->reserved--;
+		mt->reserved_keys--;
+		struct mt_slot *sl = map_slot(mt, ids[i]);
+		if (sl->used && sl->lsn > lsn) {
+			if (applied)
+				applied[i] = false;
+			continue;
+		}
+		uint32_t row = (uint32_t)mt_rows(mt);
+		mt->ids[row] = ids[i];
+		mt->lsns[row] = lsn;
+		uint32_t got;
+		hnsw_graph_append(mt->g, vecs + i * mt->dim, &got); /* room was reserved */
+		if (sl->used && sl->row != MT_NO_ROW)
+			kill_row(mt, sl->row);
+		if (!sl->used) {
+			sl->used = 1;
+			sl->id = ids[i];
+			mt->map_n++;
+		}
+		sl->lsn = lsn;
+		sl->row = row;
+		if (applied)
+			applied[i] = true;
+	}
+	if (lsn > mt->max_lsn)
+		mt->max_lsn = lsn;
+	pthread_mutex_unlock(&mt->lock);
+}
+
+void mt_apply_delete(struct memtable *mt, uint64_t lsn, const uint64_t *ids, size_t n, bool *applied)
+{
+	pthread_mutex_lock(&mt->lock);
+	for (size_t i = 0; i < n; i++) {
+		mt->reserved_keys--;
+		if (applied)
+			applied[i] = true;
+		struct mt_slot *sl = map_slot(mt, ids[i]);
+		if (sl->used && sl->lsn > lsn) {
+			if (applied)
+				applied[i] = false;
+			continue;
+		}
+		if (sl->used && sl->row != MT_NO_ROW)
+			kill_row(mt, sl->row);
+		if (!sl->used) {
+			sl->used = 1;
+			sl->id = ids[i];
+			mt->map_n++;
+		}
+		sl->lsn = lsn;
+		sl->row = MT_NO_ROW;
+	}
+	mt->deletes++;
+	if (lsn > mt->max_lsn)
+		mt->max_lsn = lsn;
+	pthread_mutex_unlock(&mt->lock);
+}
+
+void mt_kill_id(struct memtable *mt, uint64_t id)
+{
+	pthread_mutex_lock(&mt->lock);
+	struct mt_slot *sl = map_slot(mt, id);
+	if (sl->used && sl->row != MT_NO_ROW)
+		kill_row(mt, sl->row);
+	pthread_mutex_unlock(&mt->lock);
+}
+
+uint32_t mt_find(struct memtable *mt, uint64_t id, uint64_t *lsn_out)
+{
+	pthread_mutex_lock(&mt->lock);
+	struct mt_slot *sl = map_slot(mt, id);
+	uint32_t row = sl->used ? sl->row : MT_NO_ROW;
+	uint64_t lsn = sl->used ? sl->lsn : 0;
+	pthread_mutex_unlock(&mt->lock);
+	if (row != MT_NO_ROW && mt_is_dead(mt, row))
+		row = MT_NO_ROW;
+	if (lsn_out)
+		*lsn_out = lsn;
+	return row;
+}
+
+bool mt_needs_index(const struct memtable *mt)
+{
+	return hnsw_graph_indexed(mt->g) < hnsw_graph_appended(mt->g);
+}
+
+int mt_index(struct memtable *mt)
+{
+	pthread_mutex_lock(&mt->index_lock);
+	size_t upto = hnsw_graph_appended(mt->g);
+	int rc = hnsw_graph_indexed(mt->g) >= upto ? 0 : hnsw_graph_index(mt->g, upto);
+	pthread_mutex_unlock(&mt->index_lock);
+	return rc;
+}
+
+struct accept_wrap {
+	const struct memtable *mt;
+	mt_accept_fn accept;
+	void *ctx;
+};
+
+static bool accept_row(uint32_t row, void *arg)
+{
+	const struct accept_wrap *w = arg;
+	if (mt_is_dead(w->mt, row))
+		return false;
+	return !w->accept || w->accept(w->mt, row, w->ctx);
+}
+
+/* Insert (dist,row) into the sorted out[0..*n) of at most k hits. */
+static void topk_insert(struct hnsw_hit *out, uint32_t *n, uint32_t k, float d, uint32_t row)
+{
+	if (*n == k && !(d < out[k - 1].dist))
+		return;
+	uint32_t i = *n < k ? (*n)++ : k - 1;
+	while (i > 0 && out[i - 1].dist > d) {
+		out[i] = out[i - 1];
+		i--;
+	}
+	out[i].dist = d;
+	out[i].node = row;
+}
+
+int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, mt_accept_fn accept,
+              void *ctx, const uint32_t *rows, size_t n_rows, bool scan_all,
+              struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals)
+{
+	struct accept_wrap w = {.mt = mt, .accept = accept, .ctx = ctx};
+	struct hnsw_view v;
+	/* The row count first: every row below it has its vector, id and LSN in place. */
+	size_t appended = hnsw_graph_appended(mt->g);
+	size_t indexed = hnsw_graph_indexed(mt->g);
+	hnsw_graph_view_live(mt->g, &v);
+	*n_out = 0;
+	uint64_t e = 0;
+	if (rows || scan_all) {
+		size_t n = rows ? n_rows : appended;
+		for (size_t i = 0; i < n; i++) {
+			uint32_t row = rows ? rows[i] : (uint32_t)i;
+			if (row >= appended || !accept_row(row, &w))
+				continue;
+			float d = hnsw_dist_ordered(v.dist(query, hnsw_vec(&v, row), v.dim));
+			e++;
+			topk_insert(out, n_out, k, d, row);
+		}
+		*evals += e;
+		return 0;
+	}
+	if (indexed > appended)
+		indexed = appended;
+	if (indexed > 0) {
+		int rc = hnsw_search(&v, query, k, ef, accept_row, &w, s, out, n_out, evals);
+		if (rc)
+			return rc;
+	}
+	/* The tail the indexer has not reached: exact. A row both walked and scanned appears once. */
+	for (size_t r = indexed; r < appended; r++) {
+		uint32_t row = (uint32_t)r;
+		if (!accept_row(row, &w))
+			continue;
+		bool seen = false;
+		for (uint32_t j = 0; j < *n_out && !seen; j++)
+			seen = out[j].node == row;
+		if (seen)
+			continue;
+		float d = hnsw_dist_ordered(v.dist(query, hnsw_vec(&v, row), v.dim));
+		e++;
+		topk_insert(out, n_out, k, d, row);
+	}
+	*evals += e;
+	return 0;
+}

@@ -1,0 +1,126 @@
+/*
+ * memtable.h - the fresh writes of a database: vectors that are in the WAL but
+ * not yet in a segment, kept searchable.
+ *
+ * A memtable is an incremental HNSW graph (engine/hnsw.h, node = row in arrival
+ * order) plus, per row, its id, the LSN of the write that made it and a dead
+ * bit (superseded by a newer write of the id, or deleted). Rows are appended
+ * by writers under `lock` and inserted into the graph by the indexer thread
+ * in the background, so an acknowledged write costs a copy, not a graph
+ * insertion. Searches walk the indexed rows and scan the short unindexed tail
+ * exactly (memtable_search), which keeps read-your-writes cheap.
+ *
+ * An id map (open addressing) holds the newest LSN seen for every id written
+ * to this memtable, deletes included, so that writes applied out of LSN order
+ * by concurrent writers still let the newest win.
+ *
+ * Lifecycle: active (appends) -> frozen (read-only but for dead bits, being
+ * flushed) -> released when the last snapshot that holds it lets go.
+ */
+#ifndef STRATA_MEMTABLE_H
+#define STRATA_MEMTABLE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hnsw.h"
+
+#define MT_NO_ROW UINT32_MAX
+
+struct mt_slot {
+	uint64_t id;
+	uint64_t lsn;  /* of the newest write of id applied here */
+	uint32_t row;  /* its row, or MT_NO_ROW after a delete */
+	uint32_t used;
+};
+
+struct memtable {
+	_Atomic int refs;
+	struct hnsw_graph *g;
+	uint32_t dim;
+	size_t capacity;          /* rows */
+	uint64_t *ids;            /* [capacity]: written before the row is appended */
+	uint64_t *lsns;           /* [capacity] */
+	_Atomic uint64_t *dead;   /* capacity bits */
+	_Atomic uint64_t dead_n;
+
+	pthread_mutex_t lock;     /* writers; and id-map readers */
+	pthread_mutex_t index_lock; /* one hnsw_graph_index at a time (indexer, flusher) */
+	struct mt_slot *map;
+	size_t map_cap;           /* a power of two */
+	size_t map_n;
+	size_t reserved;          /* rows promised to writers still to apply */
+	size_t reserved_keys;     /* id-map entries promised likewise */
+	uint64_t max_lsn;
+	uint64_t deletes;         /* delete records applied (a memtable of deletes only still flushes) */
+};
+
+/*
+ * A memtable for up to `capacity` rows, graph built with `p` (whose
+ * `threads` the indexer uses). Returns 0, STRATA_ENOMEM or STRATA_ELIMIT.
+ * The new memtable holds one reference.
+ */
+int mt_new(const struct hnsw_build_params *p, size_t capacity, struct memtable **out);
+void mt_ref(struct memtable *mt);
+void mt_unref(struct memtable *mt);
+
+/*
+ * Promise `rows` rows and `keys` id-map entries to a writer before its WAL
+ * record is written, so that applying the record cannot fail. Returns 0,
+ * STRATA_ELIMIT (full: freeze it) or STRATA_ENOMEM.
+ */
+int mt_reserve(struct memtable *mt, size_t rows, size_t keys);
+/* Give back a reservation that a failed write will not use. */
+void mt_unreserve(struct memtable *mt, size_t rows, size_t keys);
+
+/*
+ * Apply an upsert of rows ids[0..n) with vectors (normalised already for
+ * cosine) at `lsn`, using rows reserved by mt_reserve. A row whose id has a
+ * newer write here is skipped. `superseded` (may be NULL) receives, per input
+ * row, whether it was applied (the caller then hides older copies elsewhere).
+ * n rows and n keys were reserved.
+ */
+void mt_apply_upsert(struct memtable *mt, uint64_t lsn, const uint64_t *ids, const float *vecs,
+                     size_t n, bool *applied);
+/* Apply deletes at `lsn` (n keys reserved); `applied` as above. */
+void mt_apply_delete(struct memtable *mt, uint64_t lsn, const uint64_t *ids, size_t n, bool *applied);
+
+/* Mark the live row of `id` dead (a newer write lives elsewhere). Thread-safe. */
+void mt_kill_id(struct memtable *mt, uint64_t id);
+
+/* The live row of `id`, or MT_NO_ROW (deleted or absent); *lsn_out its write's LSN (0 if unknown). */
+uint32_t mt_find(struct memtable *mt, uint64_t id, uint64_t *lsn_out);
+
+static inline bool mt_is_dead(const struct memtable *mt, uint32_t row)
+{
+	return (atomic_load_explicit(&mt->dead[row / 64], memory_order_relaxed) >> (row % 64)) & 1;
+}
+
+size_t mt_rows(const struct memtable *mt);
+/* Live rows: appended minus dead. */
+uint64_t mt_live(const struct memtable *mt);
+/* Bytes the memtable holds (graph records, ids, map). */
+uint64_t mt_bytes(struct memtable *mt);
+
+/* Insert the appended rows into the graph (indexer thread / flush). */
+int mt_index(struct memtable *mt);
+bool mt_needs_index(const struct memtable *mt);
+
+/* Accept a row (filters of the caller); NULL = all live rows. */
+typedef bool (*mt_accept_fn)(const struct memtable *mt, uint32_t row, void *ctx);
+
+/*
+ * k nearest live rows of `query` that `accept` passes: a beam search of width
+ * ef over the indexed rows plus an exact scan of the rows appended after them.
+ * `rows` (may be NULL): search exactly these rows instead (a resolved
+ * allow-list, or scan_all: every row). Results, closest first, in
+ * out[0..*n_out) (out holds k; hit.node is the row).
+ */
+int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, mt_accept_fn accept,
+              void *ctx, const uint32_t *rows, size_t n_rows, bool scan_all,
+              struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals);
+
+#endif /* STRATA_MEMTABLE_H */

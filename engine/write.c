@@ -1,0 +1,844 @@
+/*
+ * write.c - the write path: strata_upsert / strata_delete (WAL append, then
+ * memtable apply), strata_sync, strata_flush, the indexer and flusher
+ * threads, and WAL replay at open.
+ *
+ * Ordering, per write: reserve memtable room -> WAL append (durable per the
+ * sync mode) -> apply to the memtable and hide older copies (tombstones in
+ * segments, dead bits in the frozen memtable). The caller holds write_lock
+ * shared throughout, so a freeze (exclusive) sees every logged record applied:
+ * the frozen memtable plus the segments then hold exactly the records up to
+ * the checkpoint LSN, and tombstone snapshots taken at the freeze match it.
+ *
+ * Flush (flusher thread): finish indexing the frozen memtable, compact its
+ * graph without the rows dead as of the checkpoint, write the segment
+ * (fsynced), the changed deletion files, fsync the directory, commit the
+ * manifest with the checkpoint, then switch the version and remove the WAL
+ * files wholly at or below the checkpoint. A crash anywhere before the
+ * manifest commit leaves the old manifest and the WAL: replay rebuilds the
+ * same content; after it, the new files are named and the WAL past the
+ * checkpoint still replays on top.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "db.h"
+#include "err.h"
+#include "fio.h"
+#include "tombstone.h"
+#include "wal.h"
+#include "wal_record.h"
+
+/* Rows per WAL record: an upsert call larger than this is logged as several records. */
+#define CHUNK_ROWS 16384u
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void deadline_in(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_nsec += ms * 1000000L;
+	ts->tv_sec += ts->tv_nsec / 1000000000L;
+	ts->tv_nsec %= 1000000000L;
+}
+
+static int write_refused(strata_db *db)
+{
+	int f = atomic_load(&db->failed);
+	if (f)
+		return err_set(f, "the WAL failed earlier; the database accepts no more writes "
+		                  "(reopen it to recover what was acknowledged)");
+	pthread_mutex_lock(&db->flush_lock);
+	int rc = db->bg_error;
+	if (rc)
+		err_set(rc, "a flush failed earlier: %s", db->bg_detail);
+	pthread_mutex_unlock(&db->flush_lock);
+	return rc;
+}
+
+/* ---- apply ------------------------------------------------------------------ */
+
+static void raise_lsn(_Atomic uint64_t *a, uint64_t lsn)
+{
+	uint64_t cur = atomic_load_explicit(a, memory_order_relaxed);
+	while (cur < lsn && !atomic_compare_exchange_weak_explicit(a, &cur, lsn, memory_order_relaxed,
+	                                                           memory_order_relaxed))
+		;
+}
+
+static void seg_kill(struct db_segment *s, uint32_t node)
+{
+	uint64_t bit = 1ull << (node % 64);
+	uint64_t was = atomic_fetch_or_explicit(&s->tomb[node / 64], bit, memory_order_relaxed);
+	if (!(was & bit))
+		atomic_fetch_add_explicit(&s->tomb_n, 1, memory_order_relaxed);
+}
+
+/*
+ * Every copy of ids[i] older than the write just applied to the active
+ * memtable goes: the frozen memtable's and the segments'. Everything there is
+ * older than anything in the active memtable (the freeze saw to it).
+ */
+static void hide_older(struct db_version *v, const uint64_t *ids, size_t n, const bool *applied)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!applied[i])
+			continue;
+		if (v->frozen)
+			mt_kill_id(v->frozen, ids[i]);
+		for (uint32_t j = 0; j < v->nseg; j++) {
+			uint32_t node;
+			if (seg_id_find(&v->segs[j]->info, ids[i], &node) == 0)
+				seg_kill(v->segs[j], node);
+		}
+	}
+}
+
+/* Apply one logged record to the current version; room was reserved. write_lock held (shared). */
+static void apply(strata_db *db, uint64_t lsn, unsigned type, const uint64_t *ids, const float *vecs,
+                  size_t n, bool *applied)
+{
+	struct db_version *v = db->cur;
+	if (type == WAL_REC_UPSERT) {
+		mt_apply_upsert(v->active, lsn, ids, vecs, n, applied);
+		atomic_fetch_add_explicit(&db->upserts, n, memory_order_relaxed);
+	} else {
+		mt_apply_delete(v->active, lsn, ids, n, applied);
+		atomic_fetch_add_explicit(&db->deletes, n, memory_order_relaxed);
+	}
+	hide_older(v, ids, n, applied);
+	raise_lsn(&db->applied_lsn, lsn);
+}
+
+/* ---- freeze and flush ----------------------------------------------------------- */
+
+static int new_memtable(strata_db *db, size_t capacity, struct memtable **out)
+{
+	return mt_new(&db->gp, capacity, out);
+}
+
+static uint64_t *bits_copy(_Atomic uint64_t *src, size_t words)
+{
+	uint64_t *b = malloc((words ? words : 1) * sizeof *b);
+	if (b)
+		for (size_t i = 0; i < words; i++)
+			b[i] = atomic_load_explicit(&src[i], memory_order_relaxed);
+	return b;
+}
+
+/*
+ * Freeze the active memtable: it becomes the frozen one (the flusher writes
+ * it), a new one takes writes. Waits while an earlier flush is still running
+ * (back-pressure). Nothing logged since the last checkpoint: nothing to do.
+ * `capacity`: rows of the new memtable (0 = the configured size).
+ */
+static int freeze(strata_db *db, size_t capacity)
+{
+	pthread_mutex_lock(&db->flush_lock);
+	uint64_t t0 = 0;
+	while (db->checkpoint_pending && !db->bg_error && !db->stopping) {
+		if (!t0) {
+			t0 = now_ns();
+			atomic_fetch_add_explicit(&db->write_stalls, 1, memory_order_relaxed);
+		}
+		pthread_cond_wait(&db->flush_cond, &db->flush_lock);
+	}
+	if (t0)
+		atomic_fetch_add_explicit(&db->stall_ns, now_ns() - t0, memory_order_relaxed);
+	int rc = db->bg_error;
+	if (rc || db->stopping) {
+		if (rc)
+			err_set(rc, "a flush failed earlier: %s", db->bg_detail);
+		pthread_mutex_unlock(&db->flush_lock);
+		return rc ? rc : err_set(STRATA_EINVAL, "the database is closing");
+	}
+	struct memtable *fresh = NULL;
+	if ((rc = new_memtable(db, capacity ? capacity : db->mt_capacity, &fresh))) {
+		pthread_mutex_unlock(&db->flush_lock);
+		return rc;
+	}
+
+	pthread_rwlock_wrlock(&db->write_lock);
+	struct db_version *cur = db->cur;
+	uint64_t last = atomic_load(&db->applied_lsn);
+	struct db_version *nv = NULL;
+	uint64_t *drop = NULL;
+	if (last <= db->mf.checkpoint_lsn) {
+		rc = 0; /* nothing new since the last flush */
+		goto out;
+	}
+	size_t rows = mt_rows(cur->active);
+	drop = bits_copy(cur->active->dead, rows / 64 + 1);
+	nv = db_version_new(cur->nseg);
+	if (!drop || !nv) {
+		rc = err_set(STRATA_ENOMEM, "freezing the memtable");
+		goto out;
+	}
+	/* Rotate first: files before the new one then hold only records up to `last`. */
+	if (db->wal && (rc = wal_rotate(db->wal))) {
+		atomic_store(&db->failed, rc);
+		goto out;
+	}
+	for (uint32_t i = 0; i < cur->nseg; i++) {
+		struct db_segment *s = cur->segs[i];
+		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+		nv->segs[i] = s;
+		uint64_t n = atomic_load(&s->tomb_n);
+		free(s->tomb_snap);
+		s->tomb_snap = NULL;
+		if (n != atomic_load(&s->tomb_saved)) {
+			s->tomb_snap = bits_copy(s->tomb, (size_t)(s->info.count / 64 + 1));
+			s->tomb_snap_n = n;
+			if (!s->tomb_snap) {
+				rc = err_set(STRATA_ENOMEM, "tombstone snapshot");
+				goto out;
+			}
+		}
+	}
+	nv->nseg = cur->nseg;
+	mt_ref(cur->active);
+	nv->frozen = cur->active;
+	nv->active = fresh;
+	fresh = NULL;
+	free(db->frozen_drop);
+	db->frozen_drop = drop;
+	drop = NULL;
+	db->checkpoint_pending = last;
+	db_install(db, nv);
+	nv = NULL;
+out:
+	pthread_rwlock_unlock(&db->write_lock);
+	if (nv)
+		db_unpin(db, nv);
+	mt_unref(fresh);
+	free(drop);
+	if (!rc)
+		pthread_cond_broadcast(&db->work_cond);
+	pthread_mutex_unlock(&db->flush_lock);
+	return rc;
+}
+
+static char *path_in(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = malloc(n);
+	if (p)
+		snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+/* The frozen memtable, without the rows dead at the freeze, as segment `seq`. */
+static int write_frozen(strata_db *db, struct memtable *fz, const uint64_t *drop, uint64_t seq,
+                        struct mf_segment *e, uint32_t **old_of_new_out, bool *empty)
+{
+	size_t rows = mt_rows(fz);
+	struct hnsw_view v;
+	hnsw_graph_view(fz->g, &v); /* frozen and fully indexed: no locks needed */
+	v.count = (uint32_t)rows;
+	struct hnsw_graph *g = NULL;
+	uint32_t *old_of_new = NULL;
+	uint64_t *node_ids = NULL;
+	char *path = NULL;
+	int rc = hnsw_graph_compact(&v, drop, db->gp.threads, &g, &old_of_new);
+	if (rc)
+		return rc;
+	struct hnsw_view gv;
+	hnsw_graph_view(g, &gv);
+	*empty = gv.count == 0;
+	if (*empty)
+		goto out;
+	node_ids = malloc((size_t)gv.count * sizeof *node_ids);
+	char name[MF_SEGMENT_NAME_LEN + 1];
+	mf_segment_name(seq, name, sizeof name);
+	path = path_in(db->dir, name);
+	if (!node_ids || !path) {
+		rc = err_set(STRATA_ENOMEM, "flush of %u vectors", gv.count);
+		goto out;
+	}
+	for (uint32_t i = 0; i < gv.count; i++)
+		node_ids[i] = fz->ids[old_of_new[i]];
+	fio_discard(path); /* a file of a flush that crashed before its commit */
+	rc = db_write_graph(path, db->mf.dim, db->mf.metric, db->mf.M, db->mf.ef_construction,
+	                    db->opts.seed, &gv, node_ids, gv.count, &e->header_xxh3);
+	if (rc)
+		goto out;
+	int fd;
+	if ((rc = fio_open(path, O_RDONLY | O_CLOEXEC, 0, &fd)))
+		goto out;
+	rc = fio_file_size(fd, &e->file_size, path);
+	fio_close(fd);
+	e->seq = seq;
+	e->count = gv.count;
+	e->tomb_gen = 0;
+	e->level = 0;
+out:
+	free(path);
+	free(node_ids);
+	hnsw_graph_free(g);
+	if (rc || *empty) {
+		free(old_of_new);
+		old_of_new = NULL;
+	}
+	*old_of_new_out = old_of_new;
+	return rc;
+}
+
+/* Flush the frozen memtable (flusher thread, or replay before the threads start). */
+static int flush_frozen(strata_db *db)
+{
+	struct db_version *v = db_pin(db);
+	struct memtable *fz = v->frozen;
+	struct mf_manifest nm = {0};
+	struct db_segment *newseg = NULL;
+	uint32_t *old_of_new = NULL;
+	uint64_t *old_gens = NULL;
+	bool empty = true;
+	int rc = 0;
+	if (!fz)
+		goto done;
+	if ((rc = mt_index(fz)))
+		goto done;
+
+	/* The new manifest: every entry, changed deletion files, maybe the new segment. */
+	nm = db->mf;
+	nm.segments = calloc((size_t)v->nseg + 1, sizeof *nm.segments);
+	old_gens = calloc((size_t)v->nseg + 1, sizeof *old_gens);
+	if (!nm.segments || !old_gens) {
+		rc = err_set(STRATA_ENOMEM, "flush");
+		goto done;
+	}
+	nm.segment_count = v->nseg;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		struct db_segment *s = v->segs[i];
+		nm.segments[i] = s->entry;
+		if (!s->tomb_snap)
+			continue;
+		uint64_t gen = nm.next_seq++; /* generations share the counter: never reused */
+		rc = tomb_write(db->dir, s->entry.seq, s->entry.header_xxh3, gen, s->tomb_snap,
+		                s->info.count);
+		if (rc)
+			goto done;
+		old_gens[i] = s->entry.tomb_gen;
+		nm.segments[i].tomb_gen = gen;
+	}
+	struct mf_segment e = {0};
+	uint64_t seq = nm.next_seq++;
+	if ((rc = write_frozen(db, fz, db->frozen_drop, seq, &e, &old_of_new, &empty)))
+		goto done;
+	if (!empty)
+		nm.segments[nm.segment_count++] = e;
+	if ((rc = fio_fsync_dir(db->dir)))
+		goto done;
+	nm.checkpoint_lsn = db->checkpoint_pending;
+	nm.generation++;
+	if ((rc = mf_commit(db->dir, &nm)))
+		goto done;
+	if (!empty && (rc = db_segment_open(db, &e, &newseg)))
+		goto done; /* committed but unreadable: the next open reports it */
+
+	/* Switch: the new segment replaces the frozen memtable. */
+	pthread_rwlock_wrlock(&db->write_lock);
+	struct db_version *cur = db->cur;
+	struct db_version *nv = db_version_new(cur->nseg + 1);
+	if (!nv) {
+		pthread_rwlock_unlock(&db->write_lock);
+		rc = err_set(STRATA_ENOMEM, "flush");
+		goto done;
+	}
+	for (uint32_t i = 0; i < cur->nseg; i++) {
+		struct db_segment *s = cur->segs[i];
+		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+		nv->segs[nv->nseg++] = s;
+		s->entry.tomb_gen = nm.segments[i].tomb_gen;
+		if (s->tomb_snap) {
+			atomic_store(&s->tomb_saved, s->tomb_snap_n);
+			free(s->tomb_snap);
+			s->tomb_snap = NULL;
+		}
+	}
+	if (newseg) {
+		/* Rows killed after the freeze (newer writes): tombstones, saved by the next flush. */
+		for (uint32_t i = 0; i < (uint32_t)newseg->info.count; i++)
+			if (mt_is_dead(fz, old_of_new[i]))
+				seg_kill(newseg, i);
+		nv->segs[nv->nseg++] = newseg;
+		newseg = NULL;
+	}
+	mt_ref(cur->active);
+	nv->active = cur->active;
+	mf_free(&db->mf);
+	db->mf = nm;
+	nm.segments = NULL;
+	atomic_store(&db->checkpoint_lsn, db->mf.checkpoint_lsn);
+	db_install(db, nv);
+	pthread_rwlock_unlock(&db->write_lock);
+
+	atomic_fetch_add_explicit(&db->flushes, 1, memory_order_relaxed);
+	if (db->wal)
+		wal_remove_upto(db->wal, db->mf.checkpoint_lsn); /* failure leaves files replay skips */
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		if (!old_gens[i])
+			continue;
+		char name[64];
+		tomb_file_name(v->segs[i]->entry.seq, old_gens[i], name, sizeof name);
+		char *p = path_in(db->dir, name);
+		if (p)
+			fio_discard(p);
+		free(p);
+	}
+done:
+	free(nm.segments);
+	free(old_gens);
+	free(old_of_new);
+	db_segment_unref(newseg);
+	db_unpin(db, v);
+	return rc;
+}
+
+static void *flusher_main(void *arg)
+{
+	strata_db *db = arg;
+	pthread_mutex_lock(&db->flush_lock);
+	while (!db->stopping) {
+		if (db->checkpoint_pending && !db->bg_error) {
+			pthread_mutex_unlock(&db->flush_lock);
+			int rc = flush_frozen(db);
+			pthread_mutex_lock(&db->flush_lock);
+			if (rc) {
+				db->bg_error = rc;
+				snprintf(db->bg_detail, sizeof db->bg_detail, "%s", err_detail());
+			} else {
+				db->checkpoint_pending = 0;
+			}
+			pthread_cond_broadcast(&db->flush_cond);
+			continue;
+		}
+		pthread_cond_wait(&db->work_cond, &db->flush_lock);
+	}
+	pthread_mutex_unlock(&db->flush_lock);
+	return NULL;
+}
+
+static void *indexer_main(void *arg)
+{
+	strata_db *db = arg;
+	for (;;) {
+		pthread_mutex_lock(&db->flush_lock);
+		bool stop = db->stopping;
+		pthread_mutex_unlock(&db->flush_lock);
+		if (stop)
+			break;
+		struct db_version *v = db_pin(db);
+		bool work = mt_needs_index(v->active);
+		if (work && mt_index(v->active) != 0)
+			work = false; /* out of memory for scratch: the tail stays scanned exactly */
+		db_unpin(db, v);
+		pthread_mutex_lock(&db->flush_lock);
+		pthread_cond_broadcast(&db->flush_cond);
+		if (!work && !db->stopping) {
+			struct timespec ts;
+			deadline_in(&ts, 20);
+			pthread_cond_timedwait(&db->work_cond, &db->flush_lock, &ts);
+		}
+		pthread_mutex_unlock(&db->flush_lock);
+	}
+	return NULL;
+}
+
+/* ---- writes ----------------------------------------------------------------- */
+
+static void wait_for_indexer(strata_db *db)
+{
+	uint64_t t0 = now_ns();
+	atomic_fetch_add_explicit(&db->write_stalls, 1, memory_order_relaxed);
+	pthread_mutex_lock(&db->flush_lock);
+	pthread_cond_broadcast(&db->work_cond);
+	struct timespec ts;
+	deadline_in(&ts, 50);
+	pthread_cond_timedwait(&db->flush_cond, &db->flush_lock, &ts);
+	pthread_mutex_unlock(&db->flush_lock);
+	atomic_fetch_add_explicit(&db->stall_ns, now_ns() - t0, memory_order_relaxed);
+}
+
+/* Log and apply one record of n rows (upsert: vecs non-NULL). */
+static int write_record(strata_db *db, unsigned type, const uint64_t *ids, const float *vecs, size_t n,
+                        bool *applied)
+{
+	size_t rows = type == WAL_REC_UPSERT ? n : 0;
+	for (;;) {
+		int rc = write_refused(db);
+		if (rc)
+			return rc;
+		pthread_rwlock_rdlock(&db->write_lock);
+		struct memtable *mt = db->cur->active;
+		if (rows && mt_rows(mt) - hnsw_graph_indexed(mt->g) > db->tail_max && db->threads_started) {
+			pthread_rwlock_unlock(&db->write_lock);
+			wait_for_indexer(db);
+			continue;
+		}
+		rc = mt_reserve(mt, rows, n);
+		if (rc == STRATA_ELIMIT) {
+			pthread_rwlock_unlock(&db->write_lock);
+			if ((rc = freeze(db, 0)))
+				return rc;
+			continue;
+		}
+		if (rc) {
+			pthread_rwlock_unlock(&db->write_lock);
+			return rc;
+		}
+		uint32_t head[2] = {(uint32_t)n, type == WAL_REC_UPSERT ? db->dim : 0};
+		struct iovec iov[3] = {
+			{.iov_base = head, .iov_len = sizeof head},
+			{.iov_base = (void *)ids, .iov_len = n * sizeof *ids},
+			{.iov_base = (void *)vecs, .iov_len = rows * db->dim * sizeof(float)},
+		};
+		uint64_t lsn;
+		rc = wal_append(db->wal, type, iov, rows ? 3 : 2, &lsn);
+		if (rc) {
+			mt_unreserve(mt, rows, n);
+			int expected = 0;
+			atomic_compare_exchange_strong(&db->failed, &expected, rc);
+			pthread_rwlock_unlock(&db->write_lock);
+			return rc;
+		}
+		apply(db, lsn, type, ids, vecs, n, applied);
+		pthread_rwlock_unlock(&db->write_lock);
+		if (rows) {
+			pthread_mutex_lock(&db->flush_lock);
+			pthread_cond_broadcast(&db->work_cond);
+			pthread_mutex_unlock(&db->flush_lock);
+		}
+		return 0;
+	}
+}
+
+static int check_writable(strata_db *db, const char *what)
+{
+	if (!db)
+		return err_set(STRATA_EINVAL, "%s: null database", what);
+	if (db->flags & STRATA_READONLY)
+		return err_set(STRATA_EREADONLY, "%s: the database is open read-only", what);
+	return 0;
+}
+
+static int check_ids(const uint64_t *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == STRATA_NO_ID)
+			return err_set(STRATA_EINVAL, "id at index %zu is STRATA_NO_ID (reserved)", i);
+	return 0;
+}
+
+static size_t chunk_rows(strata_db *db)
+{
+	size_t c = CHUNK_ROWS;
+	size_t cap = db->mt_capacity / 2 ? db->mt_capacity / 2 : 1;
+	size_t by_size = (WAL_RECORD_MAX - 4096) / ((size_t)db->dim * 4 + 8);
+	if (c > cap)
+		c = cap;
+	if (c > by_size)
+		c = by_size;
+	return c ? c : 1;
+}
+
+int strata_upsert(strata_db *db, const uint64_t *ids, const float *vectors, size_t n)
+{
+	err_clear();
+	int rc = check_writable(db, "strata_upsert");
+	if (rc)
+		return rc;
+	if (n == 0)
+		return 0;
+	if (!ids || !vectors)
+		return err_set(STRATA_EINVAL, "strata_upsert: %zu vectors but a null array", n);
+	if ((rc = check_ids(ids, n)))
+		return rc;
+	const uint32_t dim = db->dim;
+	for (size_t r = 0; r < n; r++)
+		for (uint32_t j = 0; j < dim; j++)
+			if (!isfinite(vectors[r * dim + j]))
+				return err_set(STRATA_ENONFINITE, "vector %zu, component %u is not finite", r, j);
+	size_t chunk = chunk_rows(db);
+	size_t m = n < chunk ? n : chunk;
+	bool cosine = db->metric == STRATA_METRIC_COSINE;
+	float *norm = cosine ? malloc(m * dim * sizeof *norm) : NULL;
+	bool *applied = malloc(m * sizeof *applied);
+	if ((cosine && !norm) || !applied) {
+		free(norm);
+		free(applied);
+		return err_set(STRATA_ENOMEM, "strata_upsert of %zu vectors", n);
+	}
+	for (size_t off = 0; off < n && !rc; off += m) {
+		size_t cnt = n - off < m ? n - off : m;
+		const float *v = vectors + off * dim;
+		if (cosine) {
+			memcpy(norm, v, cnt * dim * sizeof *norm);
+			for (size_t r = 0; r < cnt; r++)
+				dist_normalize(norm + r * dim, dim);
+			v = norm;
+		}
+		rc = write_record(db, WAL_REC_UPSERT, ids + off, v, cnt, applied);
+	}
+	free(norm);
+	free(applied);
+	return rc;
+}
+
+int strata_delete(strata_db *db, const uint64_t *ids, size_t n)
+{
+	err_clear();
+	int rc = check_writable(db, "strata_delete");
+	if (rc)
+		return rc;
+	if (n == 0)
+		return 0;
+	if (!ids)
+		return err_set(STRATA_EINVAL, "strata_delete: %zu ids but a null array", n);
+	if ((rc = check_ids(ids, n)))
+		return rc;
+	size_t m = n < 65536 ? n : 65536;
+	bool *applied = malloc(m * sizeof *applied);
+	if (!applied)
+		return err_set(STRATA_ENOMEM, "strata_delete of %zu ids", n);
+	for (size_t off = 0; off < n && !rc; off += m) {
+		size_t cnt = n - off < m ? n - off : m;
+		rc = write_record(db, WAL_REC_DELETE, ids + off, NULL, cnt, applied);
+	}
+	free(applied);
+	return rc;
+}
+
+int strata_sync(strata_db *db)
+{
+	err_clear();
+	int rc = check_writable(db, "strata_sync");
+	if (rc)
+		return rc;
+	if ((rc = write_refused(db)))
+		return rc;
+	rc = wal_sync(db->wal);
+	if (rc) {
+		int expected = 0;
+		atomic_compare_exchange_strong(&db->failed, &expected, rc);
+	}
+	return rc;
+}
+
+int db_flush_now(strata_db *db)
+{
+	int rc = freeze(db, 0);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&db->flush_lock);
+	while (db->checkpoint_pending && !db->bg_error && !db->stopping)
+		pthread_cond_wait(&db->flush_cond, &db->flush_lock);
+	rc = db->bg_error;
+	if (rc)
+		err_set(rc, "flush failed: %s", db->bg_detail);
+	pthread_mutex_unlock(&db->flush_lock);
+	return rc;
+}
+
+int strata_flush(strata_db *db)
+{
+	err_clear();
+	int rc = check_writable(db, "strata_flush");
+	if (rc)
+		return rc;
+	if ((rc = write_refused(db)))
+		return rc;
+	/* The records in the segment must be durable first: the WAL files go after the flush. */
+	if ((rc = wal_sync(db->wal)))
+		return rc;
+	return db_flush_now(db);
+}
+
+/* ---- open: cleanup, replay, threads ------------------------------------------- */
+
+/*
+ * Files a crash left behind: temporaries, segments of a flush that never
+ * committed (seq at or above next_seq), deletion files no manifest entry
+ * names. Only the writer removes them (it holds the lock).
+ */
+static void remove_leftovers(strata_db *db)
+{
+	DIR *d = opendir(db->dir);
+	if (!d)
+		return;
+	struct dirent *ent;
+	while ((ent = readdir(d))) {
+		const char *n = ent->d_name;
+		unsigned long long a, b;
+		bool drop = false;
+		size_t len = strlen(n);
+		if (len > 4 && !strcmp(n + len - 4, ".tmp"))
+			drop = true;
+		else if (sscanf(n, "seg-%16llx.seg", &a) == 1 && len == MF_SEGMENT_NAME_LEN)
+			drop = a >= db->mf.next_seq;
+		else if (sscanf(n, "del-%16llx-%16llx.del", &a, &b) == 2) {
+			drop = true;
+			for (uint32_t i = 0; i < db->mf.segment_count; i++)
+				if (db->mf.segments[i].seq == a && db->mf.segments[i].tomb_gen == b)
+					drop = false;
+		}
+		if (!drop)
+			continue;
+		char *p = path_in(db->dir, n);
+		if (p)
+			fio_discard(p);
+		free(p);
+	}
+	closedir(d);
+}
+
+static int replay_apply(void *ctx, uint64_t lsn, unsigned type, const uint8_t *payload, size_t len)
+{
+	strata_db *db = ctx;
+	uint32_t n = 0;
+	const uint64_t *ids = NULL;
+	const float *vecs = NULL;
+	int rc;
+	if (type == WAL_REC_UPSERT)
+		rc = walrec_upsert_view(payload, len, db->mf.dim, &n, &ids, &vecs);
+	else if (type == WAL_REC_DELETE)
+		rc = walrec_delete_view(payload, len, &n, &ids);
+	else
+		return err_set(STRATA_ECORRUPT, "WAL record %llu has unknown type %u",
+		               (unsigned long long)lsn, type);
+	if (rc)
+		return rc;
+	bool *applied = malloc((n ? n : 1) * sizeof *applied);
+	if (!applied)
+		return err_set(STRATA_ENOMEM, "replay");
+	size_t rows = type == WAL_REC_UPSERT ? n : 0;
+	for (;;) {
+		struct memtable *mt = db->cur->active;
+		if (rows > mt->capacity && mt_rows(mt) == 0 && mt->deletes == 0) {
+			/* A record bigger than this handle's memtable (written with other options). */
+			struct memtable *big;
+			if ((rc = new_memtable(db, rows, &big)))
+				break;
+			db->cur->active = big;
+			mt_unref(mt);
+			mt = big;
+		}
+		rc = mt_reserve(mt, rows, n);
+		if (rc != STRATA_ELIMIT)
+			break;
+		/* Full: flush it now (no threads yet), into a memtable big enough for this record. */
+		size_t cap = rows > db->mt_capacity ? rows : 0;
+		if ((rc = freeze(db, cap)) || (rc = flush_frozen(db)))
+			break;
+		db->checkpoint_pending = 0;
+	}
+	if (!rc)
+		apply(db, lsn, type, ids, vecs, n, applied);
+	free(applied);
+	return rc;
+}
+
+static size_t memtable_capacity(const strata_db *db)
+{
+	const strata_options *o = &db->opts;
+	size_t stride = ((size_t)db->mf.dim * 4 + 4 + (size_t)db->mf.M * 8 + 15) & ~(size_t)15;
+	uint64_t rows = o->memtable_max_vectors ? o->memtable_max_vectors : 1000000;
+	uint64_t bytes = o->memtable_max_bytes ? o->memtable_max_bytes : (256ull << 20);
+	uint64_t by_bytes = bytes / (stride + 40);
+	if (rows > by_bytes)
+		rows = by_bytes;
+	if (rows < 16)
+		rows = 16;
+	if (rows > SEG_COUNT_MAX)
+		rows = SEG_COUNT_MAX;
+	return (size_t)rows;
+}
+
+static void wal_config_of(const strata_db *db, struct wal_config *c)
+{
+	memset(c, 0, sizeof *c);
+	c->dir = db->dir;
+	memcpy(c->db_uuid, db->mf.db_uuid, sizeof c->db_uuid);
+	c->dim = db->mf.dim;
+	c->sync_mode = (int)db->opts.sync_mode;
+	c->sync_interval_ms = db->opts.sync_interval_ms ? db->opts.sync_interval_ms : 100;
+	c->file_bytes = db->opts.wal_file_bytes ? db->opts.wal_file_bytes : (64ull << 20);
+	c->io = WAL_IO_AUTO;
+}
+
+int db_writer_start(strata_db *db)
+{
+	if ((unsigned)db->opts.sync_mode > STRATA_SYNC_NONE)
+		return err_set(STRATA_EINVAL, "unknown sync_mode %d", (int)db->opts.sync_mode);
+	db->gp = (struct hnsw_build_params){
+		.dim = db->mf.dim,
+		.metric = (strata_metric)db->mf.metric,
+		.M = db->mf.M,
+		.ef_construction = db->mf.ef_construction,
+		.threads = db->opts.threads ? db->opts.threads : db_cpu_count(),
+		.seed = db->opts.seed,
+	};
+	db->mt_capacity = memtable_capacity(db);
+	db->tail_max = db->opts.memtable_max_unindexed ? db->opts.memtable_max_unindexed : 4096;
+	struct memtable *mt;
+	int rc = new_memtable(db, db->mt_capacity, &mt);
+	if (rc)
+		return rc;
+	db->cur->active = mt;
+	remove_leftovers(db);
+
+	struct wal_config c;
+	wal_config_of(db, &c);
+	struct wal_recovery rec;
+	atomic_store(&db->applied_lsn, db->mf.checkpoint_lsn);
+	rc = wal_recover(&c, db->mf.checkpoint_lsn, false, replay_apply, db, &rec);
+	if (rc)
+		return rc;
+	db->replay_records = rec.records_applied;
+	db->replay_bytes = rec.bytes;
+	db->replay_torn_bytes = rec.torn_bytes;
+	db->replay_seconds = rec.seconds;
+	uint64_t next = rec.last_lsn > db->mf.checkpoint_lsn ? rec.last_lsn : db->mf.checkpoint_lsn;
+	if ((rc = wal_open(&c, next + 1, &db->wal)))
+		return rc;
+	wal_remove_upto(db->wal, db->mf.checkpoint_lsn);
+
+	if (pthread_create(&db->flusher, NULL, flusher_main, db) != 0)
+		return err_set(STRATA_ENOMEM, "starting the flusher thread");
+	if (pthread_create(&db->indexer, NULL, indexer_main, db) != 0) {
+		pthread_mutex_lock(&db->flush_lock);
+		db->stopping = true;
+		pthread_cond_broadcast(&db->work_cond);
+		pthread_mutex_unlock(&db->flush_lock);
+		pthread_join(db->flusher, NULL);
+		return err_set(STRATA_ENOMEM, "starting the indexer thread");
+	}
+	db->threads_started = true;
+	return 0;
+}
+
+void db_writer_stop(strata_db *db)
+{
+	if (!db->threads_started)
+		return;
+	pthread_mutex_lock(&db->flush_lock);
+	db->stopping = true;
+	pthread_cond_broadcast(&db->work_cond);
+	pthread_cond_broadcast(&db->flush_cond);
+	pthread_mutex_unlock(&db->flush_lock);
+	pthread_join(db->indexer, NULL);
+	pthread_join(db->flusher, NULL);
+	db->threads_started = false;
+}
