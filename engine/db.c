@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compactor.h"
 #include "db.h"
 #include "err.h"
 #include "fio.h"
@@ -47,6 +48,11 @@ void strata_options_default(strata_options *opts_out)
 	opts_out->memtable_max_bytes = 256ull << 20;
 	opts_out->wal_file_bytes = 64ull << 20;
 	opts_out->memtable_max_unindexed = 4096;
+	opts_out->merge_factor = 4;
+	opts_out->max_segment_vectors = 0;
+	opts_out->tombstone_pct = 20;
+	opts_out->compaction_threads = 0;
+	opts_out->disable_background_merges = false;
 }
 
 void strata_search_options_default(strata_search_options *sopts_out)
@@ -163,6 +169,21 @@ static char *path_join(const char *dir, const char *name)
 	return p;
 }
 
+char *db_path(const strata_db *db, const char *name)
+{
+	return path_join(db->dir, name);
+}
+
+uint64_t *db_bits_dup(const uint64_t *src, size_t words)
+{
+	if (!src)
+		return NULL;
+	uint64_t *b = malloc((words ? words : 1) * sizeof *b);
+	if (b)
+		memcpy(b, src, words * sizeof *b);
+	return b;
+}
+
 void db_segment_unref(struct db_segment *s)
 {
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
@@ -173,6 +194,7 @@ void db_segment_unref(struct db_segment *s)
 		fio_close(s->fd);
 	free(s->tomb);
 	free(s->tomb_snap);
+	free(s->tomb_disk);
 	free(s);
 }
 
@@ -227,6 +249,13 @@ static int segment_load_tombs(strata_db *db, struct db_segment *s)
 		return rc;
 	for (uint64_t i = 0; i < tomb_words(s->info.count); i++) /* the file's words: ceil(count / 64) */
 		atomic_init(&s->tomb[i], bits[i]);
+	/* Every bitmap of a segment has count / 64 + 1 words (tomb_load's has ceil(count / 64)). */
+	s->tomb_disk = calloc(words, sizeof *s->tomb_disk);
+	if (!s->tomb_disk) {
+		free(bits);
+		return err_set(STRATA_ENOMEM, "%s: tombstones", s->name);
+	}
+	memcpy(s->tomb_disk, bits, tomb_words(s->info.count) * sizeof *bits);
 	free(bits);
 	atomic_init(&s->tomb_n, deleted);
 	atomic_init(&s->tomb_saved, deleted);
@@ -278,9 +307,10 @@ int db_segment_open(strata_db *db, const struct mf_segment *e, struct db_segment
 		             s->name);
 		goto out;
 	}
-	if (in->dim != db->mf.dim || in->metric != db->mf.metric || in->M != db->mf.M) {
+	/* db->dim etc., not db->mf: a flush or merge may be replacing mf meanwhile. */
+	if (in->dim != db->dim || in->metric != db->metric || in->M != db->M) {
 		rc = err_set(STRATA_ECORRUPT, "%s: dim/metric/M %u/%u/%u differ from the database's %u/%u/%u",
-		             s->name, in->dim, in->metric, in->M, db->mf.dim, db->mf.metric, db->mf.M);
+		             s->name, in->dim, in->metric, in->M, db->dim, db->metric, db->M);
 		goto out;
 	}
 	advise_mapping(s);
@@ -400,6 +430,7 @@ static void db_free(strata_db *db)
 	free(db->pool);
 	pthread_mutex_destroy(&db->pool_lock);
 	pthread_mutex_destroy(&db->ver_lock);
+	pthread_mutex_destroy(&db->mf_lock);
 	pthread_rwlock_destroy(&db->write_lock);
 	pthread_mutex_destroy(&db->flush_lock);
 	pthread_cond_destroy(&db->flush_cond);
@@ -450,6 +481,7 @@ int strata_open(const char *dir, const strata_options *opts, unsigned flags, str
 	db->opts = *opts;
 	pthread_mutex_init(&db->pool_lock, NULL);
 	pthread_mutex_init(&db->ver_lock, NULL);
+	pthread_mutex_init(&db->mf_lock, NULL);
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -509,6 +541,7 @@ int strata_open(const char *dir, const strata_options *opts, unsigned flags, str
 	db->M = db->mf.M;
 	db->ef_construction = db->mf.ef_construction;
 	atomic_store(&db->checkpoint_lsn, db->mf.checkpoint_lsn);
+	atomic_store(&db->next_seq, db->mf.next_seq);
 
 	/*
 	 * A read-only reader races the writer's flushes: a segment or deletion file
@@ -530,6 +563,7 @@ int strata_open(const char *dir, const strata_options *opts, unsigned flags, str
 		}
 		mf_free(&db->mf);
 		db->mf = again;
+		atomic_store(&db->next_seq, db->mf.next_seq);
 	}
 	if (rc == STRATA_ENOTFOUND) /* a file the manifest names is gone: damage, not absence */
 		rc = err_set(STRATA_ECORRUPT, "%s", err_detail());
@@ -659,6 +693,8 @@ int strata_stats(strata_db *db, struct strata_stats *out)
 		out->last_lsn = wal_last_lsn(db->wal);
 	}
 	out->write_error = atomic_load(&db->failed);
+	out->flush_bytes = atomic_load(&db->flush_bytes);
+	compactor_stats(db, out);
 	out->searches = atomic_load(&db->searches);
 	out->segments_searched = atomic_load(&db->segments_searched);
 	out->distance_evals = atomic_load(&db->dist_evals);

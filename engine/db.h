@@ -45,6 +45,13 @@ struct db_segment {
 	_Atomic uint64_t tomb_saved; /* bits set in the persisted deletion file */
 	uint64_t *tomb_snap;         /* flush in progress: the bits as of its checkpoint */
 	uint64_t tomb_snap_n;
+	/*
+	 * The bits of the persisted deletion file (NULL: none). Replaced only under
+	 * db->mf_lock. A merge drops exactly these nodes: a bit set in memory but
+	 * not yet persisted may stem from a write that is not durable yet (sync
+	 * modes other than ALWAYS), and the row must survive until it is.
+	 */
+	uint64_t *tomb_disk;
 };
 
 static inline bool seg_is_dead(const struct db_segment *s, uint32_t node)
@@ -96,6 +103,14 @@ struct strata_db {
 
 	pthread_mutex_t ver_lock; /* guards `cur` and reference counts of versions */
 	struct db_version *cur;
+	/*
+	 * Held from deriving a new manifest from `mf` to installing the version
+	 * that matches it (flush commit, merge commit): the segment set of `cur`
+	 * and the entries of `mf` change together, under it, and agree in order.
+	 * Lock order: mf_lock, then write_lock, then ver_lock.
+	 */
+	pthread_mutex_t mf_lock;
+	_Atomic uint64_t next_seq; /* segment seqs and deletion-file generations handed out */
 
 	/* ---- writes (writable handles only) ---- */
 	struct wal *wal;
@@ -132,8 +147,12 @@ struct strata_db {
 	_Atomic uint64_t filtered_graph;
 	_Atomic uint64_t filtered_scans;
 	_Atomic uint64_t upserts, deletes, flushes, write_stalls, stall_ns;
+	_Atomic uint64_t flush_bytes;   /* segment and deletion files written by flushes */
 	uint64_t replay_records, replay_bytes, replay_torn_bytes;
 	double replay_seconds;
+
+	/* ---- compaction (compactor.c; writable handles only) ---- */
+	struct compactor *compactor;
 };
 
 /* Pin the current version (never NULL for an open handle) / let it go. */
@@ -159,11 +178,22 @@ int db_write_graph(const char *path, uint32_t dim, uint32_t metric, uint32_t M,
 /* write.c: start/stop the indexer and flusher threads; replay the WAL at open. */
 int db_writer_start(strata_db *db);
 void db_writer_stop(strata_db *db);
+/*
+ * Stop accepting writes with `rc` (detail: the thread's current error detail),
+ * as after a failed flush: the state on disk is uncertain until reopened.
+ */
+void db_fail_writes(strata_db *db, int rc);
 /* Freeze the active memtable and flush it; wait for the flush to land. */
 int db_flush_now(strata_db *db);
 
 struct db_scratch *db_scratch_get(strata_db *db);
 void db_scratch_put(strata_db *db, struct db_scratch *s);
+
+/* Path of `name` in the database directory (malloc'd; NULL on ENOMEM). */
+char *db_path(const strata_db *db, const char *name);
+
+/* A copy of `words` bitmap words (NULL when src is NULL or on ENOMEM: check src). */
+uint64_t *db_bits_dup(const uint64_t *src, size_t words);
 
 /* Validate the creation parameters in `opts` (dim, metric, M, ef). */
 int db_check_params(const strata_options *opts);

@@ -210,6 +210,32 @@ size_t hnsw_graph_indexed(const struct hnsw_graph *g);
  */
 void hnsw_graph_view_live(struct hnsw_graph *g, struct hnsw_view *v_out);
 
+/* Returned by hnsw_graph_index when the cancel flag was raised; never leaves the engine. */
+#define HNSW_ECANCELED (-1000)
+
+/*
+ * Stop hnsw_graph_index early when *flag becomes non-zero (checked between
+ * rows): it returns HNSW_ECANCELED, the rows inserted so far stay inserted.
+ * `flag` must outlive the graph's indexing; NULL turns the check off.
+ */
+void hnsw_graph_set_cancel(struct hnsw_graph *g, const _Atomic int *flag);
+
+/*
+ * An incremental graph for up to `capacity` rows whose first seed->count rows
+ * are the graph of `seed` (a view in segment layout, e.g. a compacted segment:
+ * upper-layer nodes first), copied with their vectors, levels and lists, and
+ * already indexed; its entry point is the seed's. Rows appended later are
+ * stored as given (no normalisation: they come from segments, normalised
+ * already) and inserted by hnsw_graph_index. This is how a merge reuses the
+ * largest input's graph instead of building from nothing.
+ * The seed is trusted as hnsw_graph_compact's output is: its upper index is
+ * checked (levels, blocks), its lists are not.
+ * Returns 0, STRATA_EINVAL (parameters differ, seed larger than capacity),
+ * STRATA_ECORRUPT, STRATA_ELIMIT or STRATA_ENOMEM.
+ */
+int hnsw_graph_new_seeded(const struct hnsw_build_params *p, size_t capacity,
+                          const struct hnsw_view *seed, struct hnsw_graph **g_out);
+
 /* ---- compaction with repair (hnsw_compact.c) --------------------------- */
 
 /*

@@ -325,6 +325,11 @@ static void *worker_main(void *arg)
 	for (;;) {
 		if (atomic_load_explicit(&g->failed, memory_order_relaxed))
 			break;
+		if (g->cancel && atomic_load_explicit(g->cancel, memory_order_relaxed)) {
+			int expected = 0;
+			atomic_compare_exchange_strong(&g->failed, &expected, HNSW_ECANCELED);
+			break;
+		}
 		size_t row = atomic_fetch_add(&g->next_row, 1);
 		if (row >= g->n)
 			break;
@@ -644,7 +649,7 @@ int hnsw_graph_append(struct hnsw_graph *g, const float *vec, uint32_t *row_out)
 		               "used up after %zu rows", (unsigned long long)g->blocks_cap, row);
 	uint8_t *rec = g->nodes + row * g->v.stride;
 	memcpy(rec, vec, (size_t)g->p.dim * sizeof(float));
-	if (g->p.metric == STRATA_METRIC_COSINE)
+	if (g->p.metric == STRATA_METRIC_COSINE && !g->append_raw)
 		dist_normalize((float *)(void *)rec, g->p.dim);
 	g->level_of_node[row] = (uint8_t)level;
 	le_store32(g->upper_index + row * SEG_UPPER_ENTRY_SIZE, level);
@@ -687,8 +692,79 @@ int hnsw_graph_index(struct hnsw_graph *g, size_t upto)
 	if (threads > upto - from)
 		threads = (uint32_t)(upto - from);
 	int rc = run_workers(g, threads);
+	if (rc == HNSW_ECANCELED)
+		return rc;
 	if (rc)
 		return err_set(rc, "indexing rows %zu..%zu of an incremental graph", from, upto);
+	return 0;
+}
+
+void hnsw_graph_set_cancel(struct hnsw_graph *g, const _Atomic int *flag)
+{
+	g->cancel = flag;
+}
+
+int hnsw_graph_new_seeded(const struct hnsw_build_params *p, size_t capacity,
+                          const struct hnsw_view *seed, struct hnsw_graph **g_out)
+{
+	if (seed->count > capacity || seed->dim != p->dim || seed->M != p->M ||
+	    seed->metric != p->metric)
+		return err_set(STRATA_EINVAL, "seeded graph: %u seed nodes of dim %u M %u for capacity "
+		               "%zu, dim %u, M %u", seed->count, seed->dim, seed->M, capacity, p->dim,
+		               p->M);
+	if (capacity == 0 || seed->upper_count > seed->count ||
+	    seed->upper_blocks > (uint64_t)seed->upper_count * SEG_LEVEL_MAX)
+		return err_set(STRATA_EINVAL, "seeded graph: capacity %zu, seed of %u nodes, %llu upper",
+		               capacity, seed->count, (unsigned long long)seed->upper_count);
+	/*
+	 * The seed's own blocks plus the usual reserve for the rows still to come.
+	 * Built through hnsw_graph_new's sizing rule with the extra blocks added.
+	 */
+	struct hnsw_graph *g;
+	int rc = hnsw_graph_new(p, capacity, &g);
+	if (rc)
+		return rc;
+	uint64_t need = seed->upper_blocks + 2 * (uint64_t)(capacity - seed->count) / (p->M - 1) +
+	                16 * SEG_LEVEL_MAX;
+	if (need > g->blocks_cap) {
+		lazy_free(g->upper_links, g->blocks_cap * upper_block_bytes(g));
+		g->blocks_cap = need;
+		g->upper_links = lazy_zalloc(need * upper_block_bytes(g));
+		g->v.upper_links = g->upper_links;
+		g->v.upper_blocks = need;
+		if (!g->upper_links) {
+			g->blocks_cap = 0;
+			hnsw_graph_free(g);
+			return err_set(STRATA_ENOMEM, "seeded graph: %llu upper blocks",
+			               (unsigned long long)need);
+		}
+	}
+	g->append_raw = true;
+	uint32_t n = seed->count;
+	if (n) {
+		/* Same parameters, same layout: the seed's records are this graph's rows 0..n-1. */
+		memcpy(g->nodes, seed->nodes, (size_t)n * g->v.stride);
+		memcpy(g->upper_index, seed->upper_index, (size_t)seed->upper_count * SEG_UPPER_ENTRY_SIZE);
+		memcpy(g->upper_links, seed->upper_links, seed->upper_blocks * upper_block_bytes(g));
+		for (uint32_t i = 0; i < seed->upper_count; i++) {
+			uint32_t level = le_load32(seed->upper_index + (size_t)i * SEG_UPPER_ENTRY_SIZE);
+			uint64_t first = le_load64(seed->upper_index + (size_t)i * SEG_UPPER_ENTRY_SIZE + 8);
+			if (level == 0 || level > SEG_LEVEL_MAX || first + level > seed->upper_blocks) {
+				hnsw_graph_free(g);
+				return ERR_CORRUPT("seeded graph: node %u has level %u at block %llu of %llu", i,
+				                   level, (unsigned long long)first,
+				                   (unsigned long long)seed->upper_blocks);
+			}
+			g->level_of_node[i] = (uint8_t)level;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			atomic_store_explicit(&g->row_done[i], 1, memory_order_relaxed);
+		g->blocks_used = seed->upper_blocks;
+		atomic_store(&g->ep, hnsw_ep_pack(seed->entry, seed->max_level));
+		atomic_store(&g->indexed, n);
+		atomic_store_explicit(&g->appended, n, memory_order_release);
+	}
+	*g_out = g;
 	return 0;
 }
 

@@ -78,6 +78,8 @@ struct hnsw_graph {
 	uint64_t blocks_cap;      /* upper blocks reserved */
 	uint64_t blocks_used;     /* upper blocks handed out, in append order */
 	bool mapped;              /* arrays come from mmap (free with munmap) */
+	bool append_raw;          /* appended vectors are stored as given (already normalised) */
+	const _Atomic int *cancel;/* non-NULL and set: workers stop with HNSW_ECANCELED */
 };
 
 /* Allocate an empty graph object with its mutexes ready (NULL on ENOMEM). */

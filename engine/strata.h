@@ -132,6 +132,25 @@ typedef struct strata_options {
 	 * larger absorbs longer write bursts at full speed. Default 4096
 	 */
 	uint64_t memtable_max_unindexed;
+	/* ---- compaction (per handle; see strata_compact) ---- */
+	/*
+	 * Size-tiered merging: segments are grouped in tiers by live vectors
+	 * (tier t holds 4096 x F^t up to 4096 x F^(t+1), F = merge_factor; tier 0
+	 * everything smaller), and as soon as F segments share a tier the
+	 * compactor thread merges them into one. 2..64. Default 4
+	 */
+	uint32_t merge_factor;
+	/* A background merge never makes a segment of more live vectors. 0 = no limit. Default 0 */
+	uint64_t max_segment_vectors;
+	/*
+	 * A segment whose deleted share (persisted deletion file) reaches this
+	 * percentage is rewritten without them. 1..100 (100: only when empty). Default 20
+	 */
+	uint32_t tombstone_pct;
+	/* Graph-building threads of a merge. 0 = 1: merges leave the other cores to queries. Default 0 */
+	uint32_t compaction_threads;
+	/* No background merges or rewrites: only strata_compact merges. Default false */
+	bool disable_background_merges;
 } strata_options;
 
 /* Fill `opts_out` with the defaults above (dim 0, metric l2). Cannot fail. */
@@ -330,6 +349,22 @@ struct strata_stats {
 	uint64_t replay_torn_bytes;/* bytes of a torn WAL tail cut at open */
 	double replay_seconds;
 	int write_error;           /* non-zero: the WAL failed (fsync); writes return this code */
+	/* ---- compaction ---- */
+	uint32_t tier_segments[8]; /* segments per size tier (see merge_factor); the last counts tiers >= 7 */
+	uint32_t compaction_pending; /* merges and rewrites the policy would start now */
+	bool compaction_running;   /* a merge or rewrite is in progress */
+	uint64_t merges;           /* merges and rewrites committed by this handle */
+	uint64_t merge_errors;     /* background merges that failed (retried later; see last_merge_error) */
+	int last_merge_error;
+	double merge_seconds;      /* total time of the committed merges */
+	uint64_t merge_reused_nodes;  /* nodes a merge took with their edges from its largest input */
+	uint64_t merge_inserted_nodes;/* nodes a merge inserted into that graph */
+	uint64_t ingest_bytes;     /* vector bytes upserted through this handle */
+	uint64_t flush_bytes;      /* segment and deletion-file bytes written by flushes */
+	uint64_t compaction_bytes; /* segment and deletion-file bytes written by merges */
+	/* (wal_bytes + flush_bytes + compaction_bytes) / ingest_bytes; 0 before any upsert */
+	double write_amplification;
+	uint32_t obsolete_files;   /* replaced files kept for their grace period (readers in other processes) */
 };
 
 /* Fill `stats_out` with a snapshot of `db`'s counters. Thread-safe.
@@ -384,6 +419,20 @@ STRATA_API int strata_sync(strata_db *db);
  * as for WAL failures; reopening recovers from the WAL).
  */
 STRATA_API int strata_flush(strata_db *db);
+
+/*
+ * Merge every segment into one, without the deleted and superseded vectors:
+ * first flush the memtable (as strata_flush), then merge all segments that
+ * exist then (with the largest one's graph reused, see DESIGN.md) and wait.
+ * Writes and searches go on meanwhile; writes made during the merge may end
+ * up in a new segment beside the merged one. The merge runs on the handle's
+ * compactor thread and reports through opts.progress (done, total vectors to
+ * insert) of strata_open when set. Ignores max_segment_vectors.
+ * Returns 0, STRATA_EINVAL, STRATA_EREADONLY, STRATA_ENOMEM, or an I/O
+ * error (after a failed commit, writes stop as for a failed flush). If the
+ * handle is being closed meanwhile the merge is abandoned: STRATA_EINVAL.
+ */
+STRATA_API int strata_compact(strata_db *db);
 
 /* ---- Errors -------------------------------------------------------------- */
 

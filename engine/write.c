@@ -19,6 +19,7 @@
  * same content; after it, the new files are named and the WAL past the
  * checkpoint still replays on top.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "compactor.h"
 #include "db.h"
 #include "err.h"
 #include "fio.h"
@@ -175,7 +177,7 @@ static int freeze(strata_db *db, size_t capacity)
 	uint64_t last = atomic_load(&db->applied_lsn);
 	struct db_version *nv = NULL;
 	uint64_t *drop = NULL;
-	if (last <= db->mf.checkpoint_lsn) {
+	if (last <= atomic_load(&db->checkpoint_lsn)) {
 		rc = 0; /* nothing new since the last flush */
 		goto out;
 	}
@@ -230,15 +232,6 @@ out:
 	return rc;
 }
 
-static char *path_in(const char *dir, const char *name)
-{
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(n);
-	if (p)
-		snprintf(p, n, "%s/%s", dir, name);
-	return p;
-}
-
 /* The frozen memtable, without the rows dead at the freeze, as segment `seq`. */
 static int write_frozen(strata_db *db, struct memtable *fz, const uint64_t *drop, uint64_t seq,
                         struct mf_segment *e, uint32_t **old_of_new_out, bool *empty)
@@ -262,7 +255,7 @@ static int write_frozen(strata_db *db, struct memtable *fz, const uint64_t *drop
 	node_ids = malloc((size_t)gv.count * sizeof *node_ids);
 	char name[MF_SEGMENT_NAME_LEN + 1];
 	mf_segment_name(seq, name, sizeof name);
-	path = path_in(db->dir, name);
+	path = db_path(db, name);
 	if (!node_ids || !path) {
 		rc = err_set(STRATA_ENOMEM, "flush of %u vectors", gv.count);
 		goto out;
@@ -270,8 +263,8 @@ static int write_frozen(strata_db *db, struct memtable *fz, const uint64_t *drop
 	for (uint32_t i = 0; i < gv.count; i++)
 		node_ids[i] = fz->ids[old_of_new[i]];
 	fio_discard(path); /* a file of a flush that crashed before its commit */
-	rc = db_write_graph(path, db->mf.dim, db->mf.metric, db->mf.M, db->mf.ef_construction,
-	                    db->opts.seed, &gv, node_ids, gv.count, &e->header_xxh3);
+	rc = db_write_graph(path, db->dim, db->metric, db->M, db->ef_construction, db->opts.seed, &gv,
+	                    node_ids, gv.count, &e->header_xxh3);
 	if (rc)
 		goto out;
 	int fd;
@@ -282,7 +275,8 @@ static int write_frozen(strata_db *db, struct memtable *fz, const uint64_t *drop
 	e->seq = seq;
 	e->count = gv.count;
 	e->tomb_gen = 0;
-	e->level = 0;
+	e->level = compactor_tier(db, gv.count);
+	atomic_fetch_add_explicit(&db->flush_bytes, e->file_size, memory_order_relaxed);
 out:
 	free(path);
 	free(node_ids);
@@ -295,57 +289,64 @@ out:
 	return rc;
 }
 
-/* Flush the frozen memtable (flusher thread, or replay before the threads start). */
-static int flush_frozen(strata_db *db)
+/*
+ * Commit a flush: under mf_lock, a manifest derived from the current one (a
+ * merge may have replaced segments since the freeze) with the deletion files
+ * of the segments whose tombstones changed before the freeze, the new
+ * segment `e` (unless `empty`) and the checkpoint; then the version to match.
+ * *old_gens_out lists the deletion files it made obsolete (seq, gen pairs).
+ */
+static int flush_commit(strata_db *db, struct memtable *fz, const struct mf_segment *e, bool empty,
+                        const uint32_t *old_of_new, uint64_t **old_gens_out, uint32_t *n_old_out)
 {
-	struct db_version *v = db_pin(db);
-	struct memtable *fz = v->frozen;
 	struct mf_manifest nm = {0};
 	struct db_segment *newseg = NULL;
-	uint32_t *old_of_new = NULL;
-	uint64_t *old_gens = NULL;
-	bool empty = true;
+	uint64_t *old = NULL; /* pairs (seg seq, old gen) */
+	uint32_t n_old = 0;
 	int rc = 0;
-	if (!fz)
-		goto done;
-	if ((rc = mt_index(fz)))
-		goto done;
-
-	/* The new manifest: every entry, changed deletion files, maybe the new segment. */
+	pthread_mutex_lock(&db->mf_lock);
+	struct db_version *cv = db_pin(db);
 	nm = db->mf;
-	nm.segments = calloc((size_t)v->nseg + 1, sizeof *nm.segments);
-	old_gens = calloc((size_t)v->nseg + 1, sizeof *old_gens);
-	if (!nm.segments || !old_gens) {
+	nm.segments = calloc((size_t)cv->nseg + 1, sizeof *nm.segments);
+	old = calloc(2 * ((size_t)cv->nseg + 1), sizeof *old);
+	if (!nm.segments || !old) {
 		rc = err_set(STRATA_ENOMEM, "flush");
 		goto done;
 	}
-	nm.segment_count = v->nseg;
-	for (uint32_t i = 0; i < v->nseg; i++) {
-		struct db_segment *s = v->segs[i];
+	assert(cv->nseg == db->mf.segment_count);
+	nm.segment_count = cv->nseg;
+	uint64_t tomb_bytes = 0;
+	for (uint32_t i = 0; i < cv->nseg; i++) {
+		struct db_segment *s = cv->segs[i];
+		assert(s->entry.seq == db->mf.segments[i].seq);
 		nm.segments[i] = s->entry;
 		if (!s->tomb_snap)
 			continue;
-		uint64_t gen = nm.next_seq++; /* generations share the counter: never reused */
+		/* Generations share the counter with segment seqs: never reused. */
+		uint64_t gen = atomic_fetch_add(&db->next_seq, 1);
 		rc = tomb_write(db->dir, s->entry.seq, s->entry.header_xxh3, gen, s->tomb_snap,
 		                s->info.count);
 		if (rc)
 			goto done;
-		old_gens[i] = s->entry.tomb_gen;
+		tomb_bytes += tomb_file_size(s->info.count);
+		if (s->entry.tomb_gen) {
+			old[2 * n_old] = s->entry.seq;
+			old[2 * n_old + 1] = s->entry.tomb_gen;
+			n_old++;
+		}
 		nm.segments[i].tomb_gen = gen;
 	}
-	struct mf_segment e = {0};
-	uint64_t seq = nm.next_seq++;
-	if ((rc = write_frozen(db, fz, db->frozen_drop, seq, &e, &old_of_new, &empty)))
-		goto done;
+	atomic_fetch_add_explicit(&db->flush_bytes, tomb_bytes, memory_order_relaxed);
 	if (!empty)
-		nm.segments[nm.segment_count++] = e;
+		nm.segments[nm.segment_count++] = *e;
 	if ((rc = fio_fsync_dir(db->dir)))
 		goto done;
 	nm.checkpoint_lsn = db->checkpoint_pending;
 	nm.generation++;
+	nm.next_seq = atomic_load(&db->next_seq);
 	if ((rc = mf_commit(db->dir, &nm)))
 		goto done;
-	if (!empty && (rc = db_segment_open(db, &e, &newseg)))
+	if (!empty && (rc = db_segment_open(db, e, &newseg)))
 		goto done; /* committed but unreadable: the next open reports it */
 
 	/* Switch: the new segment replaces the frozen memtable. */
@@ -364,7 +365,8 @@ static int flush_frozen(strata_db *db)
 		s->entry.tomb_gen = nm.segments[i].tomb_gen;
 		if (s->tomb_snap) {
 			atomic_store(&s->tomb_saved, s->tomb_snap_n);
-			free(s->tomb_snap);
+			free(s->tomb_disk);
+			s->tomb_disk = s->tomb_snap;
 			s->tomb_snap = NULL;
 		}
 	}
@@ -384,27 +386,67 @@ static int flush_frozen(strata_db *db)
 	atomic_store(&db->checkpoint_lsn, db->mf.checkpoint_lsn);
 	db_install(db, nv);
 	pthread_rwlock_unlock(&db->write_lock);
+done:
+	db_unpin(db, cv);
+	pthread_mutex_unlock(&db->mf_lock);
+	free(nm.segments);
+	db_segment_unref(newseg);
+	if (rc) {
+		free(old);
+		old = NULL;
+		n_old = 0;
+	}
+	*old_gens_out = old;
+	*n_old_out = n_old;
+	return rc;
+}
+
+/* Flush the frozen memtable (flusher thread, or replay before the threads start). */
+static int flush_frozen(strata_db *db)
+{
+	struct db_version *v = db_pin(db);
+	struct memtable *fz = v->frozen;
+	uint32_t *old_of_new = NULL;
+	uint64_t *old_gens = NULL;
+	uint32_t n_old = 0;
+	bool empty = true;
+	int rc = 0;
+	if (!fz)
+		goto done;
+	if ((rc = mt_index(fz)))
+		goto done;
+	struct mf_segment e = {0};
+	uint64_t seq = atomic_fetch_add(&db->next_seq, 1);
+	if ((rc = write_frozen(db, fz, db->frozen_drop, seq, &e, &old_of_new, &empty)))
+		goto done;
+	if ((rc = flush_commit(db, fz, &e, empty, old_of_new, &old_gens, &n_old)))
+		goto done;
 
 	atomic_fetch_add_explicit(&db->flushes, 1, memory_order_relaxed);
 	if (db->wal)
-		wal_remove_upto(db->wal, db->mf.checkpoint_lsn); /* failure leaves files replay skips */
-	for (uint32_t i = 0; i < v->nseg; i++) {
-		if (!old_gens[i])
-			continue;
-		char name[64];
-		tomb_file_name(v->segs[i]->entry.seq, old_gens[i], name, sizeof name);
-		char *p = path_in(db->dir, name);
-		if (p)
-			fio_discard(p);
-		free(p);
+		wal_remove_upto(db->wal, atomic_load(&db->checkpoint_lsn)); /* failure leaves files replay skips */
+	for (uint32_t i = 0; i < n_old; i++) {
+		char name[TOMB_NAME_LEN + 1];
+		tomb_file_name(old_gens[2 * i], old_gens[2 * i + 1], name, sizeof name);
+		compactor_retire(db, name);
 	}
+	compactor_poke(db);
 done:
-	free(nm.segments);
 	free(old_gens);
 	free(old_of_new);
-	db_segment_unref(newseg);
 	db_unpin(db, v);
 	return rc;
+}
+
+void db_fail_writes(strata_db *db, int rc)
+{
+	pthread_mutex_lock(&db->flush_lock);
+	if (!db->bg_error) {
+		db->bg_error = rc;
+		snprintf(db->bg_detail, sizeof db->bg_detail, "%s", err_detail());
+	}
+	pthread_cond_broadcast(&db->flush_cond);
+	pthread_mutex_unlock(&db->flush_lock);
 }
 
 static void *flusher_main(void *arg)
@@ -669,9 +711,10 @@ int strata_flush(strata_db *db)
 /* ---- open: cleanup, replay, threads ------------------------------------------- */
 
 /*
- * Files a crash left behind: temporaries, segments of a flush that never
- * committed (seq at or above next_seq), deletion files no manifest entry
- * names. Only the writer removes them (it holds the lock).
+ * Files a crash left behind: temporaries, segment files the manifest does not
+ * name (a flush or merge that never committed, inputs of a merge that did),
+ * deletion files no manifest entry names. Only the writer removes them (it
+ * holds the lock); a read-only reader that raced us retries its open.
  */
 static void remove_leftovers(strata_db *db)
 {
@@ -686,9 +729,13 @@ static void remove_leftovers(strata_db *db)
 		size_t len = strlen(n);
 		if (len > 4 && !strcmp(n + len - 4, ".tmp"))
 			drop = true;
-		else if (sscanf(n, "seg-%16llx.seg", &a) == 1 && len == MF_SEGMENT_NAME_LEN)
-			drop = a >= db->mf.next_seq;
-		else if (sscanf(n, "del-%16llx-%16llx.del", &a, &b) == 2) {
+		else if (sscanf(n, "seg-%16llx.seg", &a) == 1 && len == MF_SEGMENT_NAME_LEN) {
+			/* A flush or merge that never committed, or an input a merge replaced. */
+			drop = true;
+			for (uint32_t i = 0; i < db->mf.segment_count; i++)
+				if (db->mf.segments[i].seq == a)
+					drop = false;
+		} else if (sscanf(n, "del-%16llx-%16llx.del", &a, &b) == 2) {
 			drop = true;
 			for (uint32_t i = 0; i < db->mf.segment_count; i++)
 				if (db->mf.segments[i].seq == a && db->mf.segments[i].tomb_gen == b)
@@ -696,7 +743,7 @@ static void remove_leftovers(strata_db *db)
 		}
 		if (!drop)
 			continue;
-		char *p = path_in(db->dir, n);
+		char *p = db_path(db, n);
 		if (p)
 			fio_discard(p);
 		free(p);
@@ -826,13 +873,17 @@ int db_writer_start(strata_db *db)
 		return err_set(STRATA_ENOMEM, "starting the indexer thread");
 	}
 	db->threads_started = true;
-	return 0;
+	return compactor_start(db);
 }
 
 void db_writer_stop(strata_db *db)
 {
-	if (!db->threads_started)
+	/* The compactor first: it may wait for flushes, never the other way round. */
+	compactor_halt(db);
+	if (!db->threads_started) {
+		compactor_free(db);
 		return;
+	}
 	pthread_mutex_lock(&db->flush_lock);
 	db->stopping = true;
 	pthread_cond_broadcast(&db->work_cond);
@@ -841,4 +892,5 @@ void db_writer_stop(strata_db *db)
 	pthread_join(db->indexer, NULL);
 	pthread_join(db->flusher, NULL);
 	db->threads_started = false;
+	compactor_free(db); /* after the flusher: it retires files until it stops */
 }

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -151,6 +152,8 @@ int main(void)
 {
 	const char *tmp = getenv("STRATA_TEST_TMP");
 	char dir[512];
+	if (tmp)
+		mkdir(tmp, 0755); /* this test may be the first of its build to run */
 	snprintf(dir, sizeof dir, "%s/wconc-%d", tmp ? tmp : "/tmp", (int)getpid());
 	strata_options o;
 	strata_options_default(&o);

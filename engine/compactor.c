@@ -1,0 +1,968 @@
+/*
+ * compactor.c - the compactor thread of a writable handle: which segments to
+ * merge (size-tiered policy, tombstone rewrites), the merge itself with the
+ * largest input's graph reused, its commit, strata_compact, and the grace
+ * period of the files a commit replaced. Lifecycle and invariants C1-C4:
+ * compactor.h. Files: FORMAT.md sections 2 and 4.
+ *
+ * Why a merge reuses a graph: building the merged graph from nothing costs as
+ * much as building every input again. The largest input already holds a good
+ * graph over most of the rows, so the merge compacts it (its deleted nodes
+ * dropped and the lists that pointed at them repaired, hnsw_graph_compact)
+ * and inserts only the other inputs' rows into it (hnsw_graph_new_seeded).
+ *
+ * Why the persisted deletion files decide what a merge drops: a tombstone set
+ * in memory may come from a write not yet durable (STRATA_SYNC_NONE or
+ * _INTERVAL); if the merged segment left that row out and the write were then
+ * lost in a crash, the old row would be lost with it. Such rows are kept and
+ * carry their in-memory tombstone into the merged segment (C1, C2).
+ *
+ * Never: hold mf_lock or write_lock while building a graph or writing a
+ * segment; delete a file a committed manifest still names.
+ */
+#include <assert.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "compactor.h"
+#include "db.h"
+#include "err.h"
+#include "fio.h"
+#include "hnsw.h"
+#include "le.h"
+#include "segment.h"
+#include "tombstone.h"
+
+#define TIER_BASE 4096u               /* live vectors: below TIER_BASE x F is tier 0 */
+#define GRACE_NS 1000000000ull        /* replaced files outlive their commit by 1 s */
+#define IDLE_WAIT_MS 500              /* the thread looks for work at least this often */
+#define RETRY_MIN_MS 1000u            /* after a failed background merge ... */
+#define RETRY_MAX_MS 60000u           /* ... back off, doubling up to this */
+#define MERGE_FACTOR_DEFAULT 4u
+#define MERGE_FACTOR_MAX 64u
+#define TOMB_PCT_DEFAULT 20u
+
+struct retired {
+	char name[TOMB_NAME_LEN + 1];
+	uint64_t at_ns;
+};
+
+struct compactor {
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t lock;      /* everything below that is not atomic */
+	pthread_cond_t cond;       /* work for the thread; a full merge finished */
+	bool stopping;
+	bool poked;
+	uint64_t full_req;         /* strata_compact calls made ... */
+	uint64_t full_done;        /* ... and served */
+	int full_rc;
+	char full_detail[256];
+	_Atomic int cancel;        /* compactor_stop: a running merge gives up */
+	_Atomic bool running;
+	struct retired *retired;
+	size_t n_retired, cap_retired;
+	uint64_t retry_at_ns;
+	uint32_t retry_ms;
+	/* policy, from the handle's options */
+	uint32_t factor;
+	uint64_t max_live;
+	uint32_t tomb_pct;
+	uint32_t threads;
+	bool background;
+	/* stats */
+	_Atomic uint64_t merges, errors, reused, inserted, bytes, ns;
+	_Atomic int last_error;
+};
+
+/* Where a row of a merged segment comes from: input `in`, node `node`. */
+struct merge_src {
+	uint32_t in;
+	uint32_t node;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline bool bit_get(const uint64_t *b, uint64_t i)
+{
+	return b && (b[i / 64] >> (i % 64) & 1);
+}
+
+static inline void bit_set(uint64_t *b, uint64_t i)
+{
+	b[i / 64] |= 1ull << (i % 64);
+}
+
+static inline bool tomb_get(const struct db_segment *s, uint32_t node)
+{
+	return (atomic_load_explicit(&s->tomb[node / 64], memory_order_relaxed) >> (node % 64)) & 1;
+}
+
+static uint32_t factor_of(const strata_db *db)
+{
+	uint32_t f = db->opts.merge_factor;
+	return f >= 2 && f <= MERGE_FACTOR_MAX ? f : MERGE_FACTOR_DEFAULT;
+}
+
+uint32_t compactor_tier(const strata_db *db, uint64_t live)
+{
+	uint64_t f = factor_of(db);
+	uint32_t t = 0;
+	for (uint64_t bound = TIER_BASE * f; live >= bound && t < 63; bound *= f)
+		t++;
+	return t;
+}
+
+/* Vectors a merge would keep: the node count minus the persisted deletions. */
+static uint64_t seg_live_persisted(const struct db_segment *s)
+{
+	return s->info.count - atomic_load(&s->tomb_saved);
+}
+
+/* ---- policy ------------------------------------------------------------------ */
+
+struct merge_job {
+	uint32_t n;
+	struct db_segment **in; /* referenced; oldest first (the version's order) */
+	bool full;
+};
+
+static void job_release(struct merge_job *j)
+{
+	for (uint32_t i = 0; i < j->n; i++)
+		db_segment_unref(j->in[i]);
+	free(j->in);
+	j->in = NULL;
+	j->n = 0;
+}
+
+static int cmp_live(const void *a, const void *b)
+{
+	uint64_t x = seg_live_persisted(*(struct db_segment *const *)a);
+	uint64_t y = seg_live_persisted(*(struct db_segment *const *)b);
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The tier merge of version `v`'s tier t, if it is due: the segments of that
+ * tier (at most 2F, oldest first), cut to max_live (smallest first) and kept
+ * only if at least two remain. Writes the chosen ones to sel in the version's
+ * order (the merge's dedup relies on it: the newest input wins); returns
+ * their count. sel holds 2F entries, tmp as many.
+ */
+static uint32_t tier_pick(const struct compactor *c, const strata_db *db, const struct db_version *v,
+                          uint32_t t, struct db_segment **sel, struct db_segment **tmp)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < v->nseg && n < 2 * c->factor; i++)
+		if (compactor_tier(db, seg_live_persisted(v->segs[i])) == t)
+			sel[n++] = v->segs[i];
+	if (n < c->factor)
+		return 0;
+	if (!c->max_live)
+		return n;
+	memcpy(tmp, sel, n * sizeof *tmp);
+	qsort(tmp, n, sizeof *tmp, cmp_live);
+	uint64_t sum = 0;
+	uint32_t k = 0;
+	while (k < n && sum + seg_live_persisted(tmp[k]) <= c->max_live)
+		sum += seg_live_persisted(tmp[k++]);
+	uint32_t m = 0;
+	for (uint32_t i = 0; i < n; i++)
+		for (uint32_t j = 0; j < k; j++)
+			if (sel[i] == tmp[j]) {
+				sel[m++] = sel[i];
+				break;
+			}
+	return m >= 2 ? m : 0;
+}
+
+static bool needs_rewrite(const struct compactor *c, const struct db_segment *s)
+{
+	uint64_t dead = atomic_load(&s->tomb_saved);
+	return dead > 0 && dead * 100 >= (uint64_t)c->tomb_pct * s->info.count;
+}
+
+/*
+ * The next background job for version `v` (job->n = 0: nothing due), and the
+ * number of jobs due in *pending_out (may be NULL). Tier merges come first,
+ * lowest tier first: they also drop the deleted rows of their inputs.
+ */
+static int policy_pick(const struct compactor *c, const strata_db *db, const struct db_version *v,
+                       struct merge_job *job, uint32_t *pending_out)
+{
+	uint32_t pending = 0;
+	/* Three areas of 2F: the chosen merge, the tiers counted after it, qsort scratch. */
+	size_t area = 2 * (size_t)c->factor;
+	struct db_segment **sel = calloc(3 * area, sizeof *sel);
+	if (!sel)
+		return err_set(STRATA_ENOMEM, "compaction policy");
+	struct db_segment **tmp = sel + 2 * area;
+	struct db_segment *rewrite = NULL;
+	uint32_t chosen = 0;
+	if (job)
+		job->n = 0;
+	uint32_t max_tier = 0;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		uint32_t t = compactor_tier(db, seg_live_persisted(v->segs[i]));
+		if (t > max_tier)
+			max_tier = t;
+	}
+	for (uint32_t t = 0; v->nseg && t <= max_tier; t++) {
+		uint32_t n = tier_pick(c, db, v, t, sel + (chosen ? area : 0), tmp);
+		if (!n)
+			continue;
+		pending++;
+		if (!chosen)
+			chosen = n;
+	}
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		if (!needs_rewrite(c, v->segs[i]))
+			continue;
+		pending++;
+		if (!rewrite)
+			rewrite = v->segs[i];
+	}
+	if (!chosen && rewrite) {
+		sel[0] = rewrite;
+		chosen = 1;
+	}
+	int rc = 0;
+	if (job && chosen) {
+		job->in = calloc(chosen, sizeof *job->in);
+		if (!job->in) {
+			rc = err_set(STRATA_ENOMEM, "compaction policy");
+		} else {
+			for (uint32_t i = 0; i < chosen; i++) {
+				atomic_fetch_add_explicit(&sel[i]->refs, 1, memory_order_relaxed);
+				job->in[i] = sel[i];
+			}
+			job->n = chosen;
+		}
+	}
+	free(sel);
+	if (pending_out)
+		*pending_out = pending;
+	return rc;
+}
+
+/* ---- retired files ------------------------------------------------------------- */
+
+static void delete_file(strata_db *db, const char *name)
+{
+	char *p = db_path(db, name);
+	if (p)
+		fio_discard(p);
+	free(p);
+}
+
+void compactor_retire(strata_db *db, const char *name)
+{
+	struct compactor *c = db->compactor;
+	if (!c) {
+		delete_file(db, name);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (c->n_retired == c->cap_retired) {
+		size_t cap = c->cap_retired ? 2 * c->cap_retired : 16;
+		struct retired *r = realloc(c->retired, cap * sizeof *r);
+		if (!r) {
+			pthread_mutex_unlock(&c->lock);
+			delete_file(db, name); /* no room to wait: readers retry their open */
+			return;
+		}
+		c->retired = r;
+		c->cap_retired = cap;
+	}
+	struct retired *r = &c->retired[c->n_retired++];
+	snprintf(r->name, sizeof r->name, "%s", name);
+	r->at_ns = now_ns();
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Delete the retired files whose grace period is over (all with `all`). c->lock held. */
+static void sweep_retired(strata_db *db, struct compactor *c, bool all)
+{
+	uint64_t now = now_ns();
+	size_t keep = 0;
+	for (size_t i = 0; i < c->n_retired; i++) {
+		if (all || now - c->retired[i].at_ns >= GRACE_NS)
+			delete_file(db, c->retired[i].name);
+		else
+			c->retired[keep++] = c->retired[i];
+	}
+	c->n_retired = keep;
+}
+
+/* ---- the merge ------------------------------------------------------------------ */
+
+struct merge_out {
+	struct mf_segment e;       /* the merged segment's entry (seq 0: the result is empty) */
+	struct db_segment *seg;    /* opened, not yet installed */
+	struct merge_src *src;     /* per merged node */
+	uint64_t reused, inserted;
+};
+
+static void merge_out_free(struct merge_out *o)
+{
+	db_segment_unref(o->seg);
+	free(o->src);
+	memset(o, 0, sizeof *o);
+}
+
+/*
+ * The rows each input contributes: not in its persisted deletion file, and
+ * not an id that a newer input holds live too (the newest copy wins; after a
+ * clean history this never happens, but a merge must not duplicate an id).
+ * drop[i] receives the bitmap of input i's rows left out.
+ */
+static int merge_drops(strata_db *db, const struct merge_job *job, uint64_t **drop)
+{
+	pthread_mutex_lock(&db->mf_lock); /* tomb_disk is replaced under it */
+	int rc = 0;
+	for (uint32_t i = 0; i < job->n && !rc; i++) {
+		const struct db_segment *s = job->in[i];
+		size_t words = (size_t)(s->info.count / 64 + 1);
+		drop[i] = s->tomb_disk ? db_bits_dup(s->tomb_disk, words) : calloc(words, sizeof **drop);
+		if (!drop[i])
+			rc = err_set(STRATA_ENOMEM, "merge: deletion bitmaps");
+	}
+	pthread_mutex_unlock(&db->mf_lock);
+	for (uint32_t i = 0; i + 1 < job->n && !rc; i++) {
+		const struct db_segment *s = job->in[i];
+		for (uint32_t node = 0; node < s->info.count && !rc; node++) {
+			if (bit_get(drop[i], node))
+				continue;
+			uint64_t id = le_load64(s->info.ids + (size_t)node * 8);
+			for (uint32_t j = i + 1; j < job->n; j++) {
+				uint32_t x;
+				int r = seg_id_find(&job->in[j]->info, id, &x);
+				if (r == STRATA_ENOTFOUND)
+					continue;
+				if (r) {
+					rc = err_prefix(r, job->in[j]->name);
+					break;
+				}
+				if (!bit_get(drop[j], x)) {
+					bit_set(drop[i], node);
+					break;
+				}
+			}
+		}
+	}
+	return rc;
+}
+
+/*
+ * Build and write the merged segment of job's inputs, and open it; nothing is
+ * committed. Returns 0, HNSW_ECANCELED, or an error (the file is removed).
+ */
+static int merge_build(strata_db *db, struct compactor *c, const struct merge_job *job,
+                       struct merge_out *out)
+{
+	uint32_t n = job->n;
+	uint64_t **drop = calloc(n, sizeof *drop);
+	struct hnsw_graph *gl = NULL, *g = NULL, *gf = NULL;
+	uint32_t *oon_l = NULL, *oon_f = NULL;
+	uint64_t *ids = NULL, *node_ids = NULL;
+	struct merge_src *src = NULL;
+	char *path = NULL;
+	int rc = drop ? merge_drops(db, job, drop) : err_set(STRATA_ENOMEM, "merge");
+	if (rc)
+		goto out;
+
+	/* The largest input (by rows kept) lends its graph. */
+	uint64_t total = 0, best = 0;
+	uint32_t L = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct db_segment *s = job->in[i];
+		uint64_t live = 0;
+		for (uint64_t w = 0; w < s->info.count / 64 + 1; w++)
+			live += (uint64_t)__builtin_popcountll(drop[i][w]);
+		live = s->info.count - live;
+		total += live;
+		if (live > best || i == 0) {
+			best = live;
+			L = i;
+		}
+	}
+	if (total > SEG_COUNT_MAX) {
+		rc = err_set(STRATA_ELIMIT, "merge of %llu vectors: a segment holds at most %llu",
+		             (unsigned long long)total, (unsigned long long)SEG_COUNT_MAX);
+		goto out;
+	}
+	if (total == 0)
+		goto out; /* every row is deleted: the inputs just go */
+
+	struct hnsw_build_params p = db->gp;
+	p.threads = c->threads;
+	p.seed = db->opts.seed ^ (atomic_load(&db->next_seq) * 0x9e3779b97f4a7c15ull);
+	p.progress = NULL;
+	if (job->full && db->opts.progress) { /* strata_compact reports through the handle's callback */
+		p.progress = db->opts.progress;
+		p.progress_ctx = db->opts.progress_ctx;
+	}
+	const struct db_segment *big = job->in[L];
+	if ((rc = hnsw_graph_compact(&big->view, drop[L], c->threads, &gl, &oon_l)))
+		goto out;
+	struct hnsw_view lv;
+	hnsw_graph_view(gl, &lv);
+	ids = malloc((size_t)total * sizeof *ids);
+	src = malloc((size_t)total * sizeof *src);
+	if (!ids || !src) {
+		rc = err_set(STRATA_ENOMEM, "merge of %llu vectors", (unsigned long long)total);
+		goto out;
+	}
+	if ((rc = hnsw_graph_new_seeded(&p, (size_t)total, &lv, &g)))
+		goto out;
+	for (uint32_t r = 0; r < lv.count; r++) {
+		ids[r] = le_load64(big->info.ids + (size_t)oon_l[r] * 8);
+		src[r] = (struct merge_src){L, oon_l[r]};
+	}
+	out->reused = lv.count;
+	hnsw_graph_free(gl);
+	gl = NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		if (i == L)
+			continue;
+		const struct db_segment *s = job->in[i];
+		for (uint32_t node = 0; node < s->info.count; node++) {
+			if (bit_get(drop[i], node))
+				continue;
+			uint32_t row;
+			if ((rc = hnsw_graph_append(g, hnsw_vec(&s->view, node), &row)))
+				goto out;
+			ids[row] = le_load64(s->info.ids + (size_t)node * 8);
+			src[row] = (struct merge_src){i, node};
+		}
+	}
+	out->inserted = total - out->reused;
+	hnsw_graph_set_cancel(g, &c->cancel);
+	if ((rc = hnsw_graph_index(g, (size_t)total)))
+		goto out;
+
+	/* Segment layout (upper-layer nodes first), then the file. */
+	struct hnsw_view gv;
+	hnsw_graph_view(g, &gv);
+	if ((rc = hnsw_graph_compact(&gv, NULL, c->threads, &gf, &oon_f)))
+		goto out;
+	hnsw_graph_free(g);
+	g = NULL;
+	struct hnsw_view fv;
+	hnsw_graph_view(gf, &fv);
+	node_ids = malloc((size_t)fv.count * sizeof *node_ids);
+	out->src = malloc((size_t)fv.count * sizeof *out->src);
+	if (!node_ids || !out->src) {
+		rc = err_set(STRATA_ENOMEM, "merge of %u vectors", fv.count);
+		goto out;
+	}
+	for (uint32_t i = 0; i < fv.count; i++) {
+		node_ids[i] = ids[oon_f[i]];
+		out->src[i] = src[oon_f[i]];
+	}
+	struct mf_segment *e = &out->e;
+	e->seq = atomic_fetch_add(&db->next_seq, 1);
+	char name[MF_SEGMENT_NAME_LEN + 1];
+	mf_segment_name(e->seq, name, sizeof name);
+	if (!(path = db_path(db, name))) {
+		rc = err_set(STRATA_ENOMEM, "merge");
+		goto out;
+	}
+	rc = db_write_graph(path, db->dim, db->metric, db->M, db->ef_construction, p.seed, &fv,
+	                    node_ids, fv.count, &e->header_xxh3);
+	if (rc)
+		goto out;
+	int fd;
+	if ((rc = fio_open(path, O_RDONLY | O_CLOEXEC, 0, &fd)))
+		goto out;
+	rc = fio_file_size(fd, &e->file_size, path);
+	fio_close(fd);
+	if (rc)
+		goto out;
+	atomic_fetch_add(&c->bytes, e->file_size);
+	e->count = fv.count;
+	e->tomb_gen = 0;
+	e->level = compactor_tier(db, fv.count);
+	if (atomic_load(&c->cancel)) {
+		rc = HNSW_ECANCELED;
+		goto out;
+	}
+	rc = db_segment_open(db, e, &out->seg);
+out:
+	if (rc && path && out->e.seq)
+		fio_discard(path); /* never named by a manifest: nobody else knows it */
+	if (rc)
+		merge_out_free(out);
+	for (uint32_t i = 0; drop && i < n; i++)
+		free(drop[i]);
+	free(drop);
+	hnsw_graph_free(gl);
+	hnsw_graph_free(g);
+	hnsw_graph_free(gf);
+	free(oon_l);
+	free(oon_f);
+	free(ids);
+	free(node_ids);
+	free(src);
+	free(path);
+	return rc;
+}
+
+/* Position of segment s in version v, or UINT32_MAX. */
+static uint32_t version_pos(const struct db_version *v, const struct db_segment *s)
+{
+	for (uint32_t i = 0; i < v->nseg; i++)
+		if (v->segs[i] == s)
+			return i;
+	return UINT32_MAX;
+}
+
+/*
+ * Commit a built merge (C2, C3): the merged segment's deletion file, the
+ * manifest without the inputs and with the merged segment in the newest
+ * input's place, then the version to match. The inputs' files go to the
+ * retired list. A failure before the manifest rename changes nothing; a
+ * failed manifest commit stops writes (the state on disk is uncertain).
+ */
+static int merge_commit(strata_db *db, struct compactor *c, const struct merge_job *job,
+                        struct merge_out *mo)
+{
+	struct db_segment *M = mo->seg; /* NULL: the merge kept nothing */
+	uint64_t count = M ? M->info.count : 0;
+	size_t words = (size_t)(count / 64 + 1);
+	uint64_t *mdisk = calloc(words, sizeof *mdisk);
+	uint64_t *msnap = calloc(words, sizeof *msnap);
+	struct mf_manifest nm = {0};
+	struct db_version *nv = NULL;
+	char (*retire)[TOMB_NAME_LEN + 1] = calloc(2 * (size_t)job->n, sizeof *retire);
+	uint32_t n_retire = 0;
+	uint64_t gen = 0; /* the merged segment's deletion file, once written */
+	int rc = 0;
+	if (!mdisk || !msnap || !retire) {
+		free(mdisk);
+		free(msnap);
+		free(retire);
+		return err_set(STRATA_ENOMEM, "merge commit");
+	}
+
+	pthread_mutex_lock(&db->mf_lock);
+	struct db_version *cv = db_pin(db);
+	uint32_t newest = 0;
+	for (uint32_t i = 0; i < job->n; i++) {
+		uint32_t pos = version_pos(cv, job->in[i]);
+		if (pos == UINT32_MAX) { /* only this thread removes segments: a bug, not a race */
+			rc = err_set(STRATA_EINVAL, "merge commit: input %s is gone", job->in[i]->name);
+			goto unlock;
+		}
+		if (pos > newest)
+			newest = pos;
+	}
+	uint64_t n_disk = 0;
+	for (uint64_t node = 0; node < count; node++) {
+		const struct merge_src *s = &mo->src[node];
+		if (bit_get(job->in[s->in]->tomb_disk, s->node)) {
+			bit_set(mdisk, node);
+			n_disk++;
+		}
+	}
+	if (n_disk) {
+		gen = atomic_fetch_add(&db->next_seq, 1);
+		if ((rc = tomb_write(db->dir, mo->e.seq, mo->e.header_xxh3, gen, mdisk, count)))
+			goto unlock;
+		atomic_fetch_add(&c->bytes, tomb_file_size(count));
+	}
+	mo->e.tomb_gen = gen;
+	if (M)
+		M->entry.tomb_gen = gen;
+
+	uint32_t nseg = cv->nseg - job->n + (M ? 1 : 0);
+	nm = db->mf;
+	nm.segments = calloc(nseg ? nseg : 1, sizeof *nm.segments);
+	nv = db_version_new(nseg);
+	if (!nm.segments || !nv) {
+		rc = err_set(STRATA_ENOMEM, "merge commit");
+		goto unlock;
+	}
+	nm.segment_count = 0;
+	for (uint32_t i = 0; i < cv->nseg; i++) {
+		struct db_segment *s = cv->segs[i];
+		if (i == newest && M)
+			nm.segments[nm.segment_count++] = mo->e;
+		bool input = false;
+		for (uint32_t j = 0; j < job->n; j++)
+			input |= job->in[j] == s;
+		if (input) {
+			mf_segment_name(s->entry.seq, retire[n_retire++], sizeof retire[0]);
+			if (s->entry.tomb_gen)
+				tomb_file_name(s->entry.seq, s->entry.tomb_gen, retire[n_retire++],
+				               sizeof retire[0]);
+			continue;
+		}
+		nm.segments[nm.segment_count++] = db->mf.segments[i];
+	}
+	assert(nm.segment_count == nseg);
+	if ((rc = fio_fsync_dir(db->dir)))
+		goto unlock;
+	nm.generation++;
+	nm.next_seq = atomic_load(&db->next_seq);
+	if ((rc = mf_commit(db->dir, &nm))) {
+		/* The rename may have happened: the merged file must stay, writes stop. */
+		db_fail_writes(db, rc);
+		mo->e.seq = 0;
+		gen = 0;
+		goto unlock;
+	}
+
+	/* The in-memory switch: tombstones carried over as of this instant (C2). */
+	pthread_rwlock_wrlock(&db->write_lock);
+	struct db_version *cur = db->cur;
+	bool snap = false;
+	for (uint32_t i = 0; i < job->n; i++)
+		snap |= job->in[i]->tomb_snap != NULL;
+	if (M) {
+		uint64_t n_mem = 0, n_snap = 0;
+		for (uint64_t node = 0; node < count; node++) {
+			const struct merge_src *s = &mo->src[node];
+			const struct db_segment *in = job->in[s->in];
+			if (tomb_get(in, s->node)) {
+				atomic_store_explicit(&M->tomb[node / 64],
+				                      atomic_load_explicit(&M->tomb[node / 64], memory_order_relaxed) |
+				                              1ull << (node % 64),
+				                      memory_order_relaxed);
+				n_mem++;
+			}
+			/* A freeze since the last flush: its flush persists the bits as of the freeze. */
+			if (snap && bit_get(in->tomb_snap ? in->tomb_snap : in->tomb_disk, s->node)) {
+				bit_set(msnap, node);
+				n_snap++;
+			}
+		}
+		atomic_store(&M->tomb_n, n_mem);
+		atomic_store(&M->tomb_saved, n_disk);
+		M->tomb_disk = mdisk;
+		mdisk = NULL;
+		if (snap) {
+			M->tomb_snap = msnap;
+			M->tomb_snap_n = n_snap;
+			msnap = NULL;
+		}
+	}
+	for (uint32_t i = 0; i < cur->nseg; i++) {
+		struct db_segment *s = cur->segs[i];
+		if (i == newest && M) {
+			nv->segs[nv->nseg++] = M;
+			mo->seg = NULL; /* the version holds it now */
+		}
+		bool input = false;
+		for (uint32_t j = 0; j < job->n; j++)
+			input |= job->in[j] == s;
+		if (input)
+			continue;
+		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+		nv->segs[nv->nseg++] = s;
+	}
+	if (cur->frozen)
+		mt_ref(cur->frozen);
+	nv->frozen = cur->frozen;
+	if (cur->active)
+		mt_ref(cur->active);
+	nv->active = cur->active;
+	mf_free(&db->mf);
+	db->mf = nm;
+	nm.segments = NULL;
+	db_install(db, nv);
+	nv = NULL;
+	pthread_rwlock_unlock(&db->write_lock);
+unlock:
+	db_unpin(db, cv);
+	pthread_mutex_unlock(&db->mf_lock);
+	if (rc && gen) { /* written for a commit that did not happen */
+		char name[TOMB_NAME_LEN + 1];
+		tomb_file_name(mo->e.seq, gen, name, sizeof name);
+		delete_file(db, name);
+	}
+	if (!rc)
+		for (uint32_t i = 0; i < n_retire; i++)
+			compactor_retire(db, retire[i]);
+	if (nv)
+		db_unpin(db, nv);
+	free(nm.segments);
+	free(mdisk);
+	free(msnap);
+	free(retire);
+	return rc;
+}
+
+/* Run one job to its commit. Returns 0, HNSW_ECANCELED or an error. */
+static int merge_run(strata_db *db, struct compactor *c, struct merge_job *job)
+{
+	uint64_t t0 = now_ns();
+	struct merge_out mo = {0};
+	atomic_store(&c->running, true);
+	int rc = merge_build(db, c, job, &mo);
+	if (!rc && atomic_load(&c->cancel))
+		rc = HNSW_ECANCELED;
+	if (!rc)
+		rc = merge_commit(db, c, job, &mo);
+	if (rc && rc != HNSW_ECANCELED && mo.e.seq && mo.seg) {
+		/* Built but not committed (an error before the manifest rename). */
+		char name[MF_SEGMENT_NAME_LEN + 1];
+		mf_segment_name(mo.e.seq, name, sizeof name);
+		bool named = false;
+		pthread_mutex_lock(&db->mf_lock);
+		for (uint32_t i = 0; i < db->mf.segment_count; i++)
+			named |= db->mf.segments[i].seq == mo.e.seq;
+		pthread_mutex_unlock(&db->mf_lock);
+		if (!named)
+			delete_file(db, name);
+	}
+	if (rc == HNSW_ECANCELED && mo.e.seq) {
+		char name[MF_SEGMENT_NAME_LEN + 1];
+		mf_segment_name(mo.e.seq, name, sizeof name);
+		delete_file(db, name);
+	}
+	if (!rc) {
+		atomic_fetch_add(&c->merges, 1);
+		atomic_fetch_add(&c->reused, mo.reused);
+		atomic_fetch_add(&c->inserted, mo.inserted);
+		atomic_fetch_add(&c->ns, now_ns() - t0);
+	}
+	merge_out_free(&mo);
+	atomic_store(&c->running, false);
+	return rc;
+}
+
+/* strata_compact's merge: every segment of the current version. */
+static int full_merge(strata_db *db, struct compactor *c)
+{
+	struct db_version *v = db_pin(db);
+	struct merge_job job = {.full = true};
+	int rc = 0;
+	if (v->nseg == 0 || (v->nseg == 1 && atomic_load(&v->segs[0]->tomb_saved) == 0))
+		goto out; /* one segment without persisted deletions: nothing to gain */
+	job.in = calloc(v->nseg, sizeof *job.in);
+	if (!job.in) {
+		rc = err_set(STRATA_ENOMEM, "compact");
+		goto out;
+	}
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		atomic_fetch_add_explicit(&v->segs[i]->refs, 1, memory_order_relaxed);
+		job.in[job.n++] = v->segs[i];
+	}
+	db_unpin(db, v);
+	v = NULL;
+	rc = merge_run(db, c, &job);
+out:
+	job_release(&job);
+	db_unpin(db, v);
+	return rc;
+}
+
+/* One background job if the policy has one. Returns true when it ran one. */
+static bool background_step(strata_db *db, struct compactor *c)
+{
+	struct db_version *v = db_pin(db);
+	struct merge_job job = {0};
+	int rc = policy_pick(c, db, v, &job, NULL);
+	db_unpin(db, v);
+	if (!rc && job.n == 0)
+		return false;
+	if (!rc)
+		rc = merge_run(db, c, &job);
+	job_release(&job);
+	pthread_mutex_lock(&c->lock);
+	if (rc && rc != HNSW_ECANCELED) {
+		atomic_fetch_add(&c->errors, 1);
+		atomic_store(&c->last_error, rc);
+		c->retry_ms = c->retry_ms ? c->retry_ms * 2 : RETRY_MIN_MS;
+		if (c->retry_ms > RETRY_MAX_MS)
+			c->retry_ms = RETRY_MAX_MS;
+		c->retry_at_ns = now_ns() + (uint64_t)c->retry_ms * 1000000ull;
+	} else {
+		c->retry_ms = 0;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc == 0;
+}
+
+static void *compactor_main(void *arg)
+{
+	strata_db *db = arg;
+	struct compactor *c = db->compactor;
+	pthread_mutex_lock(&c->lock);
+	while (!c->stopping) {
+		if (c->full_req > c->full_done) {
+			uint64_t req = c->full_req;
+			pthread_mutex_unlock(&c->lock);
+			int rc = full_merge(db, c);
+			char detail[sizeof c->full_detail];
+			snprintf(detail, sizeof detail, "%s", rc ? err_detail() : "");
+			pthread_mutex_lock(&c->lock);
+			c->full_done = req;
+			c->full_rc = rc == HNSW_ECANCELED ? STRATA_EINVAL : rc;
+			snprintf(c->full_detail, sizeof c->full_detail, "%s",
+			         rc == HNSW_ECANCELED ? "the database was closed during the merge" : detail);
+			pthread_cond_broadcast(&c->cond);
+			continue;
+		}
+		sweep_retired(db, c, false);
+		if (c->background && now_ns() >= c->retry_at_ns) {
+			pthread_mutex_unlock(&c->lock);
+			bool ran = background_step(db, c);
+			pthread_mutex_lock(&c->lock);
+			if (ran)
+				continue;
+		}
+		if (!c->poked && !c->stopping) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += IDLE_WAIT_MS * 1000000L;
+			ts.tv_sec += ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		}
+		c->poked = false;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+int compactor_start(strata_db *db)
+{
+	const strata_options *o = &db->opts;
+	if (o->merge_factor == 1 || o->merge_factor > MERGE_FACTOR_MAX)
+		return err_set(STRATA_EINVAL, "merge_factor %u is outside 2..%u", o->merge_factor,
+		               MERGE_FACTOR_MAX);
+	if (o->tombstone_pct > 100)
+		return err_set(STRATA_EINVAL, "tombstone_pct %u is above 100", o->tombstone_pct);
+	struct compactor *c = calloc(1, sizeof *c);
+	if (!c)
+		return err_set(STRATA_ENOMEM, "compactor");
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	c->factor = factor_of(db);
+	c->max_live = o->max_segment_vectors;
+	c->tomb_pct = o->tombstone_pct ? o->tombstone_pct : TOMB_PCT_DEFAULT;
+	c->threads = o->compaction_threads ? o->compaction_threads : 1;
+	c->background = !o->disable_background_merges;
+	db->compactor = c;
+	if (pthread_create(&c->thread, NULL, compactor_main, db) != 0) {
+		db->compactor = NULL;
+		pthread_cond_destroy(&c->cond);
+		pthread_mutex_destroy(&c->lock);
+		free(c);
+		return err_set(STRATA_ENOMEM, "starting the compactor thread");
+	}
+	c->started = true;
+	return 0;
+}
+
+void compactor_halt(strata_db *db)
+{
+	struct compactor *c = db->compactor;
+	if (!c || !c->started)
+		return;
+	atomic_store(&c->cancel, 1);
+	pthread_mutex_lock(&c->lock);
+	c->stopping = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	c->started = false;
+}
+
+void compactor_free(strata_db *db)
+{
+	struct compactor *c = db->compactor;
+	if (!c)
+		return;
+	compactor_halt(db);
+	sweep_retired(db, c, true);
+	db->compactor = NULL;
+	free(c->retired);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+void compactor_poke(strata_db *db)
+{
+	struct compactor *c = db->compactor;
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->poked = true;
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int strata_compact(strata_db *db)
+{
+	err_clear();
+	if (!db)
+		return err_set(STRATA_EINVAL, "strata_compact: null database");
+	if (db->flags & STRATA_READONLY)
+		return err_set(STRATA_EREADONLY, "strata_compact: the database is open read-only");
+	int rc = strata_flush(db);
+	if (rc)
+		return rc;
+	struct compactor *c = db->compactor;
+	if (!c)
+		return err_set(STRATA_EINVAL, "strata_compact: the handle has no compactor");
+	pthread_mutex_lock(&c->lock);
+	uint64_t req = ++c->full_req;
+	pthread_cond_broadcast(&c->cond);
+	while (c->full_done < req && !c->stopping)
+		pthread_cond_wait(&c->cond, &c->lock);
+	if (c->full_done >= req) {
+		rc = c->full_rc;
+		if (rc)
+			err_set(rc, "compact: %s", c->full_detail);
+	} else {
+		rc = err_set(STRATA_EINVAL, "compact: the database is being closed");
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void compactor_stats(strata_db *db, struct strata_stats *out)
+{
+	struct db_version *v = db_pin(db);
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		uint32_t t = compactor_tier(db, seg_live_persisted(v->segs[i]));
+		out->tier_segments[t < 7 ? t : 7]++;
+	}
+	struct compactor *c = db->compactor;
+	if (c) {
+		uint32_t pending = 0;
+		if (c->background && policy_pick(c, db, v, NULL, &pending) == 0)
+			out->compaction_pending = pending;
+		out->compaction_running = atomic_load(&c->running);
+		out->merges = atomic_load(&c->merges);
+		out->merge_errors = atomic_load(&c->errors);
+		out->last_merge_error = atomic_load(&c->last_error);
+		out->merge_seconds = (double)atomic_load(&c->ns) / 1e9;
+		out->merge_reused_nodes = atomic_load(&c->reused);
+		out->merge_inserted_nodes = atomic_load(&c->inserted);
+		out->compaction_bytes = atomic_load(&c->bytes);
+		pthread_mutex_lock(&c->lock);
+		out->obsolete_files = (uint32_t)c->n_retired;
+		pthread_mutex_unlock(&c->lock);
+	}
+	db_unpin(db, v);
+	out->ingest_bytes = out->upserts * (uint64_t)db->dim * sizeof(float);
+	if (out->ingest_bytes)
+		out->write_amplification =
+		        (double)(out->wal_bytes + out->flush_bytes + out->compaction_bytes) /
+		        (double)out->ingest_bytes;
+}
