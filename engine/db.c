@@ -227,6 +227,13 @@ static void advise_mapping(const struct db_segment *s)
 static int segment_load_tombs(strata_db *db, struct db_segment *s)
 {
 	size_t words = (size_t)(s->info.count / 64 + 1);
+	/*
+	 * A read-only handle never deletes: without a deletion file it needs no
+	 * bits at all (seg_is_dead accepts NULL), which keeps the heap after
+	 * opening O(segments), not O(vectors).
+	 */
+	if (s->entry.tomb_gen == 0 && (db->flags & STRATA_READONLY))
+		return 0;
 	s->tomb = calloc(words, sizeof *s->tomb);
 	if (!s->tomb)
 		return err_set(STRATA_ENOMEM, "%s: tombstones", s->name);

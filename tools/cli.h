@@ -48,6 +48,7 @@ int cmd_create(int argc, char **argv); /* cmd_write.c, as the three below */
 int cmd_import(int argc, char **argv);
 int cmd_delete(int argc, char **argv);
 int cmd_flush(int argc, char **argv);
+int cmd_compact(int argc, char **argv);
 
 /* ---- options --------------------------------------------------------- */
 

@@ -205,6 +205,8 @@ static void seg_print(const struct seg_report *r)
 	}
 	const struct seg_info *in = &r->info;
 	printf("  vectors    %llu\n", (unsigned long long)in->count);
+	if (r->have_entry)
+		printf("  tier       %u (compaction size tier, from the manifest)\n", r->entry.level);
 	printf("  dim %u, metric %s, M %u (layer 0: %u), ef_construction %u, seed %llu\n", in->dim,
 	       cli_metric_name(in->metric), in->M, in->M0, in->ef_construction,
 	       (unsigned long long)in->seed);
@@ -230,8 +232,10 @@ static void seg_json(struct cli_json *j, const struct seg_report *r)
 {
 	cli_json_obj_begin(j, NULL);
 	cli_json_str(j, "name", r->name);
-	if (r->have_entry)
+	if (r->have_entry) {
 		cli_json_u64(j, "seq", r->seq);
+		cli_json_u64(j, "tier", r->entry.level);
+	}
 	cli_json_u64(j, "file_bytes", r->file_bytes);
 	if (r->checked) {
 		const struct seg_info *in = &r->info;
@@ -655,6 +659,31 @@ static void wal_print(const struct db_report *d)
 		printf("  error: %s\n", d->wal_error);
 }
 
+/* Segments per compaction size tier (the manifest's level field), lowest tier first. */
+static void tiers_print(const struct db_report *d)
+{
+	if (d->mf.segment_count == 0)
+		return;
+	uint32_t max = 0;
+	for (uint32_t i = 0; i < d->mf.segment_count; i++)
+		if (d->mf.segments[i].level > max)
+			max = d->mf.segments[i].level;
+	printf("  tiers     ");
+	for (uint32_t t = 0; t <= max; t++) {
+		uint32_t n = 0;
+		uint64_t v = 0;
+		for (uint32_t i = 0; i < d->mf.segment_count; i++)
+			if (d->mf.segments[i].level == t) {
+				n++;
+				v += d->mf.segments[i].count;
+			}
+		if (n)
+			printf(" T%u: %u segment%s (%llu vectors)", t, n, n == 1 ? "" : "s",
+			       (unsigned long long)v);
+	}
+	putchar('\n');
+}
+
 static void print_human(const struct db_report *d)
 {
 	char sz[32];
@@ -682,6 +711,7 @@ static void print_human(const struct db_report *d)
 			printf("  error: %s\n", d->replay_error);
 		if (d->replay_partial)
 			printf("  (the WAL is damaged: the count includes the records before the damage)\n");
+		tiers_print(d);
 		wal_print(d);
 	}
 	if (strcmp(d->kind, "manifest") == 0) {

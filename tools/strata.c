@@ -22,6 +22,7 @@ static const struct command commands[] = {
 	{"import", cmd_import, "upsert the vectors of a file through the WAL (progress bar)"},
 	{"delete", cmd_delete, "delete ids (a file, or a list like 1,2,3)"},
 	{"flush", cmd_flush, "write the WAL's vectors into a segment file"},
+	{"compact", cmd_compact, "merge every segment into one, dropping deleted vectors"},
 	{"query", cmd_query, "search a database; report neighbours, or recall and QPS"},
 	{"inspect", cmd_inspect, "describe a database, segment, manifest or bundle file"},
 	{"verify", cmd_verify, "check every checksum and graph edge of a database or file"},

@@ -11,13 +11,21 @@
  *     id, or its absence after an acknowledged delete);
  *   - the one write in flight at the kill is either wholly there or wholly
  *     absent (a batch is one WAL record: never half applied);
- *   - every 10th cycle the database passes a full STRATA_VERIFY open.
+ *   - every 10th cycle the database passes a full STRATA_VERIFY open;
+ *   - after the parent's own writer open and close, the directory holds
+ *     exactly the segment files the manifest names (no leftover of a merge
+ *     or flush the kill interrupted).
+ * The child's handle merges in the background (merge factor 2, rewrites at
+ * 10% deleted) and now and then calls strata_compact, announced through the
+ * pipe, so kills land in flushes, merges, rewrites and their commits; the
+ * parent counts the kills that hit a strata_compact.
  * Vectors are a function of (id, version), so the parent knows what each
  * version must look like.
  *
  *   STRATA_CRASH_CYCLES   kill cycles (default 200)
  *   STRATA_CRASH_SEED     seed (default: time); printed, so a failure reruns
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,7 +44,7 @@
 #define IDS 2000
 #define BATCH_MAX 32
 
-enum { MSG_INTENT = 1, MSG_DONE = 2 };
+enum { MSG_INTENT = 1, MSG_DONE = 2, MSG_COMPACT = 3, MSG_COMPACT_DONE = 4 };
 
 struct msg {
 	uint32_t kind;
@@ -85,6 +93,8 @@ static strata_options opts(void)
 	o.threads = 1;
 	o.memtable_max_vectors = 300;
 	o.sync_mode = STRATA_SYNC_ALWAYS;
+	o.merge_factor = 2;
+	o.tombstone_pct = 10;
 	return o;
 }
 
@@ -130,7 +140,30 @@ static void child(const char *dir, int fd, uint64_t seed, uint32_t *ver)
 			fprintf(stderr, "child: flush: %s\n", strata_last_error_detail());
 			_exit(2);
 		}
+		if (rng(&s) % 151 == 0) {
+			struct msg c = {.kind = MSG_COMPACT, .seq = seq};
+			send_msg(fd, &c);
+			if ((rc = strata_compact(db))) {
+				fprintf(stderr, "child: compact: %s\n", strata_last_error_detail());
+				_exit(2);
+			}
+			c.kind = MSG_COMPACT_DONE;
+			send_msg(fd, &c);
+		}
 	}
+}
+
+static uint32_t count_segment_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		fail("opendir %s: %s", dir, strerror(errno));
+	uint32_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, "seg-", 4) == 0 && strstr(e->d_name, ".seg") != NULL;
+	closedir(d);
+	return n;
 }
 
 /* Per id: version acknowledged (0 = never written) and whether it is deleted. */
@@ -174,6 +207,7 @@ int main(void)
 
 	uint64_t s = g_seed;
 	uint64_t acked = 0, inflight_applied = 0, inflight_absent = 0;
+	uint64_t compacts = 0, killed_in_compact = 0;
 	for (int c = 0; c < cycles; c++) {
 		int p[2];
 		if (pipe(p) != 0)
@@ -198,9 +232,14 @@ int main(void)
 
 		/* Read what the child said: the last intent without its done is in flight. */
 		struct msg m, pending = {0};
-		bool have_pending = false;
+		bool have_pending = false, in_compact = false;
 		ssize_t r;
 		while ((r = read(p[0], &m, sizeof m)) == (ssize_t)sizeof m) {
+			if (m.kind == MSG_COMPACT || m.kind == MSG_COMPACT_DONE) {
+				in_compact = m.kind == MSG_COMPACT;
+				compacts += !in_compact;
+				continue;
+			}
 			for (uint32_t i = 0; i < m.n; i++)
 				if (m.vers[i] > next_ver[m.ids[i]])
 					next_ver[m.ids[i]] = m.vers[i];
@@ -218,6 +257,7 @@ int main(void)
 			}
 		}
 		close(p[0]);
+		killed_in_compact += in_compact;
 
 		unsigned flags = c % 10 == 9 ? STRATA_VERIFY : 0;
 		int rc = strata_open(dir, &o, flags, &db);
@@ -261,17 +301,26 @@ int main(void)
 		strata_stats(db, &stt);
 		if (strata_close(db))
 			fail("cycle %d: close: %s", c, strata_last_error_detail());
+		/* The writer open removed leftovers, the close the retired files: only named ones remain. */
+		uint32_t files = count_segment_files(dir);
+		if (files != stt.segments)
+			fail("cycle %d: %u segment files in the directory, the manifest names %u", c, files,
+			     stt.segments);
 		if (c % 20 == 0) {
 			printf("cycle %d: %llu writes acknowledged so far; in flight at the kill: %llu applied, "
-			       "%llu absent; %u segments, replayed %llu records\n",
+			       "%llu absent; %u segments, replayed %llu records; %llu compactions done, "
+			       "%llu kills during one\n",
 			       c, (unsigned long long)acked, (unsigned long long)inflight_applied,
 			       (unsigned long long)inflight_absent, stt.segments,
-			       (unsigned long long)stt.replay_records);
+			       (unsigned long long)stt.replay_records, (unsigned long long)compacts,
+			       (unsigned long long)killed_in_compact);
 			fflush(stdout);
 		}
 	}
-	printf("db_crash_test: %d kill cycles, %llu acknowledged writes, all held\n", cycles,
-	       (unsigned long long)acked);
+	printf("db_crash_test: %d kill cycles, %llu acknowledged writes, all held; %llu compactions "
+	       "finished, %llu kills during one\n",
+	       cycles, (unsigned long long)acked, (unsigned long long)compacts,
+	       (unsigned long long)killed_in_compact);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		return 1;

@@ -7,8 +7,10 @@
  * for strata_get; for searches with ef above the number of vectors, the
  * brute-force answer over the reference (distances equal, ids equal up to
  * ties); stats' live vector count. Small memtables make flushes happen by
- * themselves along the way; reopening checks that WAL replay, the segments
- * and the deletion files give back the same content.
+ * themselves along the way, and a merge factor of 2 makes the compactor merge
+ * and rewrite segments under the sequence's feet (strata_compact is one of
+ * the steps too); reopening checks that WAL replay, the segments and the
+ * deletion files give back the same content.
  *
  * The seed of a failing run is printed; STRATA_MODEL_SEED reruns it, and
  * STRATA_MODEL_STEPS lengthens the runs (default 1500 steps per seed).
@@ -86,6 +88,8 @@ static strata_db *open_db(const char *dir, const struct model *m, unsigned flags
 	o.threads = 1;
 	o.memtable_max_vectors = mt_max;
 	o.sync_mode = STRATA_SYNC_NONE; /* durability is the crash tests' job; this one is about content */
+	o.merge_factor = 2;             /* background merges and rewrites all along the way */
+	o.tombstone_pct = 15;
 	strata_db *db = NULL;
 	int rc = strata_open(dir, &o, flags, &db);
 	cr_assert_eq(rc, 0, "open: %s: %s", strata_strerror(rc), strata_last_error_detail());
@@ -209,6 +213,14 @@ static void run_model(uint64_t seed, strata_metric metric, uint32_t dim, int ste
 			int rc = strata_flush(db);
 			cr_assert_eq(rc, 0, "seed %llu step %d: flush: %s", (unsigned long long)seed, step,
 			             strata_last_error_detail());
+		} else if (op < 95) {
+			int rc = strata_compact(db);
+			cr_assert_eq(rc, 0, "seed %llu step %d: compact: %s", (unsigned long long)seed, step,
+			             strata_last_error_detail());
+			struct strata_stats st;
+			cr_assert_eq(strata_stats(db, &st), 0);
+			cr_assert(st.segments <= 2, "seed %llu step %d: %u segments after compact",
+			          (unsigned long long)seed, step, st.segments); /* a background flush may add one */
 		} else if (op < 97) {
 			cr_assert_eq(strata_close(db), 0);
 			mt_max = 16 + rng_next(&rs) % 100;

@@ -1,0 +1,487 @@
+/*
+ * db_compact_test.c - the compactor (engine/compactor.c): background merges
+ * keep the segment count bounded and the content exact, strata_compact makes
+ * one segment without the deleted vectors, tombstone rewrites, recall after
+ * heavy deletion against a fresh build, graph reuse, abandoned merges at
+ * close, and read-only readers in another process while merges replace files.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "strata.h"
+#include "t_support.h"
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static strata_options small_opts(uint32_t dim)
+{
+	strata_options o;
+	strata_options_default(&o);
+	o.dim = dim;
+	o.M = 8;
+	o.ef_construction = 64;
+	o.threads = 1;
+	o.sync_mode = STRATA_SYNC_NONE;
+	o.memtable_max_vectors = 256;
+	return o;
+}
+
+static strata_db *open_or_die(const char *dir, const strata_options *o, unsigned flags)
+{
+	strata_db *db = NULL;
+	int rc = strata_open(dir, o, flags, &db);
+	cr_assert_eq(rc, 0, "open %s: %s: %s", dir, strata_strerror(rc), strata_last_error_detail());
+	return db;
+}
+
+/* Wait until no flush or merge runs and the policy has nothing due (at most 60 s). */
+static struct strata_stats wait_idle(strata_db *db)
+{
+	struct strata_stats st;
+	for (int i = 0; i < 6000; i++) {
+		cr_assert_eq(strata_stats(db, &st), 0);
+		if (!st.flush_pending && !st.compaction_running && st.compaction_pending == 0)
+			return st;
+		struct timespec d = {0, 10 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+	cr_assert_fail("compaction did not settle: %u segments, %u pending", st.segments,
+	               st.compaction_pending);
+	return st;
+}
+
+/* Every id in [0, n) holds vecs[id] when live[id], else is absent. */
+static void check_content(strata_db *db, const float *vecs, const bool *live, uint64_t n, uint32_t dim,
+                          const char *when)
+{
+	float *got = malloc(dim * sizeof *got);
+	for (uint64_t id = 0; id < n; id++) {
+		int rc = strata_get(db, id, got);
+		if (!live[id]) {
+			cr_assert_eq(rc, STRATA_ENOTFOUND, "%s: id %llu should be absent (rc %d)", when,
+			             (unsigned long long)id, rc);
+			continue;
+		}
+		cr_assert_eq(rc, 0, "%s: id %llu missing: %s", when, (unsigned long long)id,
+		             strata_last_error_detail());
+		cr_assert(memcmp(got, vecs + id * dim, dim * sizeof *got) == 0, "%s: id %llu changed", when,
+		          (unsigned long long)id);
+	}
+	free(got);
+}
+
+/* Exact top-1 of a few queries with ef above the live count equals brute force over live rows. */
+static void check_exact_search(strata_db *db, const float *vecs, const bool *live, uint64_t n,
+                               uint32_t dim, const char *when)
+{
+	uint64_t s = 99;
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = (uint32_t)n + 10;
+	float *q = malloc(dim * sizeof *q);
+	for (int t = 0; t < 20; t++) {
+		for (uint32_t j = 0; j < dim; j++)
+			q[j] = (float)(rng_next(&s) % 1000) / 1000.0f;
+		double best = INFINITY;
+		for (uint64_t id = 0; id < n; id++) {
+			if (!live[id])
+				continue;
+			double d = 0;
+			for (uint32_t j = 0; j < dim; j++)
+				d += ((double)q[j] - vecs[id * dim + j]) * ((double)q[j] - vecs[id * dim + j]);
+			if (d < best)
+				best = d;
+		}
+		uint64_t ids[5];
+		float d[5];
+		cr_assert_eq(strata_search(db, q, 1, 5, &so, ids, d), 0, "%s", strata_last_error_detail());
+		cr_assert(ids[0] != STRATA_NO_ID && live[ids[0]], "%s: result %llu not live", when,
+		          (unsigned long long)ids[0]);
+		cr_assert(fabs(d[0] - best) <= 1e-3 * (1 + best), "%s: nearest %g, brute force %g", when,
+		          d[0], best);
+	}
+	free(q);
+}
+
+static uint32_t count_files(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	cr_assert(d);
+	uint32_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return n;
+}
+
+Test(db_compact, background_merges_bound_the_segment_count_and_keep_every_write)
+{
+	enum { N = 6000, DIM = 8 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.merge_factor = 2;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(N, DIM, 5);
+	bool *live = calloc(N, sizeof *live);
+	uint64_t s = 7;
+	for (uint64_t at = 0; at < N; at += 100) {
+		uint64_t ids[100];
+		for (int i = 0; i < 100; i++) {
+			ids[i] = at + (uint64_t)i;
+			live[ids[i]] = true;
+		}
+		cr_assert_eq(strata_upsert(db, ids, vecs + at * DIM, 100), 0, "%s", strata_last_error_detail());
+		uint64_t del[10];
+		for (int i = 0; i < 10; i++) {
+			del[i] = rng_next(&s) % (at + 100);
+			live[del[i]] = false;
+		}
+		cr_assert_eq(strata_delete(db, del, 10), 0);
+		if (at % 1000 == 900)
+			cr_assert_eq(strata_flush(db), 0);
+	}
+	cr_assert_eq(strata_flush(db), 0);
+	struct strata_stats st = wait_idle(db);
+	cr_log_info("%u segments after %llu flushes, %llu merges (%llu nodes reused, %llu inserted), "
+	            "write amplification %.2f", st.segments, (unsigned long long)st.flushes,
+	            (unsigned long long)st.merges, (unsigned long long)st.merge_reused_nodes,
+	            (unsigned long long)st.merge_inserted_nodes, st.write_amplification);
+	cr_assert_gt(st.flushes, 20);
+	cr_assert_gt(st.merges, 3, "the compactor never merged");
+	cr_assert_gt(st.merge_reused_nodes, st.merge_inserted_nodes / 10,
+	             "merges did not reuse their largest input's graph");
+	/* Size tiers of factor 2 over ~5.5k live vectors: a handful of segments, not one per flush. */
+	cr_assert_leq(st.segments, 8, "%u segments after %llu flushes", st.segments,
+	              (unsigned long long)st.flushes);
+	cr_assert_gt(st.compaction_bytes, 0);
+	cr_assert_gt(st.write_amplification, 1.0);
+	check_content(db, vecs, live, N, DIM, "after merges");
+	check_exact_search(db, vecs, live, N, DIM, "after merges");
+	cr_assert_eq(strata_close(db), 0);
+	/* Close deleted the retired files: only the named segments remain. */
+	strata_db *ro = open_or_die(dir.path, NULL, STRATA_READONLY | STRATA_VERIFY);
+	struct strata_stats rst;
+	strata_stats(ro, &rst);
+	cr_assert_eq(count_files(dir.path, "seg-"), rst.segments);
+	check_content(ro, vecs, live, N, DIM, "read-only after close");
+	strata_close(ro);
+	free(vecs);
+	free(live);
+	t_dir_free(&dir);
+}
+
+Test(db_compact, compact_makes_one_segment_without_the_deleted_vectors)
+{
+	enum { N = 3000, DIM = 12 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.disable_background_merges = true;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(N, DIM, 11);
+	bool *live = calloc(N, sizeof *live);
+	uint64_t *ids = malloc(N * sizeof *ids);
+	for (uint64_t i = 0; i < N; i++) {
+		ids[i] = i;
+		live[i] = true;
+	}
+	cr_assert_eq(strata_upsert(db, ids, vecs, N), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	uint64_t ndel = 0;
+	for (uint64_t i = 0; i < N; i += 3) {
+		ids[ndel++] = i;
+		live[i] = false;
+	}
+	cr_assert_eq(strata_delete(db, ids, ndel), 0);
+	struct strata_stats st;
+	strata_stats(db, &st);
+	cr_assert_gt(st.segments, 5, "setup: the small memtable should have made many segments");
+	cr_assert_eq(st.merges, 0, "background merges were disabled");
+	cr_assert_eq(strata_compact(db), 0, "%s", strata_last_error_detail());
+	strata_stats(db, &st);
+	cr_assert_eq(st.segments, 1);
+	cr_assert_eq(st.tombstones, 0, "the merged segment still holds %llu deleted vectors",
+	             (unsigned long long)st.tombstones);
+	cr_assert_eq(st.vectors, N - ndel);
+	cr_assert_eq(st.merges, 1);
+	check_content(db, vecs, live, N, DIM, "after compact");
+	check_exact_search(db, vecs, live, N, DIM, "after compact");
+	/* Once more: one segment without deletions is left as it is. */
+	cr_assert_eq(strata_compact(db), 0);
+	strata_stats(db, &st);
+	cr_assert_eq(st.merges, 1);
+	cr_assert_eq(strata_close(db), 0);
+	db = open_or_die(dir.path, &o, STRATA_VERIFY);
+	strata_stats(db, &st);
+	cr_assert_eq(st.segments, 1);
+	check_content(db, vecs, live, N, DIM, "reopened");
+	strata_close(db);
+	cr_assert_eq(count_files(dir.path, "seg-"), 1);
+	cr_assert_eq(count_files(dir.path, "del-"), 0);
+	free(vecs);
+	free(live);
+	free(ids);
+	t_dir_free(&dir);
+}
+
+Test(db_compact, a_segment_past_the_tombstone_threshold_is_rewritten)
+{
+	enum { N = 2000, DIM = 8 };
+	struct t_dir dir = t_dir_new_mem();
+	char path[600];
+	t_path(&dir, "db", path, sizeof path);
+	strata_options o = small_opts(DIM);
+	float *vecs = t_random_vectors(N, DIM, 21);
+	cr_assert_eq(strata_build(path, &o, NULL, vecs, N), 0);
+	o.tombstone_pct = 20;
+	strata_db *db = open_or_die(path, &o, 0);
+	bool *live = calloc(N, sizeof *live);
+	uint64_t ids[N];
+	uint64_t nd = 0;
+	for (uint64_t i = 0; i < N; i++) {
+		live[i] = i % 10 >= 2; /* 20% deleted: exactly at the threshold */
+		if (!live[i])
+			ids[nd++] = i;
+	}
+	cr_assert_eq(strata_delete(db, ids, nd / 2), 0);
+	cr_assert_eq(strata_flush(db), 0); /* 10%: persisted, under the threshold */
+	struct strata_stats st = wait_idle(db);
+	cr_assert_eq(st.merges, 0, "rewritten at 10%% deleted");
+	cr_assert_eq(strata_delete(db, ids + nd / 2, nd - nd / 2), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	st = wait_idle(db);
+	cr_assert_eq(st.merges, 1, "not rewritten at 20%% deleted");
+	cr_assert_eq(st.segments, 1);
+	cr_assert_eq(st.tombstones, 0);
+	check_content(db, vecs, live, N, DIM, "after the rewrite");
+	cr_assert_eq(strata_close(db), 0);
+	free(vecs);
+	free(live);
+	t_dir_free(&dir);
+}
+
+/* recall@10 of db over the queries against truth (ids = rows of the base). */
+static double recall_at(strata_db *db, const struct t_mat *q, const uint32_t *truth, uint32_t ef)
+{
+	uint64_t *ids = malloc(q->rows * 10 * sizeof *ids);
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = ef;
+	cr_assert_eq(strata_search(db, q->f, q->rows, 10, &so, ids, NULL), 0);
+	double r = t_recall(ids, q->rows, 10, truth, 10);
+	free(ids);
+	return r;
+}
+
+Test(db_compact, recall_after_deleting_half_and_compacting_matches_a_fresh_build, .timeout = 600)
+{
+	char bp[512], qp[512];
+	struct t_mat base = t_read_fvecs(t_data_path("siftsmall/siftsmall_base.fvecs", bp, sizeof bp), 0);
+	struct t_mat q = t_read_fvecs(t_data_path("siftsmall/siftsmall_query.fvecs", qp, sizeof qp), 0);
+	const size_t n = base.rows, dim = base.dim;
+	struct t_dir dir = t_dir_new_mem();
+	char full[600], fresh[600];
+	t_path(&dir, "full", full, sizeof full);
+	t_path(&dir, "fresh", fresh, sizeof fresh);
+	strata_options o;
+	strata_options_default(&o);
+	o.dim = (uint32_t)dim;
+	o.threads = 2;
+	cr_assert_eq(strata_build(full, &o, NULL, base.f, n), 0);
+
+	/* Survivors: a random half (ids keep their row numbers). */
+	uint64_t s = 4242;
+	uint64_t *dead = malloc(n * sizeof *dead), *kept = malloc(n * sizeof *kept);
+	float *kv = malloc(n * dim * sizeof *kv);
+	size_t nd = 0, nk = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (rng_next(&s) % 2) {
+			dead[nd++] = i;
+		} else {
+			memcpy(kv + nk * dim, base.f + i * dim, dim * sizeof *kv);
+			kept[nk++] = i;
+		}
+	}
+	strata_db *db = open_or_die(full, &o, 0);
+	cr_assert_eq(strata_delete(db, dead, nd), 0);
+	cr_assert_eq(strata_compact(db), 0, "%s", strata_last_error_detail());
+	struct strata_stats st;
+	strata_stats(db, &st);
+	cr_assert_eq(st.segments, 1);
+	cr_assert_eq(st.vectors, nk);
+	cr_assert_eq(st.tombstones, 0);
+	cr_assert_eq(strata_build(fresh, &o, kept, kv, nk), 0);
+	strata_db *fb = open_or_die(fresh, NULL, STRATA_READONLY);
+
+	/* Truth over the survivors, as ids. */
+	uint32_t *rows = malloc(q.rows * 10 * sizeof *rows);
+	t_brute_force(kv, nk, q.f, q.rows, dim, STRATA_METRIC_L2, 10, rows);
+	for (size_t i = 0; i < q.rows * 10; i++)
+		rows[i] = (uint32_t)kept[rows[i]];
+	uint32_t efs[] = {10, 16, 32, 64};
+	for (size_t e = 0; e < sizeof efs / sizeof efs[0]; e++) {
+		double rc = recall_at(db, &q, rows, efs[e]);
+		double rf = recall_at(fb, &q, rows, efs[e]);
+		cr_log_info("ef %u: recall@10 after delete+compact %.4f, fresh build %.4f", efs[e], rc, rf);
+		cr_assert(rc >= rf - 0.01, "ef %u: recall %.4f after compaction, %.4f fresh", efs[e], rc, rf);
+	}
+	strata_close(db);
+	strata_close(fb);
+	free(rows);
+	free(dead);
+	free(kept);
+	free(kv);
+	t_mat_free(&base);
+	t_mat_free(&q);
+	t_dir_free(&dir);
+}
+
+Test(db_compact, closing_during_a_merge_abandons_it_and_loses_nothing, .timeout = 300)
+{
+	enum { N = 40000, DIM = 32 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.memtable_max_vectors = N / 2;
+	o.ef_construction = 200;
+	o.merge_factor = 2;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(N, DIM, 31);
+	bool *live = malloc(N * sizeof *live);
+	uint64_t *ids = malloc(N * sizeof *ids);
+	for (uint64_t i = 0; i < N; i++) {
+		ids[i] = i;
+		live[i] = true;
+	}
+	cr_assert_eq(strata_upsert(db, ids, vecs, N / 2), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, ids + N / 2, vecs + (N / 2) * DIM, N / 2), 0);
+	cr_assert_eq(strata_flush(db), 0); /* two tier-equal segments: a merge of 20k inserts starts */
+	struct strata_stats st;
+	for (int i = 0; i < 500; i++) {
+		strata_stats(db, &st);
+		if (st.compaction_running)
+			break;
+		struct timespec d = {0, 2 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+	cr_assert(st.compaction_running, "the merge never started");
+	cr_assert_eq(strata_close(db), 0);
+	cr_assert_eq(count_files(dir.path, "seg-"), 2, "an abandoned merge left its segment behind");
+	db = open_or_die(dir.path, &o, STRATA_VERIFY);
+	check_content(db, vecs, live, N, DIM, "after the abandoned merge");
+	cr_assert_eq(strata_close(db), 0);
+	free(vecs);
+	free(live);
+	free(ids);
+	t_dir_free(&dir);
+}
+
+/*
+ * A reader in another process opens read-only over and over while the writer
+ * flushes and merges, replacing files: every open succeeds and sees a
+ * consistent state (every id it finds holds a vector some write gave it).
+ */
+Test(db_compact, readers_in_another_process_never_see_a_missing_file, .timeout = 300)
+{
+	enum { N = 4000, DIM = 8 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.memtable_max_vectors = 128;
+	o.merge_factor = 2;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(N, DIM, 41);
+	uint64_t id0 = 0;
+	cr_assert_eq(strata_upsert(db, &id0, vecs, 1), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		close(p[0]);
+		uint64_t opens = 0, bad = 0;
+		for (;;) {
+			strata_db *ro;
+			int rc = strata_open(dir.path, NULL, STRATA_READONLY, &ro);
+			if (rc) {
+				fprintf(stderr, "reader: open: %s: %s\n", strata_strerror(rc),
+				        strata_last_error_detail());
+				bad++;
+			} else {
+				float v[DIM];
+				for (uint64_t id = 0; id < N; id += 97)
+					if (strata_get(ro, id, v) == 0 && memcmp(v, vecs + id * DIM, sizeof v) != 0)
+						bad++;
+				strata_close(ro);
+			}
+			opens++;
+			uint64_t msg[2] = {opens, bad};
+			if (write(p[1], msg, sizeof msg) != sizeof msg)
+				_exit(0);
+		}
+	}
+	close(p[1]);
+	for (uint64_t at = 1; at < N; at += 50) {
+		uint64_t ids[50];
+		size_t n = at + 50 <= N ? 50 : N - at;
+		for (size_t i = 0; i < n; i++)
+			ids[i] = at + i;
+		cr_assert_eq(strata_upsert(db, ids, vecs + at * DIM, n), 0);
+		if (at % 400 == 1)
+			cr_assert_eq(strata_compact(db), 0, "%s", strata_last_error_detail());
+	}
+	cr_assert_eq(strata_flush(db), 0);
+	struct strata_stats st = wait_idle(db);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	uint64_t msg[2] = {0, 0}, last[2] = {0, 0};
+	while (read(p[0], msg, sizeof msg) == sizeof msg)
+		memcpy(last, msg, sizeof last);
+	close(p[0]);
+	cr_log_info("reader: %llu opens, %llu bad; writer: %llu merges", (unsigned long long)last[0],
+	            (unsigned long long)last[1], (unsigned long long)st.merges);
+	cr_assert_gt(last[0], 20, "the reader hardly ran");
+	cr_assert_gt(st.merges, 5);
+	cr_assert_eq(last[1], 0, "%llu failed opens or wrong vectors in the reader",
+	             (unsigned long long)last[1]);
+	strata_close(db);
+	free(vecs);
+	t_dir_free(&dir);
+}
+
+Test(db_compact, options_are_checked_and_read_only_handles_cannot_compact)
+{
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(4);
+	o.merge_factor = 1;
+	strata_db *db = NULL;
+	cr_assert_eq(strata_open(dir.path, &o, STRATA_CREATE, &db), STRATA_EINVAL);
+	o.merge_factor = 65;
+	cr_assert_eq(strata_open(dir.path, &o, STRATA_CREATE, &db), STRATA_EINVAL);
+	o.merge_factor = 4;
+	o.tombstone_pct = 101;
+	cr_assert_eq(strata_open(dir.path, &o, STRATA_CREATE, &db), STRATA_EINVAL);
+	o.tombstone_pct = 20;
+	db = open_or_die(dir.path, &o, STRATA_CREATE);
+	cr_assert_eq(strata_compact(db), 0, "compact of an empty database");
+	strata_close(db);
+	db = open_or_die(dir.path, NULL, STRATA_READONLY);
+	cr_assert_eq(strata_compact(db), STRATA_EREADONLY);
+	strata_close(db);
+	cr_assert_eq(strata_compact(NULL), STRATA_EINVAL);
+	t_dir_free(&dir);
+}
