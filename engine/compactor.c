@@ -21,12 +21,16 @@
  * segment; delete a file a committed manifest still names.
  */
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "compactor.h"
 #include "db.h"
@@ -45,6 +49,7 @@
 #define MERGE_FACTOR_DEFAULT 4u
 #define MERGE_FACTOR_MAX 64u
 #define TOMB_PCT_DEFAULT 20u
+#define BACKGROUND_NICE 10            /* see lower_priority() */
 
 struct retired {
 	char name[TOMB_NAME_LEN + 1];
@@ -55,13 +60,14 @@ struct compactor {
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t lock;      /* everything below that is not atomic */
-	pthread_cond_t cond;       /* work for the thread; a full merge finished */
+	pthread_cond_t cond;       /* work for the thread */
+	/*
+	 * Held for the whole of a merge: one at a time, whether the background
+	 * thread runs it or strata_compact in its caller's thread.
+	 */
+	pthread_mutex_t merge_lock;
 	bool stopping;
 	bool poked;
-	uint64_t full_req;         /* strata_compact calls made ... */
-	uint64_t full_done;        /* ... and served */
-	int full_rc;
-	char full_detail[256];
 	_Atomic int cancel;        /* compactor_stop: a running merge gives up */
 	_Atomic bool running;
 	struct retired *retired;
@@ -771,15 +777,18 @@ out:
 /* One background job if the policy has one. Returns true when it ran one. */
 static bool background_step(strata_db *db, struct compactor *c)
 {
+	pthread_mutex_lock(&c->merge_lock);
 	struct db_version *v = db_pin(db);
 	struct merge_job job = {0};
 	int rc = policy_pick(c, db, v, &job, NULL);
 	db_unpin(db, v);
-	if (!rc && job.n == 0)
-		return false;
-	if (!rc)
+	if (!rc && job.n)
 		rc = merge_run(db, c, &job);
+	pthread_mutex_unlock(&c->merge_lock);
+	bool none = !rc && job.n == 0;
 	job_release(&job);
+	if (none)
+		return false;
 	pthread_mutex_lock(&c->lock);
 	if (rc && rc != HNSW_ECANCELED) {
 		atomic_fetch_add(&c->errors, 1);
@@ -795,26 +804,28 @@ static bool background_step(strata_db *db, struct compactor *c)
 	return rc == 0;
 }
 
+/*
+ * Background merges yield the CPU to queries and writes: the thread (and
+ * the graph workers it starts, which inherit it) runs at nice +10, about a
+ * tenth of a core's share against a busy foreground thread on Linux. Best
+ * effort: an error leaves the default priority. strata_compact's merge runs
+ * in its caller's thread, at the caller's priority.
+ */
+static void lower_priority(void)
+{
+	errno = 0;
+	int nice_now = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	if (errno == 0 && nice_now < BACKGROUND_NICE)
+		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BACKGROUND_NICE);
+}
+
 static void *compactor_main(void *arg)
 {
 	strata_db *db = arg;
 	struct compactor *c = db->compactor;
+	lower_priority();
 	pthread_mutex_lock(&c->lock);
 	while (!c->stopping) {
-		if (c->full_req > c->full_done) {
-			uint64_t req = c->full_req;
-			pthread_mutex_unlock(&c->lock);
-			int rc = full_merge(db, c);
-			char detail[sizeof c->full_detail];
-			snprintf(detail, sizeof detail, "%s", rc ? err_detail() : "");
-			pthread_mutex_lock(&c->lock);
-			c->full_done = req;
-			c->full_rc = rc == HNSW_ECANCELED ? STRATA_EINVAL : rc;
-			snprintf(c->full_detail, sizeof c->full_detail, "%s",
-			         rc == HNSW_ECANCELED ? "the database was closed during the merge" : detail);
-			pthread_cond_broadcast(&c->cond);
-			continue;
-		}
 		sweep_retired(db, c, false);
 		if (c->background && now_ns() >= c->retry_at_ns) {
 			pthread_mutex_unlock(&c->lock);
@@ -849,6 +860,7 @@ int compactor_start(strata_db *db)
 	if (!c)
 		return err_set(STRATA_ENOMEM, "compactor");
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->merge_lock, NULL);
 	pthread_cond_init(&c->cond, NULL);
 	c->factor = factor_of(db);
 	c->max_live = o->max_segment_vectors;
@@ -859,6 +871,7 @@ int compactor_start(strata_db *db)
 	if (pthread_create(&c->thread, NULL, compactor_main, db) != 0) {
 		db->compactor = NULL;
 		pthread_cond_destroy(&c->cond);
+		pthread_mutex_destroy(&c->merge_lock);
 		pthread_mutex_destroy(&c->lock);
 		free(c);
 		return err_set(STRATA_ENOMEM, "starting the compactor thread");
@@ -891,6 +904,7 @@ void compactor_free(strata_db *db)
 	db->compactor = NULL;
 	free(c->retired);
 	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->merge_lock);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -919,19 +933,11 @@ int strata_compact(strata_db *db)
 	struct compactor *c = db->compactor;
 	if (!c)
 		return err_set(STRATA_EINVAL, "strata_compact: the handle has no compactor");
-	pthread_mutex_lock(&c->lock);
-	uint64_t req = ++c->full_req;
-	pthread_cond_broadcast(&c->cond);
-	while (c->full_done < req && !c->stopping)
-		pthread_cond_wait(&c->cond, &c->lock);
-	if (c->full_done >= req) {
-		rc = c->full_rc;
-		if (rc)
-			err_set(rc, "compact: %s", c->full_detail);
-	} else {
+	pthread_mutex_lock(&c->merge_lock); /* waits for a background merge to finish */
+	rc = full_merge(db, c);
+	pthread_mutex_unlock(&c->merge_lock);
+	if (rc == HNSW_ECANCELED)
 		rc = err_set(STRATA_EINVAL, "compact: the database is being closed");
-	}
-	pthread_mutex_unlock(&c->lock);
 	return rc;
 }
 

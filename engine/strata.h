@@ -147,7 +147,11 @@ typedef struct strata_options {
 	 * percentage is rewritten without them. 1..100 (100: only when empty). Default 20
 	 */
 	uint32_t tombstone_pct;
-	/* Graph-building threads of a merge. 0 = 1: merges leave the other cores to queries. Default 0 */
+	/*
+	 * Graph-building threads of a merge. 0 = 1: merges leave the other cores
+	 * to queries. Background merges also run at a lower CPU priority (nice
+	 * +10) than the handle's other threads. Default 0
+	 */
 	uint32_t compaction_threads;
 	/* No background merges or rewrites: only strata_compact merges. Default false */
 	bool disable_background_merges;
@@ -425,12 +429,14 @@ STRATA_API int strata_flush(strata_db *db);
  * first flush the memtable (as strata_flush), then merge all segments that
  * exist then (with the largest one's graph reused, see DESIGN.md) and wait.
  * Writes and searches go on meanwhile; writes made during the merge may end
- * up in a new segment beside the merged one. The merge runs on the handle's
- * compactor thread and reports through opts.progress (done, total vectors to
- * insert) of strata_open when set. Ignores max_segment_vectors.
- * Returns 0, STRATA_EINVAL, STRATA_EREADONLY, STRATA_ENOMEM, or an I/O
- * error (after a failed commit, writes stop as for a failed flush). If the
- * handle is being closed meanwhile the merge is abandoned: STRATA_EINVAL.
+ * up in a new segment beside the merged one. The merge runs in the calling
+ * thread (after a background merge in progress, if any) with
+ * compaction_threads workers, and reports through opts.progress of
+ * strata_open when set (vectors in the merged graph so far, of the total).
+ * Ignores max_segment_vectors. Not concurrently with strata_close.
+ * Returns 0, STRATA_EINVAL, STRATA_EREADONLY, STRATA_ENOMEM, STRATA_ELIMIT,
+ * or an I/O error (after a failed manifest commit, writes stop as for a
+ * failed flush; reopening recovers).
  */
 STRATA_API int strata_compact(strata_db *db);
 

@@ -44,6 +44,7 @@
 
 #include "bench.h"
 #include "report.h"
+#include "sift.h"
 #include "strata.h"
 
 #ifndef STRATA_SOURCE_ROOT
@@ -54,9 +55,6 @@ using namespace bench;
 
 namespace {
 
-constexpr uint32_t K = 10;
-constexpr uint32_t kM = 16, kEfc = 200; // the graph, both engines
-constexpr uint64_t kSeed = 100;
 
 // ---- configuration ---------------------------------------------------------
 
@@ -75,39 +73,6 @@ struct Config {
 	std::string json_file;
 	std::string cmdline;
 };
-
-[[noreturn]] void die(const std::string &msg)
-{
-	fprintf(stderr, "strata-ingest-bench: %s\n", msg.c_str());
-	exit(1);
-}
-
-void check_strata(int rc, const char *what)
-{
-	if (rc != 0)
-		die(fmt("%s: %s (%s)", what, strata_strerror(rc), strata_last_error_detail()));
-}
-
-double now_s()
-{
-	return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-	    .count();
-}
-
-std::string loadavg()
-{
-	std::ifstream in("/proc/loadavg");
-	std::string a, b, c;
-	in >> a >> b >> c;
-	return a + " " + b + " " + c;
-}
-
-struct strata_stats stats_of(strata_db *db)
-{
-	struct strata_stats st;
-	check_strata(strata_stats(db, &st), "strata_stats");
-	return st;
-}
 
 // ---- the figures: printed as tables, also kept for --json ------------------
 
@@ -145,132 +110,6 @@ std::string ratio_str(double a, double b)
 	return fmt("%.2f", a / b);
 }
 
-// ---- data ------------------------------------------------------------------
-
-// The rows every part writes: the largest SIFT set of the data folder, and if
-// --n asks for more rows than it has, synthetic SIFT-like rows after them (a
-// base row picked by a hash of the row number, plus integer noise in [-8, 8],
-// clamped to [0, 255] as SIFT's components are); the report says so.
-struct Data {
-	std::string name;   // the dataset folder used
-	Mat base, query;    // base.rows >= every n used
-	Mat truth;          // the dataset's ground truth, valid for its own base only
-	size_t real_rows = 0; // rows read from the file; rows past these are synthetic
-};
-
-uint64_t mix64(uint64_t z)
-{
-	z += 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-Data load_data(const Config &cfg, size_t rows_needed)
-{
-	// Standard names of ANN_SIFT1M (TEXMEX) first, then the 10k set.
-	struct Cand {
-		const char *dir, *base, *query, *truth;
-	};
-	const Cand cands[] = {
-	    {"sift", "sift_base.fvecs", "sift_query.fvecs", "sift_groundtruth.ivecs"},
-	    {"sift1m", "sift_base.fvecs", "sift_query.fvecs", "sift_groundtruth.ivecs"},
-	    {"siftsmall", "siftsmall_base.fvecs", "siftsmall_query.fvecs",
-	     "siftsmall_groundtruth.ivecs"},
-	};
-	for (const Cand &c : cands) {
-		std::string d = cfg.data_dir + "/" + c.dir + "/";
-		struct stat st;
-		if (stat((d + c.base).c_str(), &st) != 0)
-			continue;
-		Data data;
-		data.name = c.dir;
-		std::string err;
-		if (!read_vecs(d + c.base, false, data.base, err, rows_needed) ||
-		    !read_vecs(d + c.query, false, data.query, err) ||
-		    !read_vecs(d + c.truth, true, data.truth, err))
-			die(err);
-		if (data.base.dim != 128 || data.query.dim != 128)
-			die(d + ": not 128-d SIFT rows");
-		data.real_rows = data.base.rows;
-		if (data.base.rows < rows_needed) {
-			size_t dim = data.base.dim, real = data.real_rows;
-			data.base.f.resize(rows_needed * dim);
-			for (size_t r = real; r < rows_needed; r++) {
-				const float *src = data.base.f.data() + (mix64(r) % real) * dim;
-				float *dst = data.base.f.data() + r * dim;
-				uint64_t h = mix64(r ^ 0x5eedull);
-				for (size_t j = 0; j < dim; j++) {
-					if (j % 12 == 0)
-						h = mix64(h);
-					int noise = (int)((h >> (5 * (j % 12))) % 17) - 8;
-					dst[j] = std::min(255.0f, std::max(0.0f, src[j] + (float)noise));
-				}
-			}
-			data.base.rows = rows_needed;
-		}
-		return data;
-	}
-	die("no SIFT set under " + cfg.data_dir +
-	    " (looked for sift/, sift1m/, siftsmall/); give --data DIR");
-}
-
-// Exact top-10 of each query over base rows [0, n), on `threads` threads:
-// the ground truth when n rows are not exactly the dataset's own base.
-std::vector<uint64_t> brute_force_top10(const Mat &base, size_t n, const Mat &q, unsigned threads)
-{
-	std::vector<uint64_t> out(q.rows * K);
-	std::atomic<size_t> next(0);
-	auto work = [&]() {
-		std::vector<std::pair<float, uint64_t>> best;
-		for (;;) {
-			size_t qi = next.fetch_add(1);
-			if (qi >= q.rows)
-				break;
-			const float *qv = q.f.data() + qi * q.dim;
-			best.assign(K, {INFINITY, STRATA_NO_ID});
-			for (size_t r = 0; r < n; r++) {
-				const float *v = base.f.data() + r * base.dim;
-				float d = 0;
-				for (size_t j = 0; j < base.dim; j++) {
-					float t = v[j] - qv[j];
-					d += t * t;
-				}
-				if (d < best[K - 1].first) {
-					size_t p = K - 1;
-					while (p > 0 && best[p - 1].first > d) {
-						best[p] = best[p - 1];
-						p--;
-					}
-					best[p] = {d, (uint64_t)r};
-				}
-			}
-			for (size_t i = 0; i < K; i++)
-				out[qi * K + i] = best[i].second;
-		}
-	};
-	std::vector<std::thread> pool;
-	for (unsigned t = 0; t < std::max(1u, threads); t++)
-		pool.emplace_back(work);
-	for (auto &t : pool)
-		t.join();
-	return out;
-}
-
-double recall_at_10(const std::vector<uint64_t> &found, const std::vector<uint64_t> &truth,
-                    size_t nq)
-{
-	size_t hit = 0;
-	for (size_t qi = 0; qi < nq; qi++)
-		for (size_t j = 0; j < K; j++)
-			for (size_t g = 0; g < K; g++)
-				if (truth[qi * K + g] == found[qi * K + j]) {
-					hit++;
-					break;
-				}
-	return (double)hit / (double)(nq * K);
-}
-
 // ---- databases ---------------------------------------------------------------
 
 strata_options base_opts(unsigned threads)
@@ -284,15 +123,6 @@ strata_options base_opts(unsigned threads)
 	o.threads = threads;
 	o.seed = kSeed;
 	return o;
-}
-
-strata_db *open_fresh(const std::string &dir, const strata_options &o)
-{
-	std::error_code ec;
-	std::filesystem::remove_all(dir, ec);
-	strata_db *db = nullptr;
-	check_strata(strata_open(dir.c_str(), &o, STRATA_CREATE, &db), "strata_open (create)");
-	return db;
 }
 
 // ---- part 1: acknowledged upserts per second -----------------------------------
@@ -679,25 +509,6 @@ void part3(const Config &cfg, const Data &data, const std::string &work, Report 
 
 // Single queries (k 10, ef 64) cycling over the query set until `stop` or
 // `secs` has passed; queries per second.
-double search_loop(strata_db *db, const Mat &q, double secs)
-{
-	strata_search_options so;
-	strata_search_options_default(&so);
-	so.ef = 64;
-	uint64_t ids[K];
-	float dists[K];
-	size_t done = 0;
-	double t0 = now_s(), el = 0;
-	do {
-		for (size_t i = 0; i < q.rows; i++)
-			check_strata(strata_search(db, q.f.data() + i * q.dim, 1, K, &so, ids, dists),
-			             "strata_search");
-		done += q.rows;
-		el = now_s() - t0;
-	} while (el < secs);
-	return (double)done / el;
-}
-
 void part4(const Config &cfg, const Data &data, strata_db *db, Report &rep)
 {
 	fprintf(stderr, "part 4: search while writing, %.1f s per phase\n", cfg.seconds);
@@ -720,7 +531,7 @@ void part4(const Config &cfg, const Data &data, strata_db *db, Report &rep)
 	});
 	struct strata_stats s0 = stats_of(db);
 	double w0 = now_s();
-	double qps_writing = search_loop(db, data.query, cfg.seconds);
+	double qps_writing = search_loop(db, data.query, 64, cfg.seconds);
 	struct strata_stats s1 = stats_of(db);
 	stop = true;
 	writer.join();
@@ -729,7 +540,7 @@ void part4(const Config &cfg, const Data &data, strata_db *db, Report &rep)
 	check_strata(strata_flush(db), "strata_flush");
 	double t_flush = now_s() - f0;
 	struct strata_stats s2 = stats_of(db);
-	double qps_flushed = search_loop(db, data.query, cfg.seconds);
+	double qps_flushed = search_loop(db, data.query, 64, cfg.seconds);
 	fprintf(stderr, "  %.0f QPS writing, %.0f flushed\n", qps_writing, qps_flushed);
 
 	Table t = figure_table("4. Search QPS (1 thread, k 10, ef 64) on a database being written to");
@@ -868,9 +679,10 @@ void write_json(const Config &cfg, const Report &rep)
 
 int main(int argc, char **argv)
 {
+	g_prog = "strata-ingest-bench";
 	Config cfg = parse_args(argc, argv);
 	std::string load_start = loadavg();
-	Data data = load_data(cfg, cfg.n);
+	Data data = load_sift(cfg.data_dir, cfg.n);
 	if (cfg.batch > data.base.rows)
 		die(fmt("--batch %zu is larger than the %zu rows at hand", cfg.batch, data.base.rows));
 

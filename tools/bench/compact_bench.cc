@@ -1,0 +1,524 @@
+// compact_bench.cc - strata-compact-bench: the compactor's figures (issue 4),
+// each printed beside the issue's target. It prints figures; it never passes
+// or fails.
+//
+//   1. Merge with graph reuse against a build from nothing: two segments of
+//      --merge-n / 2 SIFT rows each, merged by strata_compact (the larger
+//      input's graph kept, the other's rows inserted), against strata_build of
+//      the same --merge-n rows; both on one thread, CPU time of that thread
+//      (and wall time); recall@10 of both at several ef. Then half of the rows
+//      deleted and compacted, against a fresh build of the survivors.
+//   2. Query latency while a background merge runs, against idle: one search
+//      thread (one query per call, ef 64) and one writer (batches, a fixed
+//      rate) throughout; the merge is the background one (nice +10) that two
+//      segments of one size tier start.
+//   3. An ingestion of --n rows in batches by one writer thread with default
+//      options (background merges on): every tenth, the segment count, tiers,
+//      merges, write amplification and the search QPS measured meanwhile (the
+//      writer keeps writing); at the end, the QPS and recall of the database
+//      as written against the same data after strata_compact (one segment).
+//
+// strata through engine/strata.h only; SIFT rows through sift.h (real rows of
+// ../shared/data, then synthetic SIFT-like ones, which the report says).
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include "bench.h"
+#include "report.h"
+#include "sift.h"
+#include "strata.h"
+
+#ifndef STRATA_SOURCE_ROOT
+#define STRATA_SOURCE_ROOT "."
+#endif
+
+using namespace bench;
+
+namespace {
+
+struct Config {
+	std::string data_dir = STRATA_SOURCE_ROOT "/../shared/data";
+	std::string tmp_base = "/tmp";
+	size_t merge_n = 100000;   // part 1: rows of the merged segment
+	size_t latency_n = 100000; // part 2: rows of the two segments together
+	size_t n = 1000000;        // part 3: rows ingested
+	double seconds = 5;        // part 2: idle phase; parts 2, 3: QPS loops use 1 s
+	double write_rate = 2000;  // part 2: writer vectors per second
+	unsigned parts = 7;        // bit mask: 1, 2, 4
+	bool quick = false;
+	std::string cmdline;
+};
+
+void usage(FILE *out)
+{
+	fputs("usage: strata-compact-bench [options]\n"
+	      "  --quick          small sizes: a smoke run (about a minute)\n"
+	      "  --merge-n N      part 1: rows of the merge (two segments of N/2; default 100000)\n"
+	      "  --latency-n N    part 2: rows of the two segments (default 100000)\n"
+	      "  --n N            part 3: rows ingested (default 1000000)\n"
+	      "  --seconds S      part 2: length of the idle phase (default 5)\n"
+	      "  --write-rate R   part 2: vectors per second the writer upserts (default 2000)\n"
+	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3)\n"
+	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
+	      "  --tmp DIR        where the databases are made (default /tmp)\n"
+	      "Figures and the issue's targets go to stdout, progress to stderr.\n",
+	      out);
+}
+
+Config parse_args(int argc, char **argv)
+{
+	Config c;
+	bool merge_set = false, lat_set = false, n_set = false, secs_set = false;
+	for (int i = 0; i < argc; i++)
+		c.cmdline += (i ? " " : "") + std::string(argv[i]);
+	for (int i = 1; i < argc; i++) {
+		std::string a = argv[i];
+		auto val = [&]() -> const char * {
+			if (i + 1 >= argc)
+				die(a + " needs a value");
+			return argv[++i];
+		};
+		auto num = [&](const char *s) -> size_t {
+			char *end;
+			unsigned long long v = strtoull(s, &end, 10);
+			if (*s == 0 || *end != 0)
+				die(a + ": not a number: " + s);
+			return (size_t)v;
+		};
+		if (a == "--help" || a == "-h") {
+			usage(stdout);
+			exit(0);
+		} else if (a == "--quick") {
+			c.quick = true;
+		} else if (a == "--merge-n") {
+			c.merge_n = num(val());
+			merge_set = true;
+		} else if (a == "--latency-n") {
+			c.latency_n = num(val());
+			lat_set = true;
+		} else if (a == "--n") {
+			c.n = num(val());
+			n_set = true;
+		} else if (a == "--seconds") {
+			c.seconds = strtod(val(), nullptr);
+			secs_set = true;
+		} else if (a == "--write-rate") {
+			c.write_rate = strtod(val(), nullptr);
+		} else if (a == "--parts") {
+			c.parts = 0;
+			for (const char *p = val(); *p; p++)
+				if (*p >= '1' && *p <= '3')
+					c.parts |= 1u << (*p - '1');
+				else if (*p != ',')
+					die(std::string("--parts: not a part list: ") + argv[i]);
+		} else if (a == "--data") {
+			c.data_dir = val();
+		} else if (a == "--tmp") {
+			c.tmp_base = val();
+		} else {
+			usage(stderr);
+			die("unknown option " + a);
+		}
+	}
+	if (c.quick) {
+		if (!merge_set)
+			c.merge_n = 10000;
+		if (!lat_set)
+			c.latency_n = 10000;
+		if (!n_set)
+			c.n = 40000;
+		if (!secs_set)
+			c.seconds = 1;
+	}
+	if (c.merge_n < 4 || c.latency_n < 4 || c.n < 1000 || !(c.seconds > 0) || !(c.write_rate > 0))
+		die("sizes, --seconds and --write-rate must be positive (--n at least 1000)");
+	return c;
+}
+
+void note(const std::string &s)
+{
+	fprintf(stderr, "[%s] %s\n", loadavg().c_str(), s.c_str());
+}
+
+// Upsert rows [from, to) of the data with ids = row numbers, in batches.
+void upsert_rows(strata_db *db, const Data &d, size_t from, size_t to, size_t batch = 1000)
+{
+	std::vector<uint64_t> ids(batch);
+	for (size_t at = from; at < to; at += batch) {
+		size_t n = std::min(batch, to - at);
+		for (size_t i = 0; i < n; i++)
+			ids[i] = at + i;
+		check_strata(strata_upsert(db, ids.data(), d.base.f.data() + at * 128, n), "strata_upsert");
+	}
+}
+
+std::string ms(double s)
+{
+	return fmt("%.2f s", s);
+}
+
+// ---- part 1 ---------------------------------------------------------------------
+
+void part1(const Config &cfg, const Data &data, const std::string &work)
+{
+	const size_t n = cfg.merge_n, half = n / 2;
+	note(fmt("part 1: two segments of %zu rows", half));
+	strata_options o = base_opts(1);
+	o.disable_background_merges = true;
+	o.compaction_threads = 1;
+	o.memtable_max_vectors = half + 16;
+	o.sync_mode = STRATA_SYNC_NONE;
+	std::string dir = work + "/p1";
+	strata_db *db = open_fresh(dir, o);
+	upsert_rows(db, data, 0, half);
+	check_strata(strata_flush(db), "strata_flush");
+	upsert_rows(db, data, half, n);
+	check_strata(strata_flush(db), "strata_flush");
+	struct strata_stats st = stats_of(db);
+	if (st.segments != 2)
+		die(fmt("part 1: %u segments before the merge, want 2", st.segments));
+	note("part 1: strata_compact (one thread)");
+	double w0 = now_s(), c0 = thread_cpu_s();
+	check_strata(strata_compact(db), "strata_compact");
+	double merge_cpu = thread_cpu_s() - c0, merge_wall = now_s() - w0;
+	st = stats_of(db);
+
+	note("part 1: strata_build of the union (one thread)");
+	std::string bdir = work + "/p1-build";
+	std::error_code ec;
+	std::filesystem::remove_all(bdir, ec);
+	w0 = now_s();
+	c0 = thread_cpu_s();
+	check_strata(strata_build(bdir.c_str(), &o, nullptr, data.base.f.data(), n), "strata_build");
+	double build_cpu = thread_cpu_s() - c0, build_wall = now_s() - w0;
+	strata_db *bdb = nullptr;
+	check_strata(strata_open(bdir.c_str(), nullptr, STRATA_READONLY, &bdb), "strata_open");
+
+	std::vector<uint64_t> truth = brute_force_top10(data.base, n, data.query, 2);
+	Table t;
+	t.title = fmt("1. Merging two segments of %zu rows (%s%s), one thread", half, data.name.c_str(),
+	              data.real_rows < n ? " + synthetic rows" : "");
+	t.head = {"", "merge with reuse", "build from nothing", "ratio", "target"};
+	t.right = {false, true, true, true, false};
+	t.rows.push_back({"CPU time", ms(merge_cpu), ms(build_cpu), fmt("%.2f", merge_cpu / build_cpu),
+	                  "<= 0.60"});
+	t.rows.push_back({"wall time", ms(merge_wall), ms(build_wall), fmt("%.2f", merge_wall / build_wall),
+	                  ""});
+	t.rows.push_back({"nodes reused / inserted",
+	                  fmt("%" PRIu64 " / %" PRIu64, st.merge_reused_nodes, st.merge_inserted_nodes),
+	                  fmt("0 / %zu", n), "", ""});
+	for (uint32_t ef : {16u, 32u, 64u, 128u}) {
+		double rm = recall_at_10(search_all(db, data.query, ef), truth, data.query.rows);
+		double rb = recall_at_10(search_all(bdb, data.query, ef), truth, data.query.rows);
+		t.rows.push_back({fmt("recall@10, ef %u", ef), fmt("%.4f", rm), fmt("%.4f", rb),
+		                  fmt("%+.4f", rm - rb), ""});
+	}
+	strata_close(bdb);
+
+	// Half deleted, then compacted: the rewrite's graph (deleted nodes dropped,
+	// lists repaired) against a fresh build of the survivors.
+	note("part 1: delete half, compact, build the survivors");
+	std::vector<uint64_t> dead, kept;
+	std::vector<float> kv;
+	for (size_t r = 0; r < n; r++) {
+		if (mix64(r ^ 0xdeadull) % 2) {
+			dead.push_back(r);
+		} else {
+			kept.push_back(r);
+			kv.insert(kv.end(), data.base.f.begin() + r * 128, data.base.f.begin() + (r + 1) * 128);
+		}
+	}
+	check_strata(strata_delete(db, dead.data(), dead.size()), "strata_delete");
+	w0 = now_s();
+	c0 = thread_cpu_s();
+	check_strata(strata_compact(db), "strata_compact");
+	double rw_cpu = thread_cpu_s() - c0;
+	std::string fdir = work + "/p1-fresh";
+	std::filesystem::remove_all(fdir, ec);
+	c0 = thread_cpu_s();
+	check_strata(strata_build(fdir.c_str(), &o, kept.data(), kv.data(), kept.size()), "strata_build");
+	double fb_cpu = thread_cpu_s() - c0;
+	check_strata(strata_open(fdir.c_str(), nullptr, STRATA_READONLY, &bdb), "strata_open");
+	std::vector<uint64_t> truth2 = brute_force_top10(data.base, n, data.query, 2, kept);
+	t.rows.push_back({fmt("after deleting %zu: CPU time", dead.size()), ms(rw_cpu), ms(fb_cpu),
+	                  fmt("%.2f", rw_cpu / fb_cpu), ""});
+	for (uint32_t ef : {16u, 32u, 64u, 128u}) {
+		double rm = recall_at_10(search_all(db, data.query, ef), truth2, data.query.rows);
+		double rb = recall_at_10(search_all(bdb, data.query, ef), truth2, data.query.rows);
+		t.rows.push_back({fmt("  recall@10, ef %u", ef), fmt("%.4f", rm), fmt("%.4f", rb),
+		                  fmt("%+.4f", rm - rb), ef == 64 ? ">= -0.01" : ""});
+	}
+	t.notes.push_back("merge: strata_compact of the two segments (the larger one's graph compacted,");
+	t.notes.push_back("the other's rows inserted, the file written); build: strata_build of the same rows.");
+	t.notes.push_back("After the deletes, compact rewrites the one segment without them (lists repaired).");
+	strata_close(bdb);
+	check_strata(strata_close(db), "strata_close");
+	render_text(stdout, t);
+	fflush(stdout);
+	std::filesystem::remove_all(dir, ec);
+	std::filesystem::remove_all(bdir, ec);
+	std::filesystem::remove_all(fdir, ec);
+}
+
+// ---- part 2 ---------------------------------------------------------------------
+
+struct Lat {
+	double at, us;
+};
+
+double pct(std::vector<double> v, double p)
+{
+	if (v.empty())
+		return NAN;
+	std::sort(v.begin(), v.end());
+	size_t i = (size_t)std::min((double)v.size() - 1, std::floor(p * (double)v.size()));
+	return v[i];
+}
+
+void part2(const Config &cfg, const Data &data, const std::string &work)
+{
+	const size_t n = cfg.latency_n, half = n / 2;
+	// Writer rows come after the segments' rows (synthetic rows if need be).
+	const size_t writer_rows = data.base.rows - n;
+	std::string dir = work + "/p2";
+	strata_options o = base_opts(0);
+	o.disable_background_merges = true;
+	o.sync_mode = STRATA_SYNC_NONE;
+	o.memtable_max_vectors = half + 16;
+	note(fmt("part 2: segment A of %zu rows", half));
+	strata_db *db = open_fresh(dir, o);
+	upsert_rows(db, data, 0, half);
+	check_strata(strata_flush(db), "strata_flush");
+	check_strata(strata_close(db), "strata_close");
+	o.disable_background_merges = false;
+	o.merge_factor = 2;
+	o.sync_mode = STRATA_SYNC_ALWAYS;
+	o.memtable_max_vectors = 4 * n;
+	check_strata(strata_open(dir.c_str(), &o, 0, &db), "strata_open");
+
+	std::atomic<bool> stop(false);
+	std::vector<Lat> lats;
+	std::thread searcher([&]() {
+		strata_search_options so;
+		strata_search_options_default(&so);
+		so.ef = 64;
+		uint64_t ids[K];
+		float d[K];
+		for (size_t i = 0; !stop.load(); i++) {
+			const float *q = data.query.f.data() + (i % data.query.rows) * 128;
+			double t0 = now_s();
+			check_strata(strata_search(db, q, 1, K, &so, ids, d), "strata_search");
+			double t1 = now_s();
+			lats.push_back({t1, (t1 - t0) * 1e6});
+		}
+	});
+	std::atomic<size_t> written(0);
+	std::thread writer([&]() {
+		std::vector<uint64_t> ids(100);
+		double t0 = now_s();
+		size_t done = 0;
+		while (!stop.load()) {
+			double due = t0 + (double)(done + 100) / cfg.write_rate;
+			double wait = due - now_s();
+			if (wait > 0)
+				usleep((useconds_t)(wait * 1e6));
+			for (size_t i = 0; i < 100; i++)
+				ids[i] = 10000000 + done + i;
+			size_t row = n + done % std::max<size_t>(writer_rows - 100, 1);
+			check_strata(strata_upsert(db, ids.data(), data.base.f.data() + row * 128, 100),
+			             "strata_upsert");
+			done += 100;
+			written.store(done);
+		}
+	});
+	note(fmt("part 2: idle phase, %.0f s", cfg.seconds));
+	usleep((useconds_t)(0.5 * 1e6)); // let both settle
+	double idle_from = now_s();
+	usleep((useconds_t)(cfg.seconds * 1e6));
+	double idle_to = now_s();
+	/* B holds the writer's rows so far too: as many of the rest as make it A's size (one tier). */
+	size_t b_rows = half > written.load() + 100 ? half - written.load() : 100;
+	note(fmt("part 2: segment B (%zu rows + the writer's), then the background merge", b_rows));
+	upsert_rows(db, data, half, half + b_rows);
+	check_strata(strata_flush(db), "strata_flush");
+	double merge_from = 0, merge_to = 0;
+	for (;;) {
+		struct strata_stats st = stats_of(db);
+		if (st.compaction_running && !merge_from)
+			merge_from = now_s();
+		if (merge_from && !st.compaction_running) {
+			merge_to = now_s();
+			break;
+		}
+		if (!merge_from && st.merges > 0)
+			die("part 2: the merge ended before it was seen running");
+		usleep(2000);
+	}
+	stop.store(true);
+	searcher.join();
+	writer.join();
+	struct strata_stats st = stats_of(db);
+	std::vector<double> idle, merging;
+	for (const Lat &l : lats) {
+		if (l.at >= idle_from && l.at < idle_to)
+			idle.push_back(l.us);
+		else if (l.at >= merge_from && l.at < merge_to)
+			merging.push_back(l.us);
+	}
+	Table t;
+	t.title = fmt("2. Query latency during a background merge of two segments of ~%zu rows vs idle",
+	              half);
+	t.head = {"", "idle", "merge running", "ratio", "target"};
+	t.right = {false, true, true, true, false};
+	t.rows.push_back({"queries", fmt("%zu", idle.size()), fmt("%zu", merging.size()), "", ""});
+	t.rows.push_back({"p50 latency", fmt("%.1f us", pct(idle, 0.5)), fmt("%.1f us", pct(merging, 0.5)),
+	                  fmt("%.2f", pct(merging, 0.5) / pct(idle, 0.5)), ""});
+	t.rows.push_back({"p99 latency", fmt("%.1f us", pct(idle, 0.99)),
+	                  fmt("%.1f us", pct(merging, 0.99)),
+	                  fmt("%.2f", pct(merging, 0.99) / pct(idle, 0.99)), "<= 2.00"});
+	t.notes.push_back(fmt("one search thread (ef 64, k 10, one query per call) and one writer (%.0f "
+	                      "vectors/s, batches of 100, SYNC_ALWAYS) in both phases;",
+	                      cfg.write_rate));
+	t.notes.push_back(fmt("the merge: %.1f s, %" PRIu64 " merge(s), at nice +10 on %u cores; "
+	                      "%u segment(s) after",
+	                      merge_to - merge_from, st.merges, std::thread::hardware_concurrency(),
+	                      st.segments));
+	check_strata(strata_close(db), "strata_close");
+	render_text(stdout, t);
+	fflush(stdout);
+	std::error_code ec;
+	std::filesystem::remove_all(dir, ec);
+}
+
+// ---- part 3 ---------------------------------------------------------------------
+
+std::string tiers_of(const struct strata_stats &st)
+{
+	std::string s;
+	for (int i = 0; i < 8; i++)
+		if (st.tier_segments[i])
+			s += fmt("%sT%d:%u", s.empty() ? "" : " ", i, st.tier_segments[i]);
+	return s.empty() ? "-" : s;
+}
+
+void part3(const Config &cfg, const Data &data, const std::string &work)
+{
+	const size_t n = cfg.n;
+	std::string dir = work + "/p3";
+	strata_options o = base_opts(0); // defaults: memtable limits, merge factor, SYNC_ALWAYS
+	strata_db *db = open_fresh(dir, o);
+	std::atomic<size_t> written(0);
+	std::atomic<bool> stop_writer(false);
+	note(fmt("part 3: ingesting %zu rows", n));
+	double t0 = now_s();
+	std::thread writer([&]() {
+		std::vector<uint64_t> ids(1000);
+		for (size_t at = 0; at < n && !stop_writer.load(); at += 1000) {
+			size_t m = std::min<size_t>(1000, n - at);
+			for (size_t i = 0; i < m; i++)
+				ids[i] = at + i;
+			check_strata(strata_upsert(db, ids.data(), data.base.f.data() + at * 128, m),
+			             "strata_upsert");
+			written.store(at + m);
+		}
+	});
+	Table t;
+	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, default options", n,
+	              data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "");
+	t.head = {"rows", "time", "segments", "tiers", "memtable", "merges", "write ampl.",
+	          "QPS (ef 64)"};
+	t.right = {true, true, true, false, true, true, true, true};
+	std::vector<double> qps_writing;
+	for (int step = 1; step <= 10; step++) {
+		size_t mark = n * (size_t)step / 10;
+		while (written.load() < mark)
+			usleep(20000);
+		struct strata_stats st = stats_of(db);
+		double q = step < 10 ? search_loop(db, data.query, 64, 1.0) : NAN;
+		if (step < 10)
+			qps_writing.push_back(q);
+		t.rows.push_back({fmt("%zu", mark), fmt("%.0f s", now_s() - t0), fmt("%u", st.segments),
+		                  tiers_of(st), fmt("%" PRIu64, st.memtable_vectors),
+		                  fmt("%" PRIu64, st.merges), fmt("%.2f", st.write_amplification),
+		                  step < 10 ? fmt("%.0f", q) : "(done)"});
+		note(fmt("part 3: %zu rows", mark));
+	}
+	writer.join();
+	double ingest_s = now_s() - t0;
+	struct strata_stats st_end = stats_of(db);
+	double qps_as_written = search_loop(db, data.query, 64, 2.0);
+	note("part 3: truth over all rows");
+	std::vector<uint64_t> truth = brute_force_top10(data.base, n, data.query, 2);
+	double rec_written = recall_at_10(search_all(db, data.query, 64), truth, data.query.rows);
+	note("part 3: strata_compact");
+	double c0 = now_s();
+	check_strata(strata_compact(db), "strata_compact");
+	double compact_s = now_s() - c0;
+	struct strata_stats st_c = stats_of(db);
+	double qps_compacted = search_loop(db, data.query, 64, 2.0);
+	double rec_compacted = recall_at_10(search_all(db, data.query, 64), truth, data.query.rows);
+	double qps_mean = 0;
+	for (double q : qps_writing)
+		qps_mean += q / (double)qps_writing.size();
+	t.notes.push_back(fmt("ingestion %.0f s (%.0f vectors/s acknowledged); write amplification "
+	                      "%.2f = (WAL %.0f MB + flushes %.0f MB + merges %.0f MB) / %.0f MB of vectors",
+	                      ingest_s, (double)n / ingest_s, st_end.write_amplification,
+	                      (double)st_end.wal_bytes / 1e6, (double)st_end.flush_bytes / 1e6,
+	                      (double)st_end.compaction_bytes / 1e6, (double)st_end.ingest_bytes / 1e6));
+	t.notes.push_back(fmt("QPS while written (mean of the 9 samples above): %.0f; as written, idle "
+	                      "(%u segments + %" PRIu64 " memtable rows): %.0f, recall@10 %.4f",
+	                      qps_mean, st_end.segments, st_end.memtable_vectors, qps_as_written,
+	                      rec_written));
+	t.notes.push_back(fmt("after strata_compact (%.0f s): %u segment, QPS %.0f, recall@10 %.4f",
+	                      compact_s, st_c.segments, qps_compacted, rec_compacted));
+	t.notes.push_back(fmt("ratio QPS while written / compacted: %.2f (target >= 0.80); as written "
+	                      "idle / compacted: %.2f",
+	                      qps_mean / qps_compacted, qps_as_written / qps_compacted));
+	check_strata(strata_close(db), "strata_close");
+	render_text(stdout, t);
+	fflush(stdout);
+	std::error_code ec;
+	std::filesystem::remove_all(dir, ec);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	g_prog = "strata-compact-bench";
+	Config cfg = parse_args(argc, argv);
+	std::string load_start = loadavg();
+	size_t rows = std::max({cfg.merge_n, cfg.latency_n + 200000, cfg.n});
+	Data data = load_sift(cfg.data_dir, rows);
+	std::string work = cfg.tmp_base + fmt("/strata-compact-bench.%d", (int)getpid());
+	std::error_code ec;
+	std::filesystem::create_directories(work, ec);
+	if (ec)
+		die("cannot create " + work + ": " + ec.message());
+	printf("strata-compact-bench: %s\n", cfg.cmdline.c_str());
+	printf("strata %s; %u cores; data %s (%zu real rows, synthetic rows after them); load average "
+	       "at start %s\n\n",
+	       strata_version(), std::thread::hardware_concurrency(), data.name.c_str(), data.real_rows,
+	       load_start.c_str());
+	fflush(stdout);
+	if (cfg.parts & 1)
+		part1(cfg, data, work);
+	if (cfg.parts & 2)
+		part2(cfg, data, work);
+	if (cfg.parts & 4)
+		part3(cfg, data, work);
+	printf("load average at end %s\n", loadavg().c_str());
+	std::filesystem::remove_all(work, ec);
+	return 0;
+}
