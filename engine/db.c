@@ -118,6 +118,7 @@ static void scratch_free(struct db_scratch *s)
 	hnsw_scratch_free(s->hs);
 	free(s->hits);
 	free(s->merged);
+	free(s->best);
 	free(s->query);
 	free(s);
 }

@@ -78,6 +78,8 @@ struct db_scratch {
 	size_t hits_cap;
 	struct db_result *merged; /* results of every segment, before the final top-k */
 	size_t merged_cap;
+	struct db_result *best;   /* the k best distinct ids so far (the bound across segments) */
+	size_t best_cap;
 	float *query;             /* the normalised query (cosine) */
 	size_t query_cap;
 };

@@ -113,6 +113,21 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
                 struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals);
 
 /*
+ * hnsw_search with a `limit`: the caller already holds k results no farther
+ * than it (from other segments of the same query), so a node beyond it can
+ * never be among the answers. The layer-0 beam then stops at the first
+ * candidate beyond both the limit and its own k-th best, not at its ef-th
+ * best: a graph with nothing competitive is walked as with ef = k (reaching
+ * the query's neighbourhood, so what it holds below the limit is found), one
+ * with answers below the limit as with ef (Lucene's multi-segment collectors
+ * share their bar in the same spirit). limit = +inf: hnsw_search exactly.
+ */
+int hnsw_search_bounded(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                        float limit, hnsw_accept_fn accept, void *accept_ctx,
+                        struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out,
+                        uint64_t *dist_evals);
+
+/*
  * Exact k nearest of `query` among `nodes[0..n)` (or among all nodes when
  * nodes is NULL) that `accept` passes (NULL = all): the answer for a filter
  * so selective that a graph walk would visit more nodes than pass it.

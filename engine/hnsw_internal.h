@@ -30,6 +30,7 @@ struct hnsw_scratch {
 	uint16_t epoch;
 	struct hnsw_heap cand; /* min-heap: nodes still to expand */
 	struct hnsw_heap top;  /* max-heap: best ef nodes so far */
+	struct hnsw_heap kbest;/* max-heap: best k nodes so far (bounded searches only) */
 	uint32_t *list;        /* a neighbour list copied under its lock (live views only) */
 	size_t list_len;
 };

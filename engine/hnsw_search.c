@@ -57,6 +57,7 @@ void hnsw_scratch_free(struct hnsw_scratch *s)
 	free(s->tags);
 	free(s->cand.a);
 	free(s->top.a);
+	free(s->kbest.a);
 	free(s->list);
 	free(s);
 }
@@ -194,12 +195,13 @@ static inline void prefetch_node(const struct hnsw_view *v, uint32_t node)
  * enter the candidate queue, so the walk goes through them, but never `top`.
  */
 HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
-                                     float ep_dist, uint32_t ef, hnsw_accept_fn accept, void *actx,
-                                     struct hnsw_scratch *s, uint64_t *evals, const bool live)
+                                     float ep_dist, uint32_t k, uint32_t ef, float limit,
+                                     hnsw_accept_fn accept, void *actx, struct hnsw_scratch *s,
+                                     uint64_t *evals, const bool live, const bool bounded)
 {
 	uint16_t *tags = s->tags;
 	const uint16_t epoch = s->epoch;
-	struct hnsw_heap *cand = &s->cand, *top = &s->top;
+	struct hnsw_heap *cand = &s->cand, *top = &s->top, *kbest = &s->kbest;
 	const uint32_t count = v->count, M0 = v->M0;
 	/*
 	 * Locals, not v->...: the heap stores below may alias the view's fields as
@@ -214,10 +216,13 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 	int rc;
 
 	tags[ep] = epoch;
+	if (bounded)
+		kbest->n = 0;
 	if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){ep_dist, ep})))
 		return rc;
 	if (!accept || accept(ep, actx)) {
-		if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){ep_dist, ep})))
+		if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){ep_dist, ep})) ||
+		    (bounded && (rc = hnsw_heap_push_max(kbest, (struct hnsw_hit){ep_dist, ep}))))
 			return rc;
 	} else {
 		bound = __builtin_inff();
@@ -226,6 +231,15 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 	while (cand->n) {
 		struct hnsw_hit c = cand->a[0];
 		if (c.dist > bound && top->n >= ef)
+			break;
+		/*
+		 * Bounded: beyond the caller's limit nothing can be an answer, so past
+		 * both the limit and this walk's own k-th best the beam narrows from
+		 * ef to k. A graph with nothing competitive is thus walked as with
+		 * ef = k (it still reaches the query's neighbourhood, so what it does
+		 * hold that beats the limit is found); one that has competes at ef.
+		 */
+		if (bounded && kbest->n >= k && c.dist > limit && c.dist > kbest->a[0].dist)
 			break;
 		hnsw_heap_pop_min(cand);
 		const uint32_t *l = (const uint32_t *)(const void *)(nodes + (size_t)c.node * stride + links_off);
@@ -277,6 +291,14 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 						hnsw_heap_replace_max(top, (struct hnsw_hit){d, x});
 					}
 					bound = top->a[0].dist;
+					if (bounded) {
+						if (kbest->n < k) {
+							if ((rc = hnsw_heap_push_max(kbest, (struct hnsw_hit){d, x})))
+								return rc;
+						} else if (d < kbest->a[0].dist) {
+							hnsw_heap_replace_max(kbest, (struct hnsw_hit){d, x});
+						}
+					}
 				}
 			}
 		}
@@ -285,9 +307,10 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 }
 
 /* Descent and layer-0 beam; the result is in s->top. */
-HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *query, uint32_t ef,
-                                    hnsw_accept_fn accept, void *accept_ctx,
-                                    struct hnsw_scratch *s, uint64_t *evals, const bool live)
+HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *query, uint32_t k,
+                                    uint32_t ef, float limit, hnsw_accept_fn accept,
+                                    void *accept_ctx, struct hnsw_scratch *s, uint64_t *evals,
+                                    const bool live)
 {
 	int rc;
 	uint32_t cur = v->entry;
@@ -297,19 +320,23 @@ HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *quer
 		if ((rc = descend_layer(v, query, level, &cur, &cur_dist, evals, s->list, live)))
 			return rc;
 	}
-	return search_layer0(v, query, cur, cur_dist, ef, accept, accept_ctx, s, evals, live);
+	if (limit < __builtin_inff())
+		return search_layer0(v, query, cur, cur_dist, k, ef, limit, accept, accept_ctx, s, evals,
+		                     live, true);
+	return search_layer0(v, query, cur, cur_dist, k, ef, limit, accept, accept_ctx, s, evals, live,
+	                     false);
 }
 
-static int search_segment(const struct hnsw_view *v, const float *query, uint32_t ef,
-                          hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
-                          uint64_t *evals)
+static int search_segment(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                          float limit, hnsw_accept_fn accept, void *accept_ctx,
+                          struct hnsw_scratch *s, uint64_t *evals)
 {
-	return search_graph(v, query, ef, accept, accept_ctx, s, evals, false);
+	return search_graph(v, query, k, ef, limit, accept, accept_ctx, s, evals, false);
 }
 
-static int search_live(const struct hnsw_view *v, const float *query, uint32_t ef,
-                       hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
-                       uint64_t *evals)
+static int search_live(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                       float limit, hnsw_accept_fn accept, void *accept_ctx,
+                       struct hnsw_scratch *s, uint64_t *evals)
 {
 	/* One list at a time is copied: M0 >= M, so 1 + M0 words hold any of them. */
 	size_t need = 1 + (size_t)v->M0;
@@ -320,12 +347,21 @@ static int search_live(const struct hnsw_view *v, const float *query, uint32_t e
 		s->list = l;
 		s->list_len = need;
 	}
-	return search_graph(v, query, ef, accept, accept_ctx, s, evals, true);
+	return search_graph(v, query, k, ef, limit, accept, accept_ctx, s, evals, true);
 }
 
 int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
                 hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
                 struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
+{
+	return hnsw_search_bounded(v, query, k, ef, __builtin_inff(), accept, accept_ctx, s, out,
+	                           n_out, dist_evals);
+}
+
+int hnsw_search_bounded(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                        float limit, hnsw_accept_fn accept, void *accept_ctx,
+                        struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out,
+                        uint64_t *dist_evals)
 {
 	*n_out = 0;
 	if (v->count == 0 || k == 0 || v->entry == SEG_NO_NODE)
@@ -337,12 +373,14 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
 	int rc = hnsw_scratch_prepare(s, v->count, ef);
 	if (rc)
 		return rc;
+	if (limit < __builtin_inff() && hnsw_heap_reserve(&s->kbest, (size_t)k + 1))
+		return err_set(STRATA_ENOMEM, "search scratch: heap for k %u", k);
 
 	uint64_t evals = 0;
 	if (v->locks)
-		rc = search_live(v, query, ef, accept, accept_ctx, s, &evals);
+		rc = search_live(v, query, k, ef, limit, accept, accept_ctx, s, &evals);
 	else
-		rc = search_segment(v, query, ef, accept, accept_ctx, s, &evals);
+		rc = search_segment(v, query, k, ef, limit, accept, accept_ctx, s, &evals);
 	if (rc)
 		goto out;
 

@@ -286,8 +286,8 @@ static void topk_insert(struct hnsw_hit *out, uint32_t *n, uint32_t k, float d, 
 	out[i].node = row;
 }
 
-int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, mt_accept_fn accept,
-              void *ctx, const uint32_t *rows, size_t n_rows, bool scan_all,
+int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, float limit,
+              mt_accept_fn accept, void *ctx, const uint32_t *rows, size_t n_rows, bool scan_all,
               struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals)
 {
 	struct accept_wrap w = {.mt = mt, .accept = accept, .ctx = ctx};
@@ -314,7 +314,7 @@ int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, 
 	if (indexed > appended)
 		indexed = appended;
 	if (indexed > 0) {
-		int rc = hnsw_search(&v, query, k, ef, accept_row, &w, s, out, n_out, evals);
+		int rc = hnsw_search_bounded(&v, query, k, ef, limit, accept_row, &w, s, out, n_out, evals);
 		if (rc)
 			return rc;
 	}

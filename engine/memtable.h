@@ -116,11 +116,12 @@ typedef bool (*mt_accept_fn)(const struct memtable *mt, uint32_t row, void *ctx)
  * k nearest live rows of `query` that `accept` passes: a beam search of width
  * ef over the indexed rows plus an exact scan of the rows appended after them.
  * `rows` (may be NULL): search exactly these rows instead (a resolved
- * allow-list, or scan_all: every row). Results, closest first, in
+ * allow-list, or scan_all: every row). `limit`: as hnsw_search_bounded's,
+ * for the walk (+inf: none). Results, closest first, in
  * out[0..*n_out) (out holds k; hit.node is the row).
  */
-int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, mt_accept_fn accept,
-              void *ctx, const uint32_t *rows, size_t n_rows, bool scan_all,
+int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, float limit,
+              mt_accept_fn accept, void *ctx, const uint32_t *rows, size_t n_rows, bool scan_all,
               struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals);
 
 #endif /* STRATA_MEMTABLE_H */

@@ -2,10 +2,14 @@
  * search.c - strata_search(): a batch of queries over every segment of the
  * database, each searched in place on its mapping, merged into one top-k.
  *
- * Determinism: each segment's answer depends only on its graph, the query and
- * the plan (which depends only on the filter); the merge orders by
- * (distance, id). So the result does not depend on the number of threads or
- * on the order in which segments are visited.
+ * Sources (segments and memtables) are searched largest first, each walk
+ * bounded by the k-th best distance of the ones before it
+ * (hnsw_search_bounded): a segment with nothing competitive is left after a
+ * beam of k instead of ef. Determinism: the order is fixed per pinned version
+ * (live counts, ties by position), each source's answer depends only on its
+ * graph, the query, the plan (which depends only on the filter) and that
+ * bound, and the merge orders by (distance, id). So the result does not
+ * depend on the number of threads, nor on anything but the version searched.
  *
  * Filters are applied inside the graph walk: filtered-out nodes keep the graph
  * connected but never enter the results. Before the queries run, each segment
@@ -34,6 +38,8 @@
 #define PLAN_RESOLVE_MAX 4096u
 /* Below this passing share the walk widens ef (see plan_choose). */
 #define PLAN_WIDEN_BELOW 0.3
+/* Past this k the running bound across segments is not kept (its upkeep is O(k) per hit). */
+#define BOUND_K_MAX 256u
 /* Largest factor by which a low passing share widens ef. */
 #define PLAN_EF_WIDEN_MAX 8.0
 
@@ -373,6 +379,8 @@ struct batch {
 	const struct filter *flt;
 	const struct seg_plan *plans; /* one per segment */
 	struct mt_plan mtp[2];        /* active, frozen */
+	uint32_t *order;              /* sources, largest first: segment i, or nseg + m for mtp[m] */
+	uint32_t n_sources;
 	uint64_t *ids_out;
 	float *dists_out;
 };
@@ -416,7 +424,7 @@ static int plan_memtable(struct memtable *mt, const struct filter *flt, uint32_t
 }
 
 static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t i, const float *query,
-                          uint32_t *n, uint64_t *evals)
+                          float limit, uint32_t *n, uint64_t *evals)
 {
 	const struct db_segment *seg = b->v->segs[i];
 	const struct seg_plan *p = &b->plans[i];
@@ -433,26 +441,35 @@ static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t 
 	case PLAN_GRAPH:
 		break;
 	}
+	/* A beam as wide as the graph walks all of it: exact, as promised; no bound then. */
+	if (p->ef >= seg->info.count)
+		limit = __builtin_inff();
 	if (!filtered && !tombs)
-		return hnsw_search(&seg->view, query, b->k, p->ef, NULL, NULL, s->hs, s->hits, n, evals);
+		return hnsw_search_bounded(&seg->view, query, b->k, p->ef, limit, NULL, NULL, s->hs,
+		                           s->hits, n, evals);
 	hnsw_accept_fn acc = filtered && !tombs && !p->node_bits && bitmap_only(b->so) ? accept_bitmap_only
 	                                                                              : accept_node;
-	return hnsw_search(&seg->view, query, b->k, p->ef, acc, &f, s->hs, s->hits, n, evals);
+	return hnsw_search_bounded(&seg->view, query, b->k, p->ef, limit, acc, &f, s->hs, s->hits, n,
+	                           evals);
 }
 
 static int search_memtable(const struct batch *b, struct db_scratch *s, struct memtable *mt,
-                           const struct mt_plan *p, const float *query, uint32_t *n, uint64_t *evals)
+                           const struct mt_plan *p, const float *query, float limit, uint32_t *n,
+                           uint64_t *evals)
 {
 	mt_accept_fn acc = has_filter(b->so) ? accept_row : NULL;
 	void *ctx = (void *)b->flt;
+	if (p->ef >= mt_rows(mt)) /* as for segments: a beam as wide as the graph stays exact */
+		limit = __builtin_inff();
 	if (p->mode == PLAN_NONE) {
 		*n = 0;
 		return 0;
 	}
 	if (p->mode == PLAN_SCAN_LIST)
-		return mt_search(mt, query, b->k, p->ef, acc, ctx, p->rows, p->n_rows, p->rows == NULL,
-		                 s->hs, s->hits, n, evals);
-	return mt_search(mt, query, b->k, p->ef, acc, ctx, NULL, 0, false, s->hs, s->hits, n, evals);
+		return mt_search(mt, query, b->k, p->ef, limit, acc, ctx, p->rows, p->n_rows,
+		                 p->rows == NULL, s->hs, s->hits, n, evals);
+	return mt_search(mt, query, b->k, p->ef, limit, acc, ctx, NULL, 0, false, s->hs, s->hits, n,
+	                 evals);
 }
 
 static int merge_in(struct db_scratch *s, size_t *n_merged, uint32_t n, const uint64_t *id_of,
@@ -465,6 +482,33 @@ static int merge_in(struct db_scratch *s, size_t *n_merged, uint32_t n, const ui
 		(*n_merged)++;
 	}
 	return 0;
+}
+
+/*
+ * Fold a source's results into s->best (the k best of distinct ids so far,
+ * sorted); returns the k-th best distance, +inf while fewer than k. Distinct
+ * ids: a row met twice (memtable walk and tail) must not tighten the bound.
+ */
+static float best_update(struct db_scratch *s, size_t *n_best, uint32_t k, const struct db_result *r,
+                         size_t n)
+{
+	struct db_result *best = s->best;
+	for (size_t i = 0; i < n; i++) {
+		if (*n_best == k && !(r[i].dist < best[k - 1].dist))
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < *n_best && !dup; j++)
+			dup = best[j].id == r[i].id;
+		if (dup)
+			continue;
+		size_t at = *n_best < k ? (*n_best)++ : k - 1;
+		while (at > 0 && best[at - 1].dist > r[i].dist) {
+			best[at] = best[at - 1];
+			at--;
+		}
+		best[at] = r[i];
+	}
+	return *n_best == k ? best[k - 1].dist : __builtin_inff();
 }
 
 static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
@@ -486,24 +530,33 @@ static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 	uint64_t evals = 0;
 	int rc = 0;
 	uint32_t sources = 0;
-	for (uint32_t i = 0; i < v->nseg; i++) {
-		uint32_t n = 0;
-		if ((rc = search_segment(b, s, i, query, &n, &evals))) {
-			err_prefix(rc, v->segs[i]->name);
-			break;
-		}
-		merge_in(s, &n_merged, n, NULL, v->segs[i]->info.ids);
-		sources++;
-	}
+	/*
+	 * Sources largest first, each walk bounded by the k-th best distance the
+	 * earlier ones found (hnsw_search_bounded): a later segment with nothing
+	 * competitive costs a few steps, not a full beam. The order depends only
+	 * on the pinned version, so the answer does not depend on threads.
+	 */
+	size_t n_best = 0;
+	float limit = __builtin_inff();
 	struct memtable *mts[2] = {v->active, v->frozen};
-	for (int m = 0; m < 2 && !rc; m++) {
-		if (!mts[m])
-			continue;
-		uint32_t n = 0;
-		if ((rc = search_memtable(b, s, mts[m], &b->mtp[m], query, &n, &evals)))
-			break;
-		merge_in(s, &n_merged, n, mts[m]->ids, NULL);
+	for (uint32_t o = 0; o < b->n_sources && !rc; o++) {
+		uint32_t src = b->order[o], n = 0;
+		size_t from = n_merged;
+		if (src < v->nseg) {
+			if ((rc = search_segment(b, s, src, query, limit, &n, &evals))) {
+				err_prefix(rc, v->segs[src]->name);
+				break;
+			}
+			merge_in(s, &n_merged, n, NULL, v->segs[src]->info.ids);
+		} else {
+			struct memtable *mt = mts[src - v->nseg];
+			if ((rc = search_memtable(b, s, mt, &b->mtp[src - v->nseg], query, limit, &n, &evals)))
+				break;
+			merge_in(s, &n_merged, n, mt->ids, NULL);
+		}
 		sources++;
+		if (k <= BOUND_K_MAX)
+			limit = best_update(s, &n_best, k, s->merged + from, n_merged - from);
 	}
 	atomic_fetch_add_explicit(&db->dist_evals, evals, memory_order_relaxed);
 	if (rc)
@@ -538,6 +591,7 @@ static int scratch_fit(const struct batch *b, struct db_scratch *s, uint32_t k)
 	size_t seg = (size_t)b->v->nseg + 2;
 	if (grow((void **)&s->hits, &s->hits_cap, k, sizeof *s->hits) ||
 	    grow((void **)&s->merged, &s->merged_cap, (size_t)k * seg, sizeof *s->merged) ||
+	    grow((void **)&s->best, &s->best_cap, k, sizeof *s->best) ||
 	    grow((void **)&s->query, &s->query_cap, db->dim, sizeof *s->query))
 		return err_set(STRATA_ENOMEM, "search buffers for k = %u", k);
 	return 0;
@@ -625,6 +679,47 @@ out:
 	return rc;
 }
 
+struct source_size {
+	uint64_t live;
+	uint32_t src;
+};
+
+static int source_cmp(const void *a, const void *c)
+{
+	const struct source_size *x = a, *y = c;
+	if (x->live != y->live)
+		return x->live > y->live ? -1 : 1;
+	return x->src < y->src ? -1 : x->src > y->src;
+}
+
+/* b->order: every segment and memtable, most live vectors first (ties: version order). */
+static int order_sources(struct batch *b)
+{
+	const struct db_version *v = b->v;
+	struct memtable *mts[2] = {v->active, v->frozen};
+	uint32_t n = v->nseg + 2;
+	struct source_size *sz = calloc(n, sizeof *sz);
+	b->order = calloc(n, sizeof *b->order);
+	if (!sz || !b->order) {
+		free(sz);
+		return err_set(STRATA_ENOMEM, "search order");
+	}
+	uint32_t m = 0;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		const struct db_segment *seg = v->segs[i];
+		sz[m++] = (struct source_size){seg->info.count - atomic_load(&seg->tomb_n), i};
+	}
+	for (uint32_t i = 0; i < 2; i++)
+		if (mts[i])
+			sz[m++] = (struct source_size){mt_live(mts[i]), v->nseg + i};
+	qsort(sz, m, sizeof *sz, source_cmp);
+	for (uint32_t i = 0; i < m; i++)
+		b->order[i] = sz[i].src;
+	b->n_sources = m;
+	free(sz);
+	return 0;
+}
+
 int strata_search(strata_db *db, const float *queries, size_t nq, uint32_t k,
                   const strata_search_options *sopts, uint64_t *ids_out, float *dists_out)
 {
@@ -706,12 +801,15 @@ int strata_search(strata_db *db, const float *queries, size_t nq, uint32_t k,
 	for (int m = 0; m < 2 && nq > 0; m++)
 		if (mts[m] && (rc = plan_memtable(mts[m], &flt, b.ef, &b.mtp[m])))
 			goto out;
+	if ((rc = order_sources(&b)))
+		goto out;
 	rc = run_batch(&b, nq, sopts->threads ? sopts->threads : 1);
 	if (!rc) {
 		atomic_fetch_add_explicit(&db->searches, nq, memory_order_relaxed);
 		atomic_fetch_add_explicit(&db->segments_searched, nq * v->nseg, memory_order_relaxed);
 	}
 out:
+	free(b.order);
 	free(b.mtp[0].rows);
 	free(b.mtp[1].rows);
 	plans_free(plans, v->nseg);

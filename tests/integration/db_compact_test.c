@@ -485,3 +485,96 @@ Test(db_compact, options_are_checked_and_read_only_handles_cannot_compact)
 	cr_assert_eq(strata_compact(NULL), STRATA_EINVAL);
 	t_dir_free(&dir);
 }
+
+/*
+ * Several sources per query (two segments and the memtable) are searched
+ * largest first with the k-th best so far as a bound on the later walks
+ * (search.c, hnsw_search_bounded): recall must stay that of one segment (or
+ * better: more graphs are walked), exact search (ef >= count) stay exact,
+ * and the answers must not depend on the number of search threads.
+ */
+Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independent, .timeout = 600)
+{
+	char bp[512], qp[512], tp[512];
+	struct t_mat base = t_read_fvecs(t_data_path("siftsmall/siftsmall_base.fvecs", bp, sizeof bp), 0);
+	struct t_mat q = t_read_fvecs(t_data_path("siftsmall/siftsmall_query.fvecs", qp, sizeof qp), 0);
+	struct t_mat gt = t_read_ivecs(t_data_path("siftsmall/siftsmall_groundtruth.ivecs", tp, sizeof tp), 0);
+	const size_t n = base.rows, dim = base.dim;
+	uint32_t *truth = malloc(q.rows * 10 * sizeof *truth);
+	for (size_t i = 0; i < q.rows; i++)
+		for (size_t j = 0; j < 10; j++)
+			truth[i * 10 + j] = (uint32_t)gt.i[i * gt.dim + j];
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o;
+	strata_options_default(&o);
+	o.dim = (uint32_t)dim;
+	o.threads = 2;
+	o.sync_mode = STRATA_SYNC_NONE;
+	o.disable_background_merges = true;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	uint64_t *ids = malloc(n * sizeof *ids);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = i;
+	/* 6000 + 2500 in segments, 1500 in the memtable (indexed). */
+	cr_assert_eq(strata_upsert(db, ids, base.f, 6000), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, ids + 6000, base.f + 6000 * dim, 2500), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, ids + 8500, base.f + 8500 * dim, n - 8500), 0);
+	struct strata_stats st;
+	for (int i = 0; i < 3000; i++) {
+		strata_stats(db, &st);
+		if (st.memtable_unindexed == 0)
+			break;
+		struct timespec d = {0, 10 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+	cr_assert_eq(st.segments, 2);
+	cr_assert_eq(st.memtable_vectors, n - 8500);
+	double multi[3];
+	uint32_t efs[3] = {16, 32, 64};
+	uint64_t *a = malloc(q.rows * 10 * sizeof *a), *c = malloc(q.rows * 10 * sizeof *c);
+	float *da = malloc(q.rows * 10 * sizeof *da), *dc = malloc(q.rows * 10 * sizeof *dc);
+	for (int e = 0; e < 3; e++) {
+		strata_search_options so;
+		strata_search_options_default(&so);
+		so.ef = efs[e];
+		cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, a, da), 0);
+		so.threads = 3;
+		cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, c, dc), 0);
+		cr_assert(memcmp(a, c, q.rows * 10 * sizeof *a) == 0 &&
+		          memcmp(da, dc, q.rows * 10 * sizeof *da) == 0,
+		          "ef %u: answers differ between 1 and 3 threads", efs[e]);
+		multi[e] = t_recall(a, q.rows, 10, truth, 10);
+	}
+	/* ef above every source's size: exact, whatever the bound. */
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = (uint32_t)n;
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, a, NULL), 0);
+	cr_assert_eq(t_recall(a, q.rows, 10, truth, 10), 1.0);
+	cr_assert_eq(strata_compact(db), 0);
+	strata_stats(db, &st);
+	cr_assert_eq(st.segments, 1);
+	for (int e = 0; e < 3; e++) {
+		strata_search_options_default(&so);
+		so.ef = efs[e];
+		cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, a, NULL), 0);
+		double one = t_recall(a, q.rows, 10, truth, 10);
+		cr_log_info("ef %u: recall@10 over 2 segments + memtable %.4f, one segment %.4f", efs[e],
+		            multi[e], one);
+		cr_assert(multi[e] >= one - 0.01, "ef %u: %.4f over three sources, %.4f over one", efs[e],
+		          multi[e], one);
+	}
+	strata_close(db);
+	free(a);
+	free(c);
+	free(da);
+	free(dc);
+	free(ids);
+	free(truth);
+	t_mat_free(&base);
+	t_mat_free(&q);
+	t_mat_free(&gt);
+	t_dir_free(&dir);
+}
