@@ -503,7 +503,8 @@ static int merge_build(strata_db *db, struct compactor *c, const struct merge_jo
 		rc = HNSW_ECANCELED;
 		goto out;
 	}
-	rc = db_segment_open(db, e, &out->seg);
+	if (!(rc = db_segment_open(db, e, &out->seg)))
+		db_segment_warm(out->seg);
 out:
 	if (rc && path && out->e.seq)
 		fio_discard(path); /* never named by a manifest: nobody else knows it */

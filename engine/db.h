@@ -168,6 +168,8 @@ void db_segment_unref(struct db_segment *s);
 
 /* Map segment `e` of the manifest and check it (and load its deletion file). */
 int db_segment_open(strata_db *db, const struct mf_segment *e, struct db_segment **out);
+/* Fault in the mapping of a segment this process just wrote (flush, merge). Best effort. */
+void db_segment_warm(const struct db_segment *s);
 
 /*
  * Write the graph of view `v` (segment layout, n nodes) with node_ids[node] as

@@ -348,6 +348,8 @@ static int flush_commit(strata_db *db, struct memtable *fz, const struct mf_segm
 		goto done;
 	if (!empty && (rc = db_segment_open(db, e, &newseg)))
 		goto done; /* committed but unreadable: the next open reports it */
+	if (newseg)
+		db_segment_warm(newseg);
 
 	/* Switch: the new segment replaces the frozen memtable. */
 	pthread_rwlock_wrlock(&db->write_lock);
