@@ -31,6 +31,10 @@
 #include "wal_record.h"
 #include "xsum.h"
 
+#if STRATA_HAVE_URING
+#include <liburing.h>
+#endif
+
 #define DIM 4u
 
 static const uint8_t UUID[16] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
@@ -1257,3 +1261,36 @@ Test(wal_fault, failed_tail_cut_is_reported)
 }
 
 #endif
+
+/*
+ * The run with STRATA_WAL_IO=uring must really write through io_uring where
+ * the kernel allows it, or every "uring" test would silently cover pwrite
+ * twice. The test asks the kernel itself (a ring of two entries); when it
+ * refuses (old kernel, seccomp in a container), the test says so and skips.
+ */
+Test(wal_uring, the_uring_run_writes_through_io_uring_when_the_kernel_allows)
+{
+	const char *io = getenv("STRATA_WAL_IO");
+	if (!io || strcmp(io, "uring") != 0)
+		cr_skip_test("only in the run with STRATA_WAL_IO=uring");
+#if STRATA_HAVE_URING
+	struct io_uring ring;
+	int r = io_uring_queue_init(2, &ring, 0);
+	if (r < 0)
+		cr_skip_test("the kernel refuses io_uring here (%s): the fallback is what runs", strerror(-r));
+	io_uring_queue_exit(&ring);
+	struct t_dir d = t_dir_new();
+	struct wal_config c = cfg(&d, STRATA_SYNC_ALWAYS, 0);
+	struct wal *w;
+	cr_assert_eq(wal_open(&c, 1, &w), 0, "%s", err_detail());
+	for (uint64_t k = 1; k <= 10; k++)
+		cr_assert_eq(append_k(w, k, NULL, NULL), 0, "%s", err_detail());
+	struct wal_stats st;
+	wal_stats(w, &st);
+	cr_assert(st.io_uring, "io_uring works in this process, yet the WAL wrote with pwrite");
+	cr_assert_eq(wal_close(w), 0);
+	t_dir_free(&d);
+#else
+	cr_skip_test("built without liburing");
+#endif
+}
