@@ -576,15 +576,18 @@ Test(bundle, refuses_names_the_database_format_does_not_know)
 	fixture_free(&f);
 }
 
-Test(bundle, refuses_unknown_kinds_and_reserved_ones_as_a_newer_version)
+Test(bundle, refuses_unknown_kinds_and_in_version_1_the_kinds_version_2_defined)
 {
 	struct fixture f = fixture_new();
 	struct ent s = seg_ent(&f);
 	s.kind = 9;
 	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "kind 9");
+	/* Version-1 readers reserved kinds 3 and 4 and refused them as a newer version: still so. */
 	s.kind = BUNDLE_KIND_WAL;
-	expect_refusal(&f, with_segment_entry(&f, s), STRATA_EVERSION, "newer strata");
+	s.name = "wal-0000000000000001.log";
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_EVERSION, "version-1 bundle");
 	s.kind = BUNDLE_KIND_DELETION;
+	s.name = "del-0000000000000001-0000000000000001.del";
 	expect_refusal(&f, with_segment_entry(&f, s), STRATA_EVERSION, "deletion");
 	fixture_free(&f);
 }
