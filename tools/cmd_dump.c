@@ -916,6 +916,12 @@ static void dump_tomb(struct dump *d, const char *path, const struct dump_opts *
 	if (shown < set)
 		printf(" ... (%llu more)", ULL(set - shown));
 	putchar('\n');
+	if (d->len < TOMB_HEADER_SIZE + body) {
+		uint64_t whole = (d->len - TOMB_HEADER_SIZE) / 8;
+		stops(d, TOMB_HEADER_SIZE + 8 * whole, "the file ends inside the bitmap, after %llu of "
+		      "its %llu words: nodes from %llu on are not shown", ULL(whole),
+		      ULL(tomb_words(count)), ULL(64 * whole));
+	}
 	if (beyond)
 		bad(d, "%llu bit(s) set at or beyond count %llu", ULL(beyond), ULL(count));
 	if (set != deleted)
