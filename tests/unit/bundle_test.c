@@ -29,6 +29,7 @@
 #include "segment.h"
 #include "strata.h"
 #include "t_support.h"
+#include "t_writer.h"
 #include "tombstone.h"
 #include "wal_record.h"
 #include "xsum.h"
@@ -1507,4 +1508,74 @@ Test(bundle, every_truncation_and_bit_flip_of_a_version_2_bundle_is_refused)
 	free(b);
 	free(good.b);
 	v2_free(&x);
+}
+
+/* Pack `s` to bpath, unpack it to copy, replay its WAL: it must be a prefix of the script. */
+static uint64_t snapshot_round_trip(struct bundle_snapshot *s, const char *bpath, const char *copy,
+                                    uint64_t lo, uint64_t hi)
+{
+	int fd = open(bpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0);
+	struct bundle_pack_opts o = {.level = 1, .threads = 1};
+	cr_assert_eq(bundle_write(fd, bpath, s->files, s->count, s->db_uuid, &o, NULL), 0, "%s",
+	             err_detail());
+	close(fd);
+	struct t_blob b = t_read_file(bpath);
+	struct blob bb = {b.data, b.len};
+	cr_assert_eq(unpack_mem(&bb, copy, NULL), 0, "%s", err_detail());
+	free(b.data);
+	strata_db *c;
+	cr_assert_eq(strata_open(copy, NULL, 0, &c), 0, "%s", strata_last_error_detail());
+	uint64_t p = t_writer_check_prefix(c, DIM, lo, hi);
+	cr_assert_eq(strata_close(c), 0);
+	t_rmtree(copy);
+	return p;
+}
+
+/*
+ * Snapshots taken while another process writes, flushes and merges: each is
+ * one state of the database, the state after some prefix of the writer's
+ * acknowledged calls (at least those acknowledged before the snapshot began),
+ * whichever files the writer replaced meanwhile. The first dozen, and every
+ * one that had to start over because a commit replaced a file it was about
+ * to open, go through pack, unpack and replay and are compared with the
+ * writer's script; the rest must at least be taken.
+ */
+Test(bundle, snapshots_beside_a_writer_that_flushes_and_merges_are_consistent, .timeout = 300)
+{
+	struct t_dir d = t_dir_new();
+	char db[700], bpath[700], copy[700];
+	t_path(&d, "live", db, sizeof db);
+	t_path(&d, "b.strata", bpath, sizeof bpath);
+	t_path(&d, "copy", copy, sizeof copy);
+	struct t_writer w;
+	t_writer_start(&w, db, DIM, 100);
+	uint32_t restarts = 0, restarted = 0, with_wal = 0, with_del = 0, checked = 0;
+	const int total = 2000;
+	for (int i = 0; i < total; i++) {
+		uint64_t lo = t_writer_acked(&w);
+		struct bundle_snapshot s;
+		err_clear();
+		cr_assert_eq(bundle_snapshot_open(db, &s), 0, "%s", err_detail());
+		uint64_t hi = t_writer_acked(&w) + 1; /* + the call in flight, written but not acknowledged */
+		restarts += s.retries;
+		restarted += s.retries > 0;
+		with_wal += s.wal_records > 0;
+		with_del += s.deletion_files > 0;
+		if (i < 12 || s.retries) {
+			uint64_t p = snapshot_round_trip(&s, bpath, copy, lo, hi);
+			cr_log_info("snapshot %d (%u restart(s)): the state after call %llu (acknowledged "
+			            "%llu..%llu)", i, s.retries, (unsigned long long)p,
+			            (unsigned long long)lo, (unsigned long long)hi - 1);
+			checked++;
+			usleep(20000);
+		}
+		bundle_snapshot_free(&s);
+	}
+	t_writer_stop(&w);
+	cr_log_info("%d snapshots: %u with WAL records, %u with deletion files; %u started over "
+	            "(%u restarts) after a concurrent commit; %u checked in full", total, with_wal,
+	            with_del, restarted, restarts, checked);
+	cr_assert(with_wal > 0, "the writer never had unflushed records when a snapshot was taken");
+	t_dir_free(&d);
 }
