@@ -311,7 +311,7 @@ struct bundle_snap_seg {
 };
 
 /*
- * One consistent state of a database, as pack reads it (FORMAT.md 8.8):
+ * One consistent state of a database, as pack reads it (FORMAT.md 8.11):
  * the MANIFEST's bytes read once, every file those bytes name opened (each
  * segment mapped and held to its entry: size, header checksum, count, dim,
  * metric, M, and seg_check; each deletion file read and decoded against its

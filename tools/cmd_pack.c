@@ -4,7 +4,7 @@
  * Manual: strata.1, sections "pack" and "unpack". Format: FORMAT.md, "Bundle
  * file"; the work is format/bundle.c and bundle_db.c.
  *
- * Which state pack packs (FORMAT.md 8.8):
+ * Which state pack packs (FORMAT.md 8.11):
  *   - the WAL holds no record: the files as they are (pack never opens such
  *     a database for writing, so it does not change it);
  *   - otherwise pack opens the database as its writer (strata_open), flushes
