@@ -32,17 +32,25 @@
 
 
 
-/* base.fvecs, queries.fvecs and a database "db" built from the base. */
-static struct t_dir make_db(void)
+/* base.fvecs (N_BASE random rows, seed 11) and queries.fvecs (N_QUERY, seed 12) in a new dir. */
+static struct t_dir make_inputs(void)
 {
 	struct t_dir d = t_dir_new();
-	char p[1024], db[1024];
+	char p[1024];
 	float *base = t_random_vectors(N_BASE, DIM, 11);
 	float *q = t_random_vectors(N_QUERY, DIM, 12);
 	t_write_fvecs(t_path(&d, "base.fvecs", p, sizeof p), base, N_BASE, DIM);
 	t_write_fvecs(t_path(&d, "queries.fvecs", p, sizeof p), q, N_QUERY, DIM);
 	free(base);
 	free(q);
+	return d;
+}
+
+/* base.fvecs, queries.fvecs and a database "db" built from the base. */
+static struct t_dir make_db(void)
+{
+	struct t_dir d = make_inputs();
+	char p[1024], db[1024];
 	t_path(&d, "base.fvecs", p, sizeof p);
 	struct t_run *r = t_run(&d, "build", t_path(&d, "db", db, sizeof db), "--input", p, "--M", "8",
 	                    "--threads", "1", "--quiet", NULL);
@@ -279,6 +287,18 @@ Test(cli_ship, a_killed_unpack_leaves_no_directory)
 
 /* ---- pack of writable databases ------------------------------------------------------------- */
 
+/* `strata` commands that must succeed, in order: each row is its words, NULL-terminated. */
+#define STEP_WORDS 10
+static void run_steps(const struct t_dir *d, const char *const steps[][STEP_WORDS], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *const *c = steps[i];
+		struct t_run *r = t_run(d, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]);
+		cr_assert_eq(r->status, 0, "%s: %s", c[0], r->err);
+		free(r);
+	}
+}
+
 static bool exists_in(const char *dir, const char *prefix)
 {
 	DIR *d = opendir(dir);
@@ -313,30 +333,21 @@ static size_t same_gets(strata_db *a, strata_db *b, const uint64_t *ids, size_t 
  */
 Test(cli_ship, pack_flushes_unflushed_writes_and_carries_deletion_files)
 {
-	struct t_dir d = t_dir_new();
+	struct t_dir d = make_inputs();
 	char db[1024], b[1024], db2[1024], base[1024], q[1024];
-	float *v = t_random_vectors(N_BASE, DIM, 11);
-	t_write_fvecs(t_path(&d, "base.fvecs", base, sizeof base), v, N_BASE, DIM);
-	free(v);
-	v = t_random_vectors(N_QUERY, DIM, 12);
-	t_write_fvecs(t_path(&d, "queries.fvecs", q, sizeof q), v, N_QUERY, DIM);
-	free(v);
+	t_path(&d, "base.fvecs", base, sizeof base);
+	t_path(&d, "queries.fvecs", q, sizeof q);
 	t_path(&d, "db", db, sizeof db);
 	t_path(&d, "db.strata", b, sizeof b);
 	t_path(&d, "db2", db2, sizeof db2);
-	const char *const steps[][8] = {
+	const char *const steps[][STEP_WORDS] = {
 		{"create", db, "--dim", "16", "--M", "8", NULL},
 		{"import", db, "--input", base, "--quiet", NULL},
 		{"flush", db, NULL},
 		{"delete", db, "--ids", "3,4,5,100,599", NULL},
 		{"import", db, "--input", q, "--start-id", "10000", "--quiet", NULL},
 	};
-	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-		const char *const *c = steps[i];
-		struct t_run *r = t_run(&d, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
-		cr_assert_eq(r->status, 0, "%s: %s", c[0], r->err);
-		free(r);
-	}
+	run_steps(&d, steps, sizeof steps / sizeof steps[0]);
 	struct t_run *r = t_run(&d, "pack", db, b, "--json", NULL);
 	cr_assert_eq(r->status, 0, "%s", r->err);
 	cr_assert(strstr(r->err, "flushed") && strstr(r->err, "2 WAL record(s) into segments"), "%s",
@@ -459,25 +470,20 @@ Test(cli_ship, pack_beside_a_live_writer_packs_a_prefix_of_its_writes_and_says_s
  */
 Test(cli_ship, exact_truth_skips_deleted_vectors)
 {
-	struct t_dir d = t_dir_new();
+	struct t_dir d = make_inputs();
 	char db[1024], base[1024], q[1024];
-	float *v = t_random_vectors(N_BASE, DIM, 11);
-	t_write_fvecs(t_path(&d, "base.fvecs", base, sizeof base), v, N_BASE, DIM);
-	t_write_fvecs(t_path(&d, "queries.fvecs", q, sizeof q), v, 20, DIM); /* rows 0..19 */
+	float *v = t_random_vectors(N_BASE, DIM, 11); /* base.fvecs's rows */
+	t_path(&d, "base.fvecs", base, sizeof base);
+	t_write_fvecs(t_path(&d, "stored.fvecs", q, sizeof q), v, 20, DIM); /* rows 0..19 */
 	t_path(&d, "db", db, sizeof db);
-	const char *const steps[][8] = {
+	const char *const steps[][STEP_WORDS] = {
 		{"create", db, "--dim", "16", "--M", "8", NULL},
 		{"import", db, "--input", base, "--quiet", NULL},
 		{"flush", db, NULL},
 		{"delete", db, "--ids", "0,1,2,3,4,5,6,7,8,9", NULL},
 		{"flush", db, NULL},
 	};
-	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-		const char *const *c = steps[i];
-		struct t_run *r = t_run(&d, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
-		cr_assert_eq(r->status, 0, "%s: %s", c[0], r->err);
-		free(r);
-	}
+	run_steps(&d, steps, sizeof steps / sizeof steps[0]);
 	cr_assert(exists_in(db, "del-"), "the deletions are in a deletion file");
 	/* The search at ef = every vector is exact: brute force over the live rows agrees. */
 	strata_db *h;
@@ -878,16 +884,14 @@ Test(cli_ship, dump_shows_sound_files_and_says_where_damage_stops_it)
  */
 Test(cli_ship, dump_shows_wal_and_deletion_files_and_where_their_damage_stops_it, .timeout = 120)
 {
-	struct t_dir d = t_dir_new();
+	struct t_dir d = make_inputs();
 	char db[1024], base[1024], b[1024], wal[1400], del[1400], cut[1024];
-	float *v = t_random_vectors(N_BASE, DIM, 11);
-	t_write_fvecs(t_path(&d, "base.fvecs", base, sizeof base), v, N_BASE, DIM);
-	free(v);
+	t_path(&d, "base.fvecs", base, sizeof base);
 	t_path(&d, "db", db, sizeof db);
 	char dead[512] = "0"; /* ids 0..99: a sixth of the nodes, so some among the first 64 */
 	for (int i = 1; i < 100; i++)
 		snprintf(dead + strlen(dead), sizeof dead - strlen(dead), ",%d", i);
-	const char *const steps[][10] = {
+	const char *const steps[][STEP_WORDS] = {
 		{"create", db, "--dim", "16", "--M", "8", NULL},
 		{"import", db, "--input", base, "--quiet", NULL},
 		{"flush", db, NULL},
@@ -895,12 +899,7 @@ Test(cli_ship, dump_shows_wal_and_deletion_files_and_where_their_damage_stops_it
 		{"flush", db, NULL},
 		{"import", db, "--input", base, "--start-id", "5000", "--batch", "100", "--quiet", NULL},
 	};
-	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
-		const char *const *c = steps[i];
-		struct t_run *r = t_run(&d, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]);
-		cr_assert_eq(r->status, 0, "%s: %s", c[0], r->err);
-		free(r);
-	}
+	run_steps(&d, steps, sizeof steps / sizeof steps[0]);
 	DIR *dh = opendir(db);
 	struct dirent *e;
 	wal[0] = del[0] = '\0';

@@ -485,6 +485,17 @@ Test(bundle, names_are_checked_against_their_kind)
 	cr_assert(!bundle_name_ok(BUNDLE_KIND_SEGMENT, "../seg-0123456789abcde.seg"));
 	cr_assert(!bundle_name_ok(BUNDLE_KIND_MANIFEST, "LOCK"));
 	cr_assert(!bundle_name_ok(9, "MANIFEST"));
+	/* Version 2's kinds: WAL and deletion files. */
+	cr_assert(bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789abcdef.log"));
+	cr_assert(bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.del"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789ABCDEF.log"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789abcdef.log.tmp"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "seg-0123456789abcdef.seg"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.del.tmp"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef_00000000000000ff.del"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-0000000000000-ff.del"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.seg"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_SEGMENT, "del-0123456789abcdef-00000000000000ff.del"));
 }
 
 /* ---- every refusal, one crafted bundle each ------------------------------------------------------ */
@@ -1023,20 +1034,12 @@ static void wal_begin(struct walbuf *w, const uint8_t *uuid, uint32_t dim, uint6
 
 static void wal_add(struct walbuf *w, unsigned type, uint64_t lsn, const struct iovec *iov, int n)
 {
-	uint8_t hdr[WAL_RECORD_HEADER_SIZE], tail[WAL_RECORD_TAIL_MAX];
-	size_t tl;
-	uint32_t total;
-	cr_assert_eq(walrec_encode(type, lsn, iov, n, hdr, tail, &tl, &total), 0, "%s", err_detail());
-	w->b = realloc(w->b, w->len + total);
-	uint8_t *p = w->b + w->len;
-	memcpy(p, hdr, sizeof hdr);
-	p += sizeof hdr;
-	for (int i = 0; i < n; i++) {
-		memcpy(p, iov[i].iov_base, iov[i].iov_len);
-		p += iov[i].iov_len;
-	}
-	memcpy(p, tail, tl);
-	w->len += total;
+	size_t len;
+	uint8_t *rec = t_wal_record(type, lsn, iov, n, &len);
+	w->b = realloc(w->b, w->len + len);
+	memcpy(w->b + w->len, rec, len);
+	w->len += len;
+	free(rec);
 }
 
 static void wal_upsert(struct walbuf *w, uint64_t lsn, const uint64_t *ids, const float *v,
@@ -1325,20 +1328,6 @@ Test(bundle, the_snapshot_refuses_wal_records_missing_after_the_checkpoint)
 	cr_assert(strstr(err_detail(), "named by the MANIFEST but missing"), "%s", err_detail());
 	free(w.b);
 	v2_free(&x);
-}
-
-Test(bundle, names_of_wal_and_deletion_files)
-{
-	cr_assert(bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789abcdef.log"));
-	cr_assert(bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.del"));
-	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789ABCDEF.log"));
-	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789abcdef.log.tmp"));
-	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "seg-0123456789abcdef.seg"));
-	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.del.tmp"));
-	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef_00000000000000ff.del"));
-	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-0000000000000-ff.del"));
-	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.seg"));
-	cr_assert(!bundle_name_ok(BUNDLE_KIND_SEGMENT, "del-0123456789abcdef-00000000000000ff.del"));
 }
 
 Test(bundle, refuses_a_deletion_file_bound_to_another_segment_or_generation)
