@@ -986,6 +986,46 @@ Test(bundle, every_failing_write_fsync_or_rename_leaves_nothing)
 }
 #endif
 
+/*
+ * tests/golden/v1/tiny.strata: the golden database tests/golden/v1/tiny
+ * packed by the version-1 writer (strata pack of commit d9b0903, --threads 1).
+ * Bundles of every released version must unpack forever (FORMAT.md 8.10).
+ */
+Test(bundle, the_golden_version_1_bundle_still_verifies_and_unpacks_to_the_golden_files)
+{
+	const char *g = getenv("STRATA_GOLDEN");
+	char golden[600], gdir[600], out[700], p1[900], p2[900];
+	snprintf(golden, sizeof golden, "%s/v1/tiny.strata", g && *g ? g : "tests/golden");
+	snprintf(gdir, sizeof gdir, "%s/v1/tiny", g && *g ? g : "tests/golden");
+	struct t_blob b = t_read_file(golden);
+	cr_assert(b.data, "%s missing", golden);
+	cr_assert_eq(le_load32(b.data + BUNDLE_OFF_VERSION), 1, "written by the version-1 writer");
+	cr_assert_eq(verify_mem(b.data, b.len), 0, "%s", err_detail());
+	struct bundle_index idx;
+	cr_assert_eq(bundle_index_decode(b.data, b.len, &idx), 0, "%s", err_detail());
+	cr_assert_eq(idx.hdr.version, 1);
+	cr_assert_eq(idx.count, 2);
+	bundle_index_free(&idx);
+	struct t_dir d = t_dir_new();
+	struct blob bb = {b.data, b.len};
+	struct bundle_db_stats st;
+	struct bundle_mem m;
+	struct bundle_source src;
+	bundle_source_mem(&m, bb.b, bb.len, &src);
+	cr_assert_eq(bundle_unpack(&src, t_path(&d, "tiny", out, sizeof out), NULL, NULL, NULL, &st),
+	             0, "%s", err_detail());
+	cr_assert_eq(st.version, 1);
+	cr_assert_eq(st.vectors, 100);
+	const char *names[] = {"MANIFEST", "seg-0000000000000001.seg"};
+	for (int i = 0; i < 2; i++) {
+		snprintf(p1, sizeof p1, "%s/%s", gdir, names[i]);
+		snprintf(p2, sizeof p2, "%s/%s", out, names[i]);
+		same_file(p1, p2);
+	}
+	free(b.data);
+	t_dir_free(&d);
+}
+
 /* ---- version 2: deletion files and WAL files ------------------------------------------------ */
 
 /*
