@@ -234,7 +234,8 @@ static int wal_list(const char *dir, struct wal_name **out, size_t *n_out)
 		free(v);
 		return rc;
 	}
-	qsort(v, n, sizeof *v, wal_name_cmp);
+	if (n > 1)
+		qsort(v, n, sizeof *v, wal_name_cmp);
 	*out = v;
 	*n_out = n;
 	return 0;
