@@ -58,7 +58,7 @@ static const char pack_usage[] =
 	"  --level N     zstd level, 1..19 (default 3)\n"
 	"  --threads N   compression threads, 0 = all cores (default 0)\n"
 	"  --json        print one JSON object on stdout (not with OUT '-')\n"
-	"  --quiet       no summary on stderr\n"
+	"  --quiet       no summary on stderr (the note about another writer stays)\n"
 	"  -h, --help    this text\n";
 
 static const char unpack_usage[] =
