@@ -75,6 +75,21 @@ static bool is_lower_hex(char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
+/*
+ * raw[0..n) is `prefix` + lowercase hex + `suffix` (4 bytes each), with a
+ * '-' at `dash` (0: none) among the hex digits.
+ */
+static bool hex_between(const uint8_t *raw, size_t n, const char *prefix, const char *suffix,
+                        size_t dash)
+{
+	if (memcmp(raw, prefix, 4) != 0 || memcmp(raw + n - 4, suffix, 4) != 0)
+		return false;
+	for (size_t i = 4; i < n - 4; i++)
+		if (!(i == dash ? raw[i] == '-' : is_lower_hex((char)raw[i])))
+			return false;
+	return true;
+}
+
 /* E7 and E8: the name's bytes, then its pattern for the kind. 0 or ECORRUPT. */
 static int name_check(uint32_t kind, const uint8_t *raw, size_t n)
 {
@@ -97,19 +112,32 @@ static int name_check(uint32_t kind, const uint8_t *raw, size_t n)
 		if (raw[i] == '.' && raw[i + 1] == '.')
 			return B_FAIL(STRATA_ECORRUPT, "name '%s' holds '..'", show);
 	bool ok = false;
-	if (kind == BUNDLE_KIND_MANIFEST) {
+	const char *pattern = "";
+	switch (kind) {
+	case BUNDLE_KIND_MANIFEST:
+		pattern = "\"MANIFEST\"";
 		ok = n == 8 && memcmp(raw, "MANIFEST", 8) == 0;
-	} else if (kind == BUNDLE_KIND_SEGMENT) {
-		ok = n == 24 && memcmp(raw, "seg-", 4) == 0 && memcmp(raw + 20, ".seg", 4) == 0;
-		for (size_t i = 4; ok && i < 20; i++)
-			ok = is_lower_hex((char)raw[i]);
+		break;
+	case BUNDLE_KIND_SEGMENT:
+		pattern = "\"seg-\" + 16 lowercase hex + \".seg\"";
+		ok = n == 24 && hex_between(raw, n, "seg-", ".seg", 0);
+		break;
+	case BUNDLE_KIND_WAL:
+		pattern = "\"wal-\" + 16 lowercase hex + \".log\"";
+		ok = n == 24 && hex_between(raw, n, "wal-", ".log", 0);
+		break;
+	case BUNDLE_KIND_DELETION:
+		pattern = "\"del-\" + 16 lowercase hex + \"-\" + 16 lowercase hex + \".del\"";
+		ok = n == 41 && hex_between(raw, n, "del-", ".del", 20);
+		break;
+	default:
+		pattern = "no names: an unknown kind";
+		break;
 	}
 	if (!ok)
 		return B_FAIL(STRATA_ECORRUPT,
 		              "name '%s' is not a %s file name the database format knows (%s)", show,
-		              bundle_kind_name(kind),
-		              kind == BUNDLE_KIND_MANIFEST ? "\"MANIFEST\""
-		                                           : "\"seg-\" + 16 lowercase hex + \".seg\"");
+		              bundle_kind_name(kind), pattern);
 	return 0;
 }
 
@@ -202,9 +230,9 @@ int bundle_header_decode(const uint8_t *buf, size_t len, struct bundle_header *o
 		return B_FAIL(STRATA_ETRUNCATED, "%zu bytes, shorter than the %u-byte bundle header", len,
 		              BUNDLE_HEADER_SIZE);
 	uint32_t version = le_load32(buf + BUNDLE_OFF_VERSION);
-	if (version != BUNDLE_VERSION)
-		return B_FAIL(STRATA_EVERSION, "bundle version %u (this build reads version %u)", version,
-		              BUNDLE_VERSION);
+	if (version < BUNDLE_VERSION_MIN || version > BUNDLE_VERSION)
+		return B_FAIL(STRATA_EVERSION, "bundle version %u (this build reads versions %u to %u)",
+		              version, BUNDLE_VERSION_MIN, BUNDLE_VERSION);
 	uint32_t hs = le_load32(buf + BUNDLE_OFF_HEADER_SIZE);
 	if (hs != BUNDLE_HEADER_SIZE)
 		return ERR_CORRUPT("bundle header_size %u is not %u", hs, BUNDLE_HEADER_SIZE);
@@ -213,7 +241,7 @@ int bundle_header_decode(const uint8_t *buf, size_t len, struct bundle_header *o
 		return B_FAIL(STRATA_ECHECKSUM, "bundle header xxh3 0x%016llx stored, 0x%016llx computed",
 		              ULL(hx), ULL(xsum64(buf, BUNDLE_OFF_HEADER_XXH3)));
 	if (le_load32(buf + BUNDLE_OFF_FLAGS) != 0 || le_load32(buf + BUNDLE_OFF_RESERVED) != 0)
-		return ERR_CORRUPT("bundle header: flags 0x%x, reserved 0x%x (v1 defines none)",
+		return ERR_CORRUPT("bundle header: flags 0x%x, reserved 0x%x (none are defined)",
 		                   le_load32(buf + BUNDLE_OFF_FLAGS), le_load32(buf + BUNDLE_OFF_RESERVED));
 	uint32_t count = le_load32(buf + BUNDLE_OFF_ENTRY_COUNT);
 	if (count < 1 || count > BUNDLE_ENTRIES_MAX)
@@ -228,7 +256,7 @@ int bundle_header_decode(const uint8_t *buf, size_t len, struct bundle_header *o
 	return 0;
 }
 
-int bundle_entry_decode(const uint8_t *buf, struct bundle_entry *out)
+int bundle_entry_decode(const uint8_t *buf, uint32_t version, struct bundle_entry *out)
 {
 	if (le_load64(buf + BUNDLE_ENT_MAGIC) != BUNDLE_ENTRY_MAGIC)
 		return ERR_CORRUPT("no entry magic \"STRATENT\" (0x%016llx)",
@@ -239,13 +267,15 @@ int bundle_entry_decode(const uint8_t *buf, struct bundle_entry *out)
 		              ULL(hx), ULL(xsum64(buf, BUNDLE_ENT_HEADER_XXH3)));
 	uint32_t flags = le_load32(buf + BUNDLE_ENT_FLAGS);
 	if (flags != 0)
-		return ERR_CORRUPT("entry flags 0x%x (v1 defines none)", flags);
+		return ERR_CORRUPT("entry flags 0x%x (none are defined)", flags);
 	uint32_t kind = le_load32(buf + BUNDLE_ENT_KIND);
-	if (kind == BUNDLE_KIND_WAL || kind == BUNDLE_KIND_DELETION)
-		return B_FAIL(STRATA_EVERSION, "entry of kind %u (%s files), which this build does not "
-		              "know: written by a newer strata", kind, bundle_kind_name(kind));
-	if (kind != BUNDLE_KIND_MANIFEST && kind != BUNDLE_KIND_SEGMENT)
-		return ERR_CORRUPT("entry kind %u is not 1 (manifest) or 2 (segment)", kind);
+	if (version < 2 && (kind == BUNDLE_KIND_WAL || kind == BUNDLE_KIND_DELETION))
+		return B_FAIL(STRATA_EVERSION, "entry of kind %u (%s files) in a version-%u bundle, "
+		              "which reserves that kind for a newer version", kind,
+		              bundle_kind_name(kind), version);
+	if (kind < BUNDLE_KIND_MANIFEST || kind > BUNDLE_KIND_DELETION)
+		return ERR_CORRUPT("entry kind %u is not 1 (manifest), 2 (segment), 3 (wal) or 4 "
+		                   "(deletion)", kind);
 	uint32_t name_len = le_load32(buf + BUNDLE_ENT_NAME_LEN);
 	if (name_len < 1 || name_len > BUNDLE_NAME_MAX)
 		return ERR_CORRUPT("name_len %u is outside 1..%u%s", name_len, BUNDLE_NAME_MAX,
@@ -295,7 +325,7 @@ int bundle_footer_decode(const uint8_t *buf, struct bundle_footer *out)
 		return B_FAIL(STRATA_ECHECKSUM, "footer xxh3 0x%016llx stored, 0x%016llx computed",
 		              ULL(fx), ULL(xsum64(buf, BUNDLE_FTR_FOOTER_XXH3)));
 	if (le_load32(buf + BUNDLE_FTR_FLAGS) != 0)
-		return ERR_CORRUPT("footer flags 0x%x (v1 defines none)", le_load32(buf + BUNDLE_FTR_FLAGS));
+		return ERR_CORRUPT("footer flags 0x%x (none are defined)", le_load32(buf + BUNDLE_FTR_FLAGS));
 	out->entry_count = le_load32(buf + BUNDLE_FTR_ENTRY_COUNT);
 	out->index_off = le_load64(buf + BUNDLE_FTR_INDEX_OFF);
 	out->index_xxh3 = le_load64(buf + BUNDLE_FTR_INDEX_XXH3);
@@ -388,7 +418,7 @@ int bundle_index_decode(const uint8_t *buf, size_t len, struct bundle_index *out
 	for (uint32_t i = 0; i < x.count; i++) {
 		const uint8_t *ie = ix + (size_t)i * BUNDLE_INDEX_ENTRY_SIZE;
 		struct bundle_entry *e = &x.entries[i];
-		if ((rc = bundle_entry_decode(ie + 8, e))) {
+		if ((rc = bundle_entry_decode(ie + 8, x.hdr.version, e))) {
 			char pre[64];
 			snprintf(pre, sizeof pre, "index entry %u", i);
 			err_prefix(rc, pre);
@@ -835,7 +865,7 @@ int bundle_reader_next(struct bundle_reader *r, struct bundle_entry *e)
 	if ((rc = r_read_exact(r, h, sizeof h, NULL, what)))
 		return r_fail(r, rc);
 	struct bundle_entry x;
-	if ((rc = bundle_entry_decode(h, &x))) {
+	if ((rc = bundle_entry_decode(h, r->hdr.version, &x))) {
 		snprintf(what, sizeof what, "entry %u at offset %llu", r->next_ordinal, ULL(off));
 		return r_fail(r, err_prefix(rc, what));
 	}
@@ -1027,7 +1057,7 @@ static int bw_check_files(const struct bundle_file *files, uint32_t count, uint6
 	int rc = 0;
 	for (uint32_t i = 0; i < count && !rc; i++) {
 		const struct bundle_file *f = &files[i];
-		if (f->kind != BUNDLE_KIND_MANIFEST && f->kind != BUNDLE_KIND_SEGMENT)
+		if (f->kind < BUNDLE_KIND_MANIFEST || f->kind > BUNDLE_KIND_DELETION)
 			rc = err_set(STRATA_EINVAL, "bundle_write: file %u has kind %u", i, f->kind);
 		else if (!bundle_name_ok(f->kind, f->name))
 			rc = err_prefix(STRATA_EINVAL, "bundle_write");

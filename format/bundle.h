@@ -1,10 +1,15 @@
 /*
- * bundle.h - the shipping bundle, version 1: a whole database in one file,
+ * bundle.h - the shipping bundle, version 2: a whole database in one file,
  * each file of it a zstd frame, with a trailing index. Table of contents of
  * bundle.c (the codec: header, entry, index and footer layouts, the
  * streaming reader and the writer) and bundle_db.c (what makes a bundle a
- * database: the snapshot that pack reads, unpack into a directory, verify in
- * memory).
+ * database: the consistent snapshot that pack reads, unpack into a
+ * directory, verify in memory).
+ *
+ * Version 2 carries deletion files (kind 4) and WAL files (kind 3) beside
+ * the MANIFEST and its segments; its layout is version 1's. Readers read
+ * both versions; in a version-1 bundle kinds 3 and 4 and a MANIFEST naming
+ * deletion files are refused (STRATA_EVERSION), as version-1 readers did.
  *
  * The byte layout is specified in FORMAT.md, section "Bundle file"; the
  * constants below are its numbers and are never renumbered.
@@ -29,10 +34,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "segment.h"
+
 #define BUNDLE_MAGIC 0x444e425441525453ull        /* "STRATBND" as a little-endian u64 */
 #define BUNDLE_ENTRY_MAGIC 0x544e455441525453ull  /* "STRATENT" */
 #define BUNDLE_FOOTER_MAGIC 0x5254465441525453ull /* "STRATFTR" */
-#define BUNDLE_VERSION 1u
+#define BUNDLE_VERSION 2u     /* what the writer writes */
+#define BUNDLE_VERSION_MIN 1u /* the oldest version readers read */
 #define BUNDLE_HEADER_SIZE 64u
 #define BUNDLE_ENTRY_SIZE 128u
 #define BUNDLE_INDEX_ENTRY_SIZE 136u /* u64 entry offset + a copy of the entry header */
@@ -85,15 +93,14 @@ enum {
 
 /*
  * What kind of database file an entry holds; the kind fixes which names are
- * allowed. WAL and deletion files will get kinds 3 and 4 when those files
- * are defined: the bundle layout does not change, only the names a reader
- * accepts. Until then a reader refuses them with STRATA_EVERSION.
+ * allowed. Kinds 3 and 4 exist from version 2 on: a version-1 bundle holding
+ * one is refused with STRATA_EVERSION (version-1 readers reserved them so).
  */
 enum bundle_kind {
 	BUNDLE_KIND_MANIFEST = 1, /* the name "MANIFEST" */
 	BUNDLE_KIND_SEGMENT = 2,  /* "seg-" + 16 lowercase hex digits + ".seg" */
-	BUNDLE_KIND_WAL = 3,      /* reserved: not defined in this version */
-	BUNDLE_KIND_DELETION = 4  /* reserved: not defined in this version */
+	BUNDLE_KIND_WAL = 3,      /* "wal-" + 16 lowercase hex digits + ".log" (version 2) */
+	BUNDLE_KIND_DELETION = 4  /* "del-" + 16 hex + "-" + 16 hex + ".del" (version 2) */
 };
 
 #define BUNDLE_LEVEL_MIN 1
@@ -143,18 +150,20 @@ struct bundle_footer {
 int bundle_header_decode(const uint8_t *buf, size_t len, struct bundle_header *out);
 
 /*
- * Decode and check one entry header (128 bytes at buf; obligations E1-E8):
- * magic, checksum, flags, the name's bytes and its pattern for the kind.
- * Position, duplicates and sizes against the header are the caller's (the
- * reader's) checks. out->off is set to 0. Returns 0, STRATA_ECORRUPT,
- * STRATA_ECHECKSUM or STRATA_EVERSION (a reserved kind).
+ * Decode and check one entry header (128 bytes at buf; obligations E1-E8) of
+ * a bundle of `version` (the header's): magic, checksum, flags, the kind
+ * (kinds 3 and 4 only from version 2 on), the name's bytes and its pattern
+ * for the kind. Position, duplicates and sizes against the header are the
+ * caller's (the reader's) checks. out->off is set to 0. Returns 0,
+ * STRATA_ECORRUPT, STRATA_ECHECKSUM or STRATA_EVERSION (kind 3 or 4 in a
+ * version-1 bundle).
  */
-int bundle_entry_decode(const uint8_t *buf, struct bundle_entry *out);
+int bundle_entry_decode(const uint8_t *buf, uint32_t version, struct bundle_entry *out);
 
 /*
- * True when `name` (NUL-terminated) is a name an entry of `kind` may carry:
- * 1..63 bytes of printable ASCII without '/', '\\' or "..", matching the
- * kind's pattern. Sets the error detail (why not) when false.
+ * True when `name` (NUL-terminated) is a name an entry of `kind` (1..4) may
+ * carry: 1..63 bytes of printable ASCII without '/', '\\' or "..", matching
+ * the kind's pattern. Sets the error detail (why not) when false.
  */
 bool bundle_name_ok(uint32_t kind, const char *name);
 
@@ -294,45 +303,100 @@ int bundle_write(int fd, const char *name, const struct bundle_file *files, uint
 
 /* ---- databases (bundle_db.c) ------------------------------------------------------------ */
 
+/* One segment of a snapshot, in MANIFEST order. */
+struct bundle_snap_seg {
+	struct seg_info info;    /* seg_check of the mapped file (pointers into files[]) */
+	uint64_t *deleted;       /* its deletion file's bitmap (tomb_words(count) words, owned), or NULL */
+	uint64_t n_deleted;      /* bits set in it */
+};
+
 /*
- * The files of a read-only database, as pack reads them: the MANIFEST's
- * bytes read once (the list below comes from exactly those bytes) and each
- * segment it names, mapped, with its size and header checksum checked
- * against the manifest entry and its header and section table against the
- * segment obligations (seg_check). A writable database must be flushed or
- * pinned by the engine first: this reads files, it takes no lock.
+ * One consistent state of a database, as pack reads it (FORMAT.md 8.11):
+ * the MANIFEST's bytes read once, every file those bytes name opened (each
+ * segment mapped and held to its entry: size, header checksum, count, dim,
+ * metric, M, and seg_check; each deletion file read and decoded against its
+ * segment's entry), and, with BUNDLE_SNAP_WAL, the WAL records after the
+ * MANIFEST's checkpoint as they are on disk: the files from the one holding
+ * checkpoint_lsn + 1 on, each cut after its last whole record, LSNs checked
+ * to continue from the checkpoint. A writer may flush and merge meanwhile:
+ * files are opened after the MANIFEST is read, and a file it names that is
+ * gone, or WAL records after its checkpoint that are gone, under a MANIFEST
+ * whose generation has changed since, mean a commit came between: the
+ * snapshot starts over (a bounded number of times). Once open, a file's bytes
+ * stay readable when the writer deletes it. Takes no lock and writes nothing.
  */
+#define BUNDLE_SNAP_WAL 1u /* also read the WAL after the checkpoint */
+
 struct bundle_snapshot {
 	uint8_t *manifest;        /* MANIFEST bytes, owned */
 	size_t manifest_len;
 	uint8_t db_uuid[16];
 	uint32_t dim;
 	uint32_t metric;
-	uint64_t vectors;         /* sum of the segment counts */
-	struct bundle_file *files; /* count files, MANIFEST first; data mapped */
+	uint64_t generation;      /* the MANIFEST's */
+	uint64_t checkpoint_lsn;  /* the MANIFEST's */
+	uint32_t segments;        /* segments the MANIFEST names */
+	uint64_t vectors;         /* live vectors in them: the segment counts minus the deleted */
+	uint64_t deleted;         /* nodes the deletion files mark deleted */
+	uint32_t deletion_files;
+	struct bundle_snap_seg *segs; /* `segments` entries, MANIFEST order */
+	/* the WAL (BUNDLE_SNAP_WAL) */
+	uint32_t wal_files;       /* WAL files in files[] */
+	uint64_t wal_bytes;       /* their bytes, as packed */
+	uint64_t wal_records;     /* records with an LSN above checkpoint_lsn: writes not in segments */
+	uint64_t wal_first_lsn, wal_last_lsn; /* of those records; 0 if none */
+	uint64_t wal_cut_bytes;   /* bytes after the newest file's last whole record, left out */
+	uint32_t retries;         /* times a concurrent commit made the snapshot start over */
+	/*
+	 * What a bundle of this state holds, in bundle order: the MANIFEST, its
+	 * segments (mapped) and deletion files in MANIFEST order, then the WAL
+	 * files in LSN order (in memory, each cut after its last whole record).
+	 */
+	struct bundle_file *files;
 	uint32_t count;
 };
+int bundle_snapshot_take(const char *dir, unsigned flags, struct bundle_snapshot *out);
+/* bundle_snapshot_take(dir, BUNDLE_SNAP_WAL, out): everything pack packs. */
 int bundle_snapshot_open(const char *dir, struct bundle_snapshot *out);
 void bundle_snapshot_free(struct bundle_snapshot *s);
 
-struct bundle_unpack_opts {
-	uint64_t max_bytes;       /* largest total raw size accepted; 0 = BUNDLE_UNPACK_MAX_DEFAULT */
-	bool skip_space_check;    /* do not compare the declared size with free space (tests) */
-};
-#define BUNDLE_UNPACK_MAX_DEFAULT (1ull << 40) /* 1 TiB */
-
 /* What an unpack or verify found; filled as far as it got, also on failure. */
 struct bundle_db_stats {
+	uint32_t version;         /* the bundle's format version */
 	uint32_t entries;         /* entries read and checked in full */
 	uint64_t raw_bytes;       /* their raw bytes */
 	uint64_t bundle_bytes;    /* bytes consumed from the source */
 	uint32_t segments;        /* segments the MANIFEST names */
-	uint64_t vectors;         /* vectors they hold */
+	uint64_t vectors;         /* live vectors they hold: counts minus deleted nodes */
+	uint64_t deleted;         /* nodes the deletion files mark deleted */
+	uint32_t deletion_files;  /* deletion files the MANIFEST names */
+	uint32_t wal_files;       /* WAL files read and checked */
+	uint64_t wal_records;     /* their records above the MANIFEST's checkpoint_lsn */
+	uint64_t wal_first_lsn, wal_last_lsn; /* of those records; 0 if none */
+	uint64_t checkpoint_lsn;  /* the MANIFEST's */
 	uint32_t dim;
 	uint32_t metric;
 	uint32_t stale_removed;   /* unpack: stale temporary directories removed */
 	char failed_entry[BUNDLE_NAME_MAX + 1]; /* the entry being read when it failed, or "" */
 };
+
+/*
+ * Called by bundle_unpack() once every entry and rule has checked out, with
+ * the temporary directory holding the whole database, before it is synced
+ * and renamed to the target: it may change that database (strata unpack
+ * replays the WAL files into segments there). A non-zero return (a
+ * STRATA_E* code, detail set) fails the unpack, which then removes the
+ * temporary directory as for any failure.
+ */
+typedef int (*bundle_finish_fn)(const char *tmp_dir, const struct bundle_db_stats *st, void *ctx);
+
+struct bundle_unpack_opts {
+	uint64_t max_bytes;       /* largest total raw size accepted; 0 = BUNDLE_UNPACK_MAX_DEFAULT */
+	bool skip_space_check;    /* do not compare the declared size with free space (tests) */
+	bundle_finish_fn finish;  /* may be NULL */
+	void *finish_ctx;
+};
+#define BUNDLE_UNPACK_MAX_DEFAULT (1ull << 40) /* 1 TiB */
 
 /*
  * Called after each entry has been read and checked in full; may be NULL.
@@ -345,8 +409,9 @@ typedef void (*bundle_entry_fn)(const struct bundle_entry *e, void *ctx);
  * must not exist or be empty (STRATA_EEXIST). Everything is written into a
  * temporary directory beside `dir` (".<name>.unpack-XXXXXX", locked with
  * flock while in use) and renamed to `dir` only after every checksum, every
- * name, the MANIFEST against the files and every segment in full
- * (seg_check + seg_verify) have checked out, so a failed or interrupted
+ * name, the MANIFEST against the files, every segment in full (seg_check +
+ * seg_verify), every deletion file against its segment and every WAL record
+ * have checked out (and opts->finish returned 0), so a failed or interrupted
  * unpack leaves nothing under `dir`. Temporary directories of interrupted
  * unpacks of `dir` (unlocked) are removed first.
  * Returns 0, a data error, STRATA_EEXIST, STRATA_ELIMIT (declared size over

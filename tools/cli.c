@@ -23,9 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bundle.h"
 #include "distance.h"
 #include "le.h"
-#include "manifest.h"
 #include "segment.h"
 #include "vecio.h"
 
@@ -469,72 +469,44 @@ void cli_json_null(struct cli_json *j, const char *key)
 
 /* ---- measuring: exact truth, timed searches, recall -------------------------------------- */
 
-struct bf_seg {
-	const uint8_t *map;
-	size_t len;
-	struct seg_info info;
-};
-
+/*
+ * The exact truth reads the database's files: one consistent snapshot of the
+ * MANIFEST, its segments and deletion files (bundle_snapshot_take, which
+ * starts over when a writer's commit replaces a file meanwhile), without the
+ * WAL: a read-only handle, which the measured searches use, sees the same
+ * flushed state. Deleted nodes are skipped. Every id is live in at most one
+ * segment of a flushed state (a newer write of an id marks the older copy
+ * deleted in the same flush), so the live vectors are the truth's candidates.
+ */
 struct bf_db {
-	struct mf_manifest mf;
-	struct bf_seg *segs;
-	uint32_t nseg;
+	struct bundle_snapshot snap;
 	dist_fn dist;
 };
 
 static void bf_close(struct bf_db *b)
 {
-	for (uint32_t i = 0; i < b->nseg; i++)
-		cli_unmap_file(b->segs[i].map, b->segs[i].len);
-	free(b->segs);
-	mf_free(&b->mf);
+	bundle_snapshot_free(&b->snap);
 	memset(b, 0, sizeof *b);
 }
 
-/* Map every segment of the database and check its structure (seg_check). */
-static int bf_open(const char *cmd, const char *dir, struct bf_db *b)
+static int bf_open(const char *cmd, const char *dir, uint64_t checkpoint_lsn, struct bf_db *b)
 {
 	memset(b, 0, sizeof *b);
-	int rc = mf_load(dir, &b->mf);
+	int rc = bundle_snapshot_take(dir, 0, &b->snap);
 	if (rc != 0)
-		return cli_fail(cmd, "reading the manifest for --truth exact", rc);
-	b->segs = calloc(b->mf.segment_count ? b->mf.segment_count : 1, sizeof *b->segs);
-	if (!b->segs) {
-		mf_free(&b->mf);
-		return cli_error(cmd, "out of memory");
+		return cli_fail(cmd, "reading the database for --truth exact", rc);
+	if (checkpoint_lsn != UINT64_MAX && b->snap.checkpoint_lsn != checkpoint_lsn) {
+		uint64_t now = b->snap.checkpoint_lsn;
+		bf_close(b);
+		return cli_error(cmd, "%s changed while it was measured: a writer flushed (checkpoint "
+		                      "LSN %llu, the searched handle sees %llu), so the exact truth would "
+		                      "describe another state; run again", dir, (unsigned long long)now,
+		                 (unsigned long long)checkpoint_lsn);
 	}
-	for (uint32_t i = 0; i < b->mf.segment_count; i++) {
-		const struct mf_segment *e = &b->mf.segments[i];
-		char name[MF_SEGMENT_NAME_LEN + 1], path[4096], err[256];
-		mf_segment_name(e->seq, name, sizeof name);
-		snprintf(path, sizeof path, "%s/%s", dir, name);
-		if (e->tomb_gen != 0) {
-			bf_close(b);
-			return cli_error(cmd, "%s has deletions; --truth exact cannot read deletion files "
-			                      "in this version", name);
-		}
-		struct bf_seg *s = &b->segs[b->nseg];
-		rc = cli_map_file(path, &s->map, &s->len, err, sizeof err);
-		if (rc != 0) {
-			bf_close(b);
-			return cli_error(cmd, "%s: %s", path, err);
-		}
-		b->nseg++;
-		rc = seg_check(s->map, s->len, &s->info);
-		if (rc != 0) {
-			bf_close(b);
-			return cli_fail(cmd, name, rc);
-		}
-		if (s->info.dim != b->mf.dim || s->info.metric != b->mf.metric) {
-			bf_close(b);
-			return cli_error(cmd, "%s: dim %u / metric %u differ from the manifest's %u / %u",
-			                 name, s->info.dim, s->info.metric, b->mf.dim, b->mf.metric);
-		}
-	}
-	b->dist = dist_for_metric((strata_metric)b->mf.metric);
+	b->dist = dist_for_metric((strata_metric)b->snap.metric);
 	if (!b->dist) {
 		bf_close(b);
-		return cli_error(cmd, "no distance kernel for metric %u", b->mf.metric);
+		return cli_error(cmd, "no distance kernel for metric %u", b->snap.metric);
 	}
 	return 0;
 }
@@ -616,7 +588,7 @@ static void *bf_worker(void *arg)
 		free(q);
 		return NULL;
 	}
-	bool cosine = j->db->mf.metric == STRATA_METRIC_COSINE;
+	bool cosine = j->db->snap.metric == STRATA_METRIC_COSINE;
 	for (;;) {
 		size_t qi = atomic_fetch_add(&j->next, 1);
 		if (qi >= j->nq)
@@ -625,9 +597,12 @@ static void *bf_worker(void *arg)
 		if (cosine) /* stored vectors are normalised on write; the query must be too */
 			dist_normalize(q, j->dim);
 		size_t n = 0;
-		for (uint32_t s = 0; s < j->db->nseg; s++) {
-			const struct seg_info *in = &j->db->segs[s].info;
+		for (uint32_t s = 0; s < j->db->snap.segments; s++) {
+			const struct seg_info *in = &j->db->snap.segs[s].info;
+			const uint64_t *dead = j->db->snap.segs[s].deleted;
 			for (uint64_t i = 0; i < in->count; i++) {
+				if (dead && (dead[i / 64] >> (i % 64) & 1))
+					continue;
 				const float *v = (const float *)(const void *)(in->nodes + i * in->stride);
 				uint64_t id = le_load64(in->ids + i * 8);
 				if (j->allow && !bsearch(&id, j->allow, j->n_allow, sizeof id, u64_cmp))
@@ -646,12 +621,12 @@ static void *bf_worker(void *arg)
 	return NULL;
 }
 
-int cli_exact_truth(const char *cmd, const char *dir, const float *queries, size_t nq,
-                    uint32_t dim, uint32_t k, uint32_t threads, const uint64_t *allow,
+int cli_exact_truth(const char *cmd, const char *dir, uint64_t checkpoint_lsn, const float *queries,
+                    size_t nq, uint32_t dim, uint32_t k, uint32_t threads, const uint64_t *allow,
                     size_t n_allow, uint64_t **truth_out)
 {
 	struct bf_db b;
-	int rc = bf_open(cmd, dir, &b);
+	int rc = bf_open(cmd, dir, checkpoint_lsn, &b);
 	if (rc != 0)
 		return rc;
 	struct bf_job j = {.db = &b, .queries = queries, .nq = nq, .dim = dim, .k = k,

@@ -175,15 +175,20 @@ void cli_json_null(struct cli_json *j, const char *key);
 
 /*
  * The exact k nearest ids of each of nq queries (nq * dim floats), by brute
- * force over the stored vectors of the database in `dir`, read through
- * format/ (manifest, then each segment's node records and ids), with the
- * engine's SIMD distance kernels, on `threads` threads; ties go to the lower
- * id. `allow` (sorted, n_allow ids) limits the candidates, or is NULL for all.
- * *truth_out gets nq * k ids (STRATA_NO_ID where fewer exist), malloc'd.
- * Returns 0, or prints the one-line error for `cmd` and returns CLI_EXIT_FAIL.
+ * force over the live vectors of the database in `dir`: its last flushed
+ * state, what a STRATA_READONLY handle searches (MANIFEST, each segment's
+ * node records and ids, less the nodes its deletion file marks deleted),
+ * read through format/ as one consistent snapshot, with the engine's SIMD
+ * distance kernels, on `threads` threads; ties go to the lower id.
+ * `checkpoint_lsn` is the searched handle's (strata_stats): if the files show
+ * another flushed state (a writer flushed in between), that is an error;
+ * UINT64_MAX skips the check. `allow` (sorted, n_allow ids) limits the
+ * candidates, or is NULL for all. *truth_out gets nq * k ids (STRATA_NO_ID
+ * where fewer exist), malloc'd. Returns 0, or prints the one-line error for
+ * `cmd` and returns CLI_EXIT_FAIL.
  */
-int cli_exact_truth(const char *cmd, const char *dir, const float *queries, size_t nq,
-                    uint32_t dim, uint32_t k, uint32_t threads, const uint64_t *allow,
+int cli_exact_truth(const char *cmd, const char *dir, uint64_t checkpoint_lsn, const float *queries,
+                    size_t nq, uint32_t dim, uint32_t k, uint32_t threads, const uint64_t *allow,
                     size_t n_allow, uint64_t **truth_out);
 
 /*

@@ -631,10 +631,11 @@ static void dump_manifest(struct dump *d)
 /* ---- bundle ------------------------------------------------------------------------------------ */
 
 /* One entry header at `off` (in the file); false if it is not an entry header. */
-static bool bundle_entry_show(struct dump *d, uint64_t off, uint32_t i, struct bundle_entry *e)
+static bool bundle_entry_show(struct dump *d, uint64_t off, uint32_t i, uint32_t version,
+                              struct bundle_entry *e)
 {
 	const uint8_t *h = d->b + off;
-	int rc = bundle_entry_decode(h, e);
+	int rc = bundle_entry_decode(h, version, e);
 	uint32_t nlen = le_load32(h + BUNDLE_ENT_NAME_LEN);
 	char name[4 * BUNDLE_NAME_FIELD + 1];
 	size_t o = 0;
@@ -676,10 +677,10 @@ static bool bundle_entry_show(struct dump *d, uint64_t off, uint32_t i, struct b
 
 static void dump_bundle(struct dump *d)
 {
-	uint64_t v, count = 0;
+	uint64_t v, count = 0, version = 0;
 	printf("header [0, %u)\n", BUNDLE_HEADER_SIZE);
 	magic_line(d, 0, BUNDLE_MAGIC, "STRATBND");
-	if (!field(d, BUNDLE_OFF_VERSION, 4, "version", &v) ||
+	if (!field(d, BUNDLE_OFF_VERSION, 4, "version", &version) ||
 	    !field(d, BUNDLE_OFF_HEADER_SIZE, 4, "header_size", &v) ||
 	    !field(d, BUNDLE_OFF_FLAGS, 4, "flags", &v) ||
 	    !field(d, BUNDLE_OFF_ENTRY_COUNT, 4, "entry_count", &count) ||
@@ -705,7 +706,7 @@ static void dump_bundle(struct dump *d)
 			break;
 		}
 		struct bundle_entry e;
-		if (!bundle_entry_show(d, off, i, &e)) {
+		if (!bundle_entry_show(d, off, i, (uint32_t)version, &e)) {
 			stops(d, off, "no entry header here: the following offsets cannot be known from "
 			      "the front");
 			break;
@@ -758,7 +759,7 @@ static void dump_bundle(struct dump *d)
 		const uint8_t *ie = d->b + index_off + k * BUNDLE_INDEX_ENTRY_SIZE;
 		struct bundle_entry e;
 		uint64_t eo = le_load64(ie);
-		int rc = bundle_entry_decode(ie + 8, &e);
+		int rc = bundle_entry_decode(ie + 8, (uint32_t)version, &e);
 		printf("  index %llu: entry at %llu, %s", ULL(k), ULL(eo),
 		       rc == 0 ? e.name : "(a damaged copy)");
 		if (rc == 0 && in_file(d, eo, BUNDLE_ENTRY_SIZE) &&
@@ -915,6 +916,12 @@ static void dump_tomb(struct dump *d, const char *path, const struct dump_opts *
 	if (shown < set)
 		printf(" ... (%llu more)", ULL(set - shown));
 	putchar('\n');
+	if (d->len < TOMB_HEADER_SIZE + body) {
+		uint64_t whole = (d->len - TOMB_HEADER_SIZE) / 8;
+		stops(d, TOMB_HEADER_SIZE + 8 * whole, "the file ends inside the bitmap, after %llu of "
+		      "its %llu words: nodes from %llu on are not shown", ULL(whole),
+		      ULL(tomb_words(count)), ULL(64 * whole));
+	}
 	if (beyond)
 		bad(d, "%llu bit(s) set at or beyond count %llu", ULL(beyond), ULL(count));
 	if (set != deleted)

@@ -874,9 +874,17 @@ static int inspect_bundle(const char *path, const uint8_t *buf, size_t len, bool
 	} else {
 		have_mf = true;
 	}
-	uint64_t vectors = 0;
+	uint64_t vectors = 0, wal_bytes = 0;
+	uint32_t deletion_files = 0, wal_files = 0;
 	for (uint32_t i = 0; have_mf && i < mf.segment_count; i++)
 		vectors += mf.segments[i].count;
+	for (uint32_t i = 0; i < idx.count; i++) {
+		deletion_files += idx.entries[i].kind == BUNDLE_KIND_DELETION;
+		if (idx.entries[i].kind == BUNDLE_KIND_WAL) {
+			wal_files++;
+			wal_bytes += idx.entries[i].raw_size;
+		}
+	}
 	double ratio = len ? (double)idx.hdr.total_raw_bytes / (double)len : 0.0;
 	if (json) {
 		struct cli_json j;
@@ -901,6 +909,12 @@ static int inspect_bundle(const char *path, const uint8_t *buf, size_t len, bool
 			cli_json_u64(&j, "generation", mf.generation);
 			cli_json_u64(&j, "vectors", vectors);
 			cli_json_u64(&j, "segments", mf.segment_count);
+			cli_json_u64(&j, "checkpoint_lsn", mf.checkpoint_lsn);
+		}
+		if (idx.entries) {
+			cli_json_u64(&j, "deletion_files", deletion_files);
+			cli_json_u64(&j, "wal_files", wal_files);
+			cli_json_u64(&j, "wal_bytes", wal_bytes);
 		}
 		cli_json_arr_begin(&j, "entries");
 		for (uint32_t i = 0; i < idx.count; i++) {
@@ -929,17 +943,21 @@ static int inspect_bundle(const char *path, const uint8_t *buf, size_t len, bool
 		if (have_mf) {
 			printf("  dim %u, metric %s, M %u, ef_construction %u, ef_search %u\n", mf.dim,
 			       cli_metric_name(mf.metric), mf.M, mf.ef_construction, mf.ef_search);
-			printf("  vectors %llu, segments %u, generation %llu\n",
-			       (unsigned long long)vectors, mf.segment_count,
-			       (unsigned long long)mf.generation);
+			printf("  vectors %llu in segments, segments %u, generation %llu, checkpoint lsn "
+			       "%llu\n", (unsigned long long)vectors, mf.segment_count,
+			       (unsigned long long)mf.generation, (unsigned long long)mf.checkpoint_lsn);
 		}
+		if (idx.entries)
+			printf("  deletion files %u, WAL files %u (%llu bytes: writes not yet in segments "
+			       "when packed; unpack replays them)\n", deletion_files, wal_files,
+			       (unsigned long long)wal_bytes);
 		if (idx.count)
-			printf("  %4s  %-8s  %-26s %12s %14s %14s %6s\n", "#", "kind", "name", "offset",
+			printf("  %4s  %-8s  %-41s %12s %14s %14s %6s\n", "#", "kind", "name", "offset",
 			       "bytes", "compressed", "ratio");
 		for (uint32_t i = 0; i < idx.count; i++) {
 			const struct bundle_entry *e = &idx.entries[i];
 			const struct mf_segment *s = have_mf ? mf_entry_of(&mf, e->name) : NULL;
-			printf("  %4u  %-8s  %-26s %12llu %14llu %14llu %6.2f", i, bundle_kind_name(e->kind),
+			printf("  %4u  %-8s  %-41s %12llu %14llu %14llu %6.2f", i, bundle_kind_name(e->kind),
 			       e->name, (unsigned long long)e->off, (unsigned long long)e->raw_size,
 			       (unsigned long long)e->frame_size,
 			       e->frame_size ? (double)e->raw_size / (double)e->frame_size : 0.0);

@@ -4,6 +4,20 @@
  * Manual: strata.1, sections "pack" and "unpack". Format: FORMAT.md, "Bundle
  * file"; the work is format/bundle.c and bundle_db.c.
  *
+ * Which state pack packs (FORMAT.md 8.11):
+ *   - the WAL holds no record: the files as they are (pack never opens such
+ *     a database for writing, so it does not change it);
+ *   - otherwise pack opens the database as its writer (strata_open), flushes
+ *     (strata_flush: every acknowledged write into segments and deletion
+ *     files), reads the snapshot while it still holds the lock, and closes;
+ *   - if another process holds the writer's lock (STRATA_EBUSY), or the
+ *     directory cannot be written (STRATA_EPERM), pack reads a consistent
+ *     snapshot beside the writer: the last flushed state and the WAL records
+ *     after it, as they are on disk (the newest file cut after its last whole
+ *     record), and says so on stderr. Unpack replays those records.
+ * Nothing is left out silently: what the snapshot could not include (bytes
+ * of a record being written) is counted on stderr.
+ *
  * Output discipline: a bundle may go to stdout, so pack prints its summary
  * on stderr (or, with --json and a file OUT, one JSON object on stdout).
  * Pack writes OUT through OUT.tmp and renames it at the end, so a failed pack
@@ -11,6 +25,7 @@
  * under DIR unless it all checked out (bundle_unpack's promise); SIGINT,
  * SIGTERM and SIGHUP stop it at the next read, through the same cleanup.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -26,20 +41,24 @@
 #include "err.h"
 #include "fio.h"
 #include "strata.h"
+#include "wal_record.h"
 
 static const char pack_usage[] =
 	"usage: strata pack DIR OUT.strata|- [--level N] [--threads N] [--json] [--quiet]\n"
 	"\n"
-	"Write the database in DIR as one bundle file: its MANIFEST and every segment\n"
-	"the MANIFEST names, each compressed with zstd and checksummed (xxh3), then an\n"
-	"index. OUT '-' writes to stdout (for a pipe: ssh, an object store client).\n"
+	"Write the database in DIR as one bundle file: its MANIFEST, every segment and\n"
+	"deletion file the MANIFEST names, each compressed with zstd and checksummed\n"
+	"(xxh3), then an index. Unflushed writes are flushed first (pack opens DIR as\n"
+	"its writer); if another process is writing DIR, the last flushed state and\n"
+	"the WAL records after it are packed as they are on disk (said on stderr).\n"
+	"OUT '-' writes to stdout (for a pipe: ssh, an object store client).\n"
 	"A file OUT is written as OUT.tmp and renamed when complete.\n"
 	"\n"
 	"options:\n"
 	"  --level N     zstd level, 1..19 (default 3)\n"
 	"  --threads N   compression threads, 0 = all cores (default 0)\n"
 	"  --json        print one JSON object on stdout (not with OUT '-')\n"
-	"  --quiet       no summary on stderr\n"
+	"  --quiet       no summary on stderr (the note about another writer stays)\n"
 	"  -h, --help    this text\n";
 
 static const char unpack_usage[] =
@@ -48,8 +67,10 @@ static const char unpack_usage[] =
 	"Recreate a database from a bundle (BUNDLE '-' reads stdin) in DIR, which must\n"
 	"not exist or be empty. Everything is written to a temporary directory beside\n"
 	"DIR and renamed to DIR only after every checksum, name and size, the MANIFEST\n"
-	"against the files, and every segment in full have been verified; a failed or\n"
-	"interrupted unpack leaves nothing under DIR.\n"
+	"against the files, every segment in full, every deletion file and every WAL\n"
+	"record have been verified, and WAL records the bundle carries have been\n"
+	"replayed into a segment; a failed or interrupted unpack leaves nothing under\n"
+	"DIR.\n"
 	"\n"
 	"options:\n"
 	"  --max-bytes N  refuse bundles declaring more than N bytes of files\n"
@@ -67,6 +88,111 @@ static uint32_t cpu_count(void)
 static double mb_per_s(uint64_t bytes, double secs)
 {
 	return secs > 0 ? (double)bytes / 1e6 / secs : 0.0;
+}
+
+/* Does a WAL file of `dir` hold more than its header? Then writes may be unflushed. */
+static bool wal_has_records(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return false;
+	bool any = false;
+	struct dirent *e;
+	while (!any && (e = readdir(d))) {
+		uint64_t lsn;
+		char path[4096];
+		struct stat st;
+		if (walrec_file_name_parse(e->d_name, &lsn) != 0 ||
+		    snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+			continue;
+		any = stat(path, &st) == 0 && (uint64_t)st.st_size > WAL_FILE_HEADER_SIZE;
+	}
+	closedir(d);
+	return any;
+}
+
+/* How pack came by its snapshot. */
+struct pack_source {
+	bool flushed;            /* opened as the writer and flushed first */
+	uint64_t flushed_records;/* WAL records that flush put into segments */
+	bool beside_writer;      /* could not take the writer's lock: read beside it */
+	int open_rc;             /* why not (STRATA_EBUSY, STRATA_EPERM) */
+};
+
+/* The state of `dir` to pack (see the top of this file). 0 or the exit status of a failure. */
+static int pack_snapshot(const char *cmd, const char *dir, struct bundle_snapshot *snap,
+                         struct pack_source *how)
+{
+	int rc;
+	memset(how, 0, sizeof *how);
+	if (!wal_has_records(dir)) {
+		if ((rc = bundle_snapshot_open(dir, snap)) != 0)
+			return cli_fail(cmd, dir, rc);
+		return 0;
+	}
+	strata_options o;
+	strata_options_default(&o);
+	o.disable_background_merges = true; /* pack flushes; it does not start merges */
+	strata_db *db = NULL;
+	rc = strata_open(dir, &o, 0, &db);
+	if (rc == STRATA_EBUSY || rc == STRATA_EPERM) {
+		how->beside_writer = true;
+		how->open_rc = rc;
+		if ((rc = bundle_snapshot_open(dir, snap)) != 0)
+			return cli_fail(cmd, dir, rc);
+		return 0;
+	}
+	if (rc != 0)
+		return cli_fail(cmd, dir, rc);
+	struct strata_stats st;
+	strata_stats(db, &st);
+	how->flushed = true;
+	how->flushed_records = st.replay_records;
+	if ((rc = strata_flush(db)) != 0) {
+		cli_fail(cmd, dir, rc);
+		strata_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	/* Read while this handle holds the lock: no other writer can change the state. */
+	rc = bundle_snapshot_open(dir, snap);
+	if (rc != 0) {
+		cli_fail(cmd, dir, rc);
+		strata_close(db);
+		return CLI_EXIT_FAIL;
+	}
+	if ((rc = strata_close(db)) != 0) { /* the files read stay readable (mapped or copied) */
+		bundle_snapshot_free(snap);
+		return cli_fail(cmd, dir, rc);
+	}
+	return 0;
+}
+
+/* What a snapshot read beside a writer holds, and what it could not hold. Always printed. */
+static void pack_note(const char *dir, const struct bundle_snapshot *s,
+                      const struct pack_source *how)
+{
+	char a[32];
+	if (how->open_rc == STRATA_EBUSY)
+		fprintf(stderr, "strata pack: note: another process is writing %s: packed its last "
+		                "flushed state (manifest generation %llu) ", dir,
+		        (unsigned long long)s->generation);
+	else
+		fprintf(stderr, "strata pack: note: %s cannot be opened for writing to flush it (%s): "
+		                "packed its last flushed state (manifest generation %llu) ", dir,
+		        strata_strerror(how->open_rc), (unsigned long long)s->generation);
+	if (s->wal_records)
+		fprintf(stderr, "and the %llu WAL record(s) after it (LSN %llu..%llu, %s in %u WAL "
+		                "file(s)) as they were on disk; unpack replays them. Writes after those "
+		                "are not in the bundle",
+		        (unsigned long long)s->wal_records, (unsigned long long)s->wal_first_lsn,
+		        (unsigned long long)s->wal_last_lsn, cli_fmt_bytes(s->wal_bytes, a, sizeof a),
+		        s->wal_files);
+	else
+		fprintf(stderr, "; its WAL held no record after that state");
+	if (s->wal_cut_bytes)
+		fprintf(stderr, "; %llu byte(s) after the newest WAL file's last whole record (a write "
+		                "in progress) were left out", (unsigned long long)s->wal_cut_bytes);
+	fputs(".\n", stderr);
 }
 
 int cmd_pack(int argc, char **argv)
@@ -106,19 +232,14 @@ int cmd_pack(int argc, char **argv)
 	if (!S_ISDIR(st.st_mode))
 		return cli_error(CMD, "%s is not a database directory", dir);
 
-	/*
-	 * The files to pack must be one consistent state of the database. Today
-	 * every database is immutable (built offline, opened read-only), so its
-	 * files are packed as they are. When databases take writes (WAL, memtable,
-	 * compactor), this is where pack opens the database, flushes it (or pins
-	 * a snapshot so that merges cannot delete the segments it names) and
-	 * holds that until bundle_write() returns; the bundle then also carries
-	 * the WAL and deletion files that state names (kinds 3 and 4).
-	 */
+	/* One consistent state, held (mapped or copied) until bundle_write() returns. */
 	struct bundle_snapshot snap;
+	struct pack_source how;
 	err_clear();
-	if ((rc = bundle_snapshot_open(dir, &snap)) != 0)
-		return cli_fail(CMD, dir, rc);
+	if ((rc = pack_snapshot(CMD, dir, &snap, &how)) != 0)
+		return rc;
+	if (how.beside_writer)
+		pack_note(dir, &snap, &how);
 
 	char tmp[4096];
 	int fd = STDOUT_FILENO;
@@ -166,6 +287,14 @@ int cmd_pack(int argc, char **argv)
 		cli_json_str(&j, "bundle", out);
 		cli_json_u64(&j, "files", ps.entries);
 		cli_json_u64(&j, "vectors", snap.vectors);
+		cli_json_u64(&j, "segments", snap.segments);
+		cli_json_u64(&j, "deletion_files", snap.deletion_files);
+		cli_json_u64(&j, "wal_files", snap.wal_files);
+		cli_json_u64(&j, "wal_records", snap.wal_records);
+		cli_json_u64(&j, "wal_cut_bytes", snap.wal_cut_bytes);
+		cli_json_bool(&j, "flushed", how.flushed);
+		cli_json_u64(&j, "flushed_records", how.flushed_records);
+		cli_json_bool(&j, "beside_writer", how.beside_writer);
 		cli_json_u64(&j, "raw_bytes", ps.raw_bytes);
 		cli_json_u64(&j, "bundle_bytes", ps.bundle_bytes);
 		cli_json_f64(&j, "ratio", ratio);
@@ -177,11 +306,17 @@ int cmd_pack(int argc, char **argv)
 	}
 	if (!quiet) {
 		char a[32], b[32];
+		if (how.flushed)
+			fprintf(stderr, "strata pack: flushed %s first: %llu WAL record(s) into segments\n",
+			        dir, (unsigned long long)how.flushed_records);
 		fprintf(stderr, "packed %s into %s: %u files, %llu vectors, %s -> %s (ratio %.3f), zstd "
 		                "level %u, %u thread(s), %.2f s (%.1f MB/s)\n",
 		        dir, to_stdout ? "stdout" : out, ps.entries, (unsigned long long)snap.vectors,
 		        cli_fmt_bytes(ps.raw_bytes, a, sizeof a), cli_fmt_bytes(ps.bundle_bytes, b, sizeof b),
 		        ratio, level, ps.threads ? ps.threads : 1, secs, mb_per_s(ps.raw_bytes, secs));
+		if (snap.retries)
+			fprintf(stderr, "strata pack: a writer committed while pack read %s: read again %u "
+			                "time(s)\n", dir, snap.retries);
 	}
 	status = CLI_EXIT_OK;
 done:
@@ -220,6 +355,46 @@ static int64_t stoppable_read(void *ctx, uint8_t *buf, size_t len)
 			break; /* readable, at its end, or an error read() will name */
 	}
 	return s->inner.read(s->inner.ctx, buf, len);
+}
+
+/*
+ * opts.finish of the unpack: WAL records a bundle carries (packed beside a
+ * writer) are replayed into a segment in the temporary directory, by opening
+ * it as its writer and flushing, so that the database that appears under DIR
+ * holds them in segments, where read-only opens see them too.
+ */
+struct replay {
+	uint64_t records;
+	uint64_t vectors;
+};
+
+static int replay_wal(const char *tmp, const struct bundle_db_stats *st, void *ctx)
+{
+	struct replay *rp = ctx;
+	if (st->wal_records == 0)
+		return 0; /* records at or below the checkpoint, if any: the next writer drops them */
+	strata_options o;
+	strata_options_default(&o);
+	o.disable_background_merges = true;
+	strata_db *db = NULL;
+	int rc = strata_open(tmp, &o, 0, &db);
+	if (rc != 0)
+		return err_prefix(rc, "replaying the bundle's WAL");
+	struct strata_stats s;
+	strata_stats(db, &s);
+	rp->records = s.replay_records;
+	rc = strata_flush(db);
+	if (rc != 0) {
+		char why[ERR_DETAIL_MAX];
+		snprintf(why, sizeof why, "replaying the bundle's WAL: flush: %s", err_detail());
+		strata_close(db); /* clears the detail */
+		return err_set(rc, "%s", why);
+	}
+	strata_stats(db, &s);
+	rp->vectors = s.vectors;
+	if ((rc = strata_close(db)) != 0)
+		err_prefix(rc, "replaying the bundle's WAL: close");
+	return rc;
 }
 
 int cmd_unpack(int argc, char **argv)
@@ -267,7 +442,9 @@ int cmd_unpack(int argc, char **argv)
 	struct stoppable stop = {.fd = fd};
 	struct bundle_source src = {stoppable_read, &stop};
 	bundle_source_fd(&bfd, fd, from_stdin ? "stdin" : in, &stop.inner);
-	struct bundle_unpack_opts uo = {.max_bytes = max_bytes};
+	struct replay rp = {0};
+	struct bundle_unpack_opts uo = {.max_bytes = max_bytes, .finish = replay_wal,
+	                                .finish_ctx = &rp};
 	struct bundle_db_stats us;
 	double t0 = cli_now();
 	rc = bundle_unpack(&src, dir, &uo, NULL, NULL, &us);
@@ -300,8 +477,13 @@ int cmd_unpack(int argc, char **argv)
 		cli_json_str(&j, "bundle", in);
 		cli_json_str(&j, "dir", dir);
 		cli_json_u64(&j, "files", us.entries);
+		cli_json_u64(&j, "version", us.version);
 		cli_json_u64(&j, "segments", us.segments);
-		cli_json_u64(&j, "vectors", us.vectors);
+		cli_json_u64(&j, "vectors", rp.records ? rp.vectors : us.vectors);
+		cli_json_u64(&j, "deletion_files", us.deletion_files);
+		cli_json_u64(&j, "wal_files", us.wal_files);
+		cli_json_u64(&j, "wal_records", us.wal_records);
+		cli_json_u64(&j, "replayed_records", rp.records);
 		cli_json_u64(&j, "raw_bytes", us.raw_bytes);
 		cli_json_u64(&j, "bundle_bytes", us.bundle_bytes);
 		cli_json_f64(&j, "seconds", secs);
@@ -316,10 +498,17 @@ int cmd_unpack(int argc, char **argv)
 			                "interrupted unpack\n", us.stale_removed,
 			        us.stale_removed == 1 ? "y" : "ies", dir);
 		fprintf(stderr, "unpacked %s into %s: %u files, %llu vectors, %s from %s; every checksum "
-		                "and segment verified; %.2f s (%.1f MB/s)\n",
-		        from_stdin ? "stdin" : in, dir, us.entries, (unsigned long long)us.vectors,
-		        cli_fmt_bytes(us.raw_bytes, a, sizeof a), cli_fmt_bytes(us.bundle_bytes, b, sizeof b),
-		        secs, mb_per_s(us.raw_bytes, secs));
+		                "and segment verified",
+		        from_stdin ? "stdin" : in, dir, us.entries,
+		        (unsigned long long)(rp.records ? rp.vectors : us.vectors),
+		        cli_fmt_bytes(us.raw_bytes, a, sizeof a), cli_fmt_bytes(us.bundle_bytes, b, sizeof b));
+		if (us.deletion_files)
+			fprintf(stderr, ", %u deletion file(s) checked against their segments",
+			        us.deletion_files);
+		if (us.wal_files)
+			fprintf(stderr, ", %u WAL file(s) checked and %llu record(s) replayed into a segment",
+			        us.wal_files, (unsigned long long)rp.records);
+		fprintf(stderr, "; %.2f s (%.1f MB/s)\n", secs, mb_per_s(us.raw_bytes, secs));
 	}
 	return CLI_EXIT_OK;
 }

@@ -175,7 +175,7 @@ int cmd_query(int argc, char **argv)
 	if (limit && limit < nq)
 		nq = (size_t)limit;
 	if (truth_s && strcmp(truth_s, "exact") == 0) {
-		if (cli_exact_truth(CMD, dir, qm.data, nq, qm.dim, k, threads, allow,
+		if (cli_exact_truth(CMD, dir, st.checkpoint_lsn, qm.data, nq, qm.dim, k, threads, allow,
 		                    filter_s ? n_allow : 0, &truth) != 0)
 			goto out;
 	} else if (truth_s) {

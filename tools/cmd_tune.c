@@ -122,6 +122,7 @@ struct tune {
 	uint32_t dim;
 	uint32_t metric;
 	uint64_t vectors;
+	uint64_t checkpoint_lsn; /* of the searched handle, for the exact truth; UINT64_MAX: a grid's own build */
 	const char *what; /* DIR, or the base file of a grid */
 };
 
@@ -247,8 +248,8 @@ static int get_truth(const struct tune *t, const char *dir, uint64_t ident, uint
 	}
 	uint32_t threads = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
 	double t0 = cli_now();
-	int rc = cli_exact_truth(CMD, dir, t->q, t->nq, t->dim, t->k, threads ? threads : 1, NULL, 0,
-	                         truth_out);
+	int rc = cli_exact_truth(CMD, dir, t->checkpoint_lsn, t->q, t->nq, t->dim, t->k,
+	                         threads ? threads : 1, NULL, 0, truth_out);
 	if (rc != 0)
 		return rc;
 	if (!t->quiet)
@@ -473,6 +474,7 @@ static int tune_dir(struct tune *t, const char *dir)
 	strata_stats(db, &st);
 	t->metric = st.metric;
 	t->vectors = st.vectors;
+	t->checkpoint_lsn = st.checkpoint_lsn;
 	t->what = dir;
 	if (t->dim != st.dim) {
 		strata_close(db);
@@ -763,7 +765,8 @@ static int grid_axis(struct grid *g, const char *spec)
 
 int cmd_tune(int argc, char **argv)
 {
-	struct tune t = {.k = 10, .threads = 1, .repeat = 3, .target = 0.95};
+	struct tune t = {.k = 10, .threads = 1, .repeat = 3, .target = 0.95,
+	                 .checkpoint_lsn = UINT64_MAX};
 	struct grid g = {.seed = 100, .metric = STRATA_METRIC_L2};
 	const char *ef_s = NULL, *target_s = NULL, *grid_s = NULL, *metric_s = NULL, *clock_s = NULL;
 	uint64_t limit = 0;

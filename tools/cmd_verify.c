@@ -398,10 +398,15 @@ static void verify_dir(struct verify_state *v, const char *dir)
 
 static void bundle_entry_ok(const struct bundle_entry *e, void *ctx)
 {
+	static const char *const what[] = {
+		[BUNDLE_KIND_SEGMENT] = ", the MANIFEST entry, every section, edge and id",
+		[BUNDLE_KIND_DELETION] = ", its binding to the segment's MANIFEST entry and every bit",
+		[BUNDLE_KIND_WAL] = ", its header against the MANIFEST, every record whole, every LSN",
+	};
 	note(ctx, "%s: %s entry %u ok (%llu bytes, %llu compressed): frame and content checksums%s",
 	     e->name, bundle_kind_name(e->kind), e->ordinal, (unsigned long long)e->raw_size,
 	     (unsigned long long)e->frame_size,
-	     e->kind == BUNDLE_KIND_SEGMENT ? ", the MANIFEST entry, every section, edge and id" : "");
+	     e->kind <= BUNDLE_KIND_DELETION && what[e->kind] ? what[e->kind] : "");
 }
 
 /* Entries are held in memory one at a time: at most what the machine has. */
@@ -431,8 +436,10 @@ static void verify_bundle(struct verify_state *v, const char *name, const uint8_
 		problem_rc(v, file, rc);
 		return;
 	}
-	note(v, "%s: index and footer ok; the MANIFEST and its %u segment(s) agree", name,
-	     st.segments);
+	note(v, "%s: version %u; index and footer ok; the MANIFEST and its %u segment(s) and %u "
+	     "deletion file(s) agree; %u WAL file(s) continue its checkpoint (%llu record(s) after "
+	     "it, which unpack replays)", name, st.version, st.segments, st.deletion_files,
+	     st.wal_files, (unsigned long long)st.wal_records);
 }
 
 static void verify_file(struct verify_state *v, const char *path)

@@ -171,6 +171,11 @@ int cmd_import(int argc, char **argv)
 	}
 	strata_db *db = NULL;
 	rc = open_writable(cmd, pos[0], &o, 0, &db);
+	/* strata_upsert reads n x the database's dim floats: rows of another dim would be misread. */
+	struct strata_stats st;
+	if (!rc && strata_stats(db, &st) == 0 && st.dim != mat.dim)
+		rc = cli_error(cmd, "%s has vectors of dim %u, the database %s has dim %u: nothing "
+		                    "imported", input, mat.dim, pos[0], st.dim);
 	uint64_t *chunk_ids = malloc((size_t)batch * sizeof *chunk_ids);
 	if (!rc && !chunk_ids)
 		rc = cli_error(cmd, "out of memory");

@@ -24,6 +24,7 @@
 #include "strata.h"
 #include "t_cli.h"
 #include "t_support.h"
+#include "t_writer.h"
 
 #define DIM 16
 #define N_BASE 600
@@ -31,17 +32,25 @@
 
 
 
-/* base.fvecs, queries.fvecs and a database "db" built from the base. */
-static struct t_dir make_db(void)
+/* base.fvecs (N_BASE random rows, seed 11) and queries.fvecs (N_QUERY, seed 12) in a new dir. */
+static struct t_dir make_inputs(void)
 {
 	struct t_dir d = t_dir_new();
-	char p[1024], db[1024];
+	char p[1024];
 	float *base = t_random_vectors(N_BASE, DIM, 11);
 	float *q = t_random_vectors(N_QUERY, DIM, 12);
 	t_write_fvecs(t_path(&d, "base.fvecs", p, sizeof p), base, N_BASE, DIM);
 	t_write_fvecs(t_path(&d, "queries.fvecs", p, sizeof p), q, N_QUERY, DIM);
 	free(base);
 	free(q);
+	return d;
+}
+
+/* base.fvecs, queries.fvecs and a database "db" built from the base. */
+static struct t_dir make_db(void)
+{
+	struct t_dir d = make_inputs();
+	char p[1024], db[1024];
 	t_path(&d, "base.fvecs", p, sizeof p);
 	struct t_run *r = t_run(&d, "build", t_path(&d, "db", db, sizeof db), "--input", p, "--M", "8",
 	                    "--threads", "1", "--quiet", NULL);
@@ -273,6 +282,243 @@ Test(cli_ship, a_killed_unpack_leaves_no_directory)
 	t_slurp(err_path, err, sizeof err);
 	cr_assert(strstr(err, "interrupted by signal"), "%s", err);
 	free(x.data);
+	t_dir_free(&d);
+}
+
+/* ---- pack of writable databases ------------------------------------------------------------- */
+
+/* `strata` commands that must succeed, in order: each row is its words, NULL-terminated. */
+#define STEP_WORDS 10
+static void run_steps(const struct t_dir *d, const char *const steps[][STEP_WORDS], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *const *c = steps[i];
+		struct t_run *r = t_run(d, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]);
+		cr_assert_eq(r->status, 0, "%s: %s", c[0], r->err);
+		free(r);
+	}
+}
+
+static bool exists_in(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool found = false;
+	while ((e = readdir(d)))
+		found |= strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+	closedir(d);
+	return found;
+}
+
+/* Every id of `ids` is live in both or in neither, with the same vector; returns how many are live. */
+static size_t same_gets(strata_db *a, strata_db *b, const uint64_t *ids, size_t n)
+{
+	size_t live = 0;
+	float va[DIM], vb[DIM];
+	for (size_t i = 0; i < n; i++) {
+		int ra = strata_get(a, ids[i], va), rb = strata_get(b, ids[i], vb);
+		cr_assert_eq(ra, rb, "id %llu: %d and %d", (unsigned long long)ids[i], ra, rb);
+		if (ra == 0) {
+			cr_assert_eq(memcmp(va, vb, sizeof va), 0, "id %llu differs", (unsigned long long)ids[i]);
+			live++;
+		}
+	}
+	return live;
+}
+
+/*
+ * A database written through the WAL (import, flush, delete, import) and
+ * closed with writes not yet in segments: pack flushes it first, the bundle
+ * carries the deletion file, and the copy answers like the original.
+ */
+Test(cli_ship, pack_flushes_unflushed_writes_and_carries_deletion_files)
+{
+	struct t_dir d = make_inputs();
+	char db[1024], b[1024], db2[1024], base[1024], q[1024];
+	t_path(&d, "base.fvecs", base, sizeof base);
+	t_path(&d, "queries.fvecs", q, sizeof q);
+	t_path(&d, "db", db, sizeof db);
+	t_path(&d, "db.strata", b, sizeof b);
+	t_path(&d, "db2", db2, sizeof db2);
+	const char *const steps[][STEP_WORDS] = {
+		{"create", db, "--dim", "16", "--M", "8", NULL},
+		{"import", db, "--input", base, "--quiet", NULL},
+		{"flush", db, NULL},
+		{"delete", db, "--ids", "3,4,5,100,599", NULL},
+		{"import", db, "--input", q, "--start-id", "10000", "--quiet", NULL},
+	};
+	run_steps(&d, steps, sizeof steps / sizeof steps[0]);
+	struct t_run *r = t_run(&d, "pack", db, b, "--json", NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert(strstr(r->err, "flushed") && strstr(r->err, "2 WAL record(s) into segments"), "%s",
+	          r->err);
+	cr_assert(strstr(r->out, "\"flushed\": true"), "%s", r->out);
+	cr_assert_eq(t_json_num(r->out, "deletion_files"), 1, "%s", r->out);
+	cr_assert_eq(t_json_num(r->out, "wal_records"), 0, "all flushed: %s", r->out);
+	cr_assert_eq(t_json_num(r->out, "vectors"), N_BASE - 5 + N_QUERY, "%s", r->out);
+	free(r);
+	r = t_run(&d, "inspect", b, NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert(strstr(r->out, "deletion  del-") && strstr(r->out, "format version 2"), "%s", r->out);
+	free(r);
+	r = t_run(&d, "unpack", b, db2, NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert(strstr(r->err, "1 deletion file(s) checked"), "%s", r->err);
+	free(r);
+	r = t_run(&d, "verify", db2, NULL);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	free(r);
+
+	/* The same answers, and the same vector (or none) for every id. */
+	r = t_run(&d, "query", db, "--input", q, "--ef", "40", NULL);
+	struct t_run *r2 = t_run(&d, "query", db2, "--input", q, "--ef", "40", NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert_eq(r2->status, 0, "%s", r2->err);
+	cr_assert_str_eq(r2->out, r->out, "the unpacked database answers differently");
+	free(r);
+	free(r2);
+	strata_db *a, *c;
+	cr_assert_eq(strata_open(db, NULL, STRATA_READONLY, &a), 0);
+	cr_assert_eq(strata_open(db2, NULL, STRATA_READONLY | STRATA_VERIFY, &c), 0, "%s",
+	             strata_last_error_detail());
+	uint64_t ids[N_BASE + N_QUERY + 2];
+	for (size_t i = 0; i < N_BASE; i++)
+		ids[i] = i;
+	for (size_t i = 0; i < N_QUERY; i++)
+		ids[N_BASE + i] = 10000 + i;
+	ids[N_BASE + N_QUERY] = 9999;
+	ids[N_BASE + N_QUERY + 1] = 10000 + N_QUERY;
+	cr_assert_eq(same_gets(a, c, ids, N_BASE + N_QUERY + 2), N_BASE - 5 + N_QUERY);
+	float vec[DIM];
+	cr_assert_eq(strata_get(c, 100, vec), STRATA_ENOTFOUND, "a deleted id");
+	struct strata_stats st;
+	strata_stats(c, &st);
+	cr_assert_eq(st.vectors, N_BASE - 5 + N_QUERY);
+	strata_close(a);
+	strata_close(c);
+	t_dir_free(&d);
+}
+
+Test(cli_ship, pack_of_a_database_with_nothing_unflushed_does_not_open_it_for_writing)
+{
+	struct t_dir d = make_db();
+	char db[1024], b[1024];
+	t_path(&d, "db", db, sizeof db);
+	struct t_run *r = t_run(&d, "pack", db, t_path(&d, "db.strata", b, sizeof b), NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert(!strstr(r->err, "flushed") && !strstr(r->err, "note"), "%s", r->err);
+	free(r);
+	cr_assert(!exists_in(db, "LOCK") && !exists_in(db, "wal-"), "pack changed a built database");
+	t_dir_free(&d);
+}
+
+/*
+ * `strata pack` while another process holds the writer's lock and keeps
+ * writing, flushing and merging: pack says so, packs the last flushed state
+ * with the WAL after it, and the copy holds exactly the writer's state after
+ * some prefix of its acknowledged writes (at least those acknowledged before
+ * pack started), with the WAL records replayed by unpack into a segment.
+ */
+Test(cli_ship, pack_beside_a_live_writer_packs_a_prefix_of_its_writes_and_says_so, .timeout = 300)
+{
+	struct t_dir d = t_dir_new();
+	char db[1024], b[1024], db2[1024];
+	t_path(&d, "live", db, sizeof db);
+	t_path(&d, "live.strata", b, sizeof b);
+	t_path(&d, "copy", db2, sizeof db2);
+	struct t_writer w;
+	t_writer_start(&w, db, DIM, 300);
+	uint64_t lo = t_writer_acked(&w);
+	struct t_run *r = t_run(&d, "pack", db, b, NULL);
+	uint64_t hi = t_writer_acked(&w) + 1;
+	t_writer_stop(&w);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert(strstr(r->err, "note: another process is writing") &&
+	          strstr(r->err, "packed its last flushed state"), "%s", r->err);
+	cr_assert(strstr(r->err, "WAL record(s) after it") && strstr(r->err, "unpack replays them"),
+	          "%s", r->err);
+	free(r);
+	r = t_run(&d, "verify", b, NULL);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	free(r);
+	r = t_run(&d, "unpack", b, db2, "--json", NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert(t_json_num(r->out, "replayed_records") > 0, "%s", r->out);
+	cr_assert_eq(t_json_num(r->out, "replayed_records"), t_json_num(r->out, "wal_records"), "%s",
+	             r->out);
+	free(r);
+	r = t_run(&d, "verify", db2, NULL);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	free(r);
+	/* Replayed into segments: a read-only open sees every write the bundle carried. */
+	strata_db *c;
+	cr_assert_eq(strata_open(db2, NULL, STRATA_READONLY | STRATA_VERIFY, &c), 0, "%s",
+	             strata_last_error_detail());
+	uint64_t p = t_writer_check_prefix(c, DIM, lo, hi);
+	cr_log_info("the copy holds the state after call %llu (acknowledged: %llu before pack, %llu "
+	            "after)", (unsigned long long)p, (unsigned long long)lo,
+	            (unsigned long long)hi - 1);
+	strata_close(c);
+	t_dir_free(&d);
+}
+
+/*
+ * --truth exact over a database with deletion files: the truth is over the
+ * live vectors. The queries are stored vectors, half of them deleted: a truth
+ * that kept deleted vectors would rank each deleted query's own vector first
+ * (distance 0), which no search returns.
+ */
+Test(cli_ship, exact_truth_skips_deleted_vectors)
+{
+	struct t_dir d = make_inputs();
+	char db[1024], base[1024], q[1024];
+	float *v = t_random_vectors(N_BASE, DIM, 11); /* base.fvecs's rows */
+	t_path(&d, "base.fvecs", base, sizeof base);
+	t_write_fvecs(t_path(&d, "stored.fvecs", q, sizeof q), v, 20, DIM); /* rows 0..19 */
+	t_path(&d, "db", db, sizeof db);
+	const char *const steps[][STEP_WORDS] = {
+		{"create", db, "--dim", "16", "--M", "8", NULL},
+		{"import", db, "--input", base, "--quiet", NULL},
+		{"flush", db, NULL},
+		{"delete", db, "--ids", "0,1,2,3,4,5,6,7,8,9", NULL},
+		{"flush", db, NULL},
+	};
+	run_steps(&d, steps, sizeof steps / sizeof steps[0]);
+	cr_assert(exists_in(db, "del-"), "the deletions are in a deletion file");
+	/* The search at ef = every vector is exact: brute force over the live rows agrees. */
+	strata_db *h;
+	cr_assert_eq(strata_open(db, NULL, STRATA_READONLY, &h), 0);
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = N_BASE;
+	uint64_t got[20 * 10];
+	cr_assert_eq(strata_search(h, v, 20, 10, &so, got, NULL), 0);
+	strata_close(h);
+	uint32_t truth[20 * 10];
+	t_brute_force(v + 10 * DIM, N_BASE - 10, v, 20, DIM, STRATA_METRIC_L2, 10, truth);
+	for (size_t i = 0; i < 20 * 10; i++)
+		cr_assert_eq(got[i], truth[i] + 10, "query %zu rank %zu", i / 10, i % 10);
+	free(v);
+	/* So --truth exact must give recall 1 at that ef, in query and in tune. */
+	struct t_run *r = t_run(&d, "query", db, "--input", q, "--truth", "exact", "--ef", "600",
+	                        "--json", NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert_eq(t_json_num(r->out, "recall"), 1.0, "%s", r->out);
+	free(r);
+	r = t_run(&d, "tune", db, "--queries", q, "--truth", "exact", "--ef", "600", "--repeat", "1",
+	          "--json", NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert_eq(t_json_num(r->out, "recall"), 1.0, "%s", r->out);
+	free(r);
+	/* With a filter: the allowed ids include deleted ones, which must still not count. */
+	char ids[1024];
+	const char *allow = "0\n1\n12\n13\n14\n";
+	t_write_file(t_path(&d, "ids.txt", ids, sizeof ids), allow, strlen(allow));
+	r = t_run(&d, "query", db, "--input", q, "--truth", "exact", "--ef", "600", "--k", "3",
+	          "--filter-ids", ids, "--json", NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	cr_assert_eq(t_json_num(r->out, "recall"), 1.0, "%s", r->out);
+	free(r);
 	t_dir_free(&d);
 }
 
@@ -627,6 +873,115 @@ Test(cli_ship, dump_shows_sound_files_and_says_where_damage_stops_it)
 	cr_assert_eq(r->status, 1);
 	cr_assert(strstr(r->out, "entry 0 @64") && strstr(r->out, "MANIFEST"), "%s", r->out);
 	cr_assert(strstr(r->out, "not a footer"), "%s", r->out);
+	free(r);
+	t_dir_free(&d);
+}
+
+/*
+ * dump of a version-2 bundle (deletion and WAL entries), and of WAL and
+ * deletion files cut short or damaged: as far as the bytes go, then where
+ * and why it stops.
+ */
+Test(cli_ship, dump_shows_wal_and_deletion_files_and_where_their_damage_stops_it, .timeout = 120)
+{
+	struct t_dir d = make_inputs();
+	char db[1024], base[1024], b[1024], wal[1400], del[1400], cut[1024];
+	t_path(&d, "base.fvecs", base, sizeof base);
+	t_path(&d, "db", db, sizeof db);
+	char dead[512] = "0"; /* ids 0..99: a sixth of the nodes, so some among the first 64 */
+	for (int i = 1; i < 100; i++)
+		snprintf(dead + strlen(dead), sizeof dead - strlen(dead), ",%d", i);
+	const char *const steps[][STEP_WORDS] = {
+		{"create", db, "--dim", "16", "--M", "8", NULL},
+		{"import", db, "--input", base, "--quiet", NULL},
+		{"flush", db, NULL},
+		{"delete", db, "--ids", dead, NULL},
+		{"flush", db, NULL},
+		{"import", db, "--input", base, "--start-id", "5000", "--batch", "100", "--quiet", NULL},
+	};
+	run_steps(&d, steps, sizeof steps / sizeof steps[0]);
+	DIR *dh = opendir(db);
+	struct dirent *e;
+	wal[0] = del[0] = '\0';
+	while ((e = readdir(dh))) {
+		struct stat st;
+		char p[1400];
+		snprintf(p, sizeof p, "%s/%s", db, e->d_name);
+		if (!strncmp(e->d_name, "del-", 4))
+			snprintf(del, sizeof del, "%s", p);
+		if (!strncmp(e->d_name, "wal-", 4) && stat(p, &st) == 0 && st.st_size > 64)
+			snprintf(wal, sizeof wal, "%s", p);
+	}
+	closedir(dh);
+	cr_assert(wal[0] && del[0], "a WAL file with records and a deletion file");
+
+	/* The files whole. */
+	struct t_run *r = t_run(&d, "dump", wal, NULL);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	cr_assert(strstr(r->out, "upsert n 100") && strstr(r->out, "6 whole record(s)"), "%s", r->out);
+	free(r);
+	r = t_run(&d, "dump", del, NULL);
+	cr_assert_eq(r->status, 0, "%s%s", r->out, r->err);
+	cr_assert(strstr(r->out, "deleted nodes:") && strstr(r->out, "100 bits set = deleted: ok"), "%s",
+	          r->out);
+	free(r);
+
+	/* A WAL file cut inside its header, then inside a record. */
+	struct t_blob w = t_read_file(wal);
+	t_write_file(t_path(&d, "wal-00000000000000aa.log", cut, sizeof cut), w.data, 40);
+	r = t_run(&d, "dump", cut, NULL);
+	cr_assert_eq(r->status, 1, "%s", r->out);
+	cr_assert(strstr(r->out, "first_lsn") && strstr(r->out, "stops at offset 40") &&
+	          strstr(r->out, "inside field dim"), "%s", r->out);
+	free(r);
+	size_t rec = (w.len - 64) / 6; /* six records of 100 vectors, equal in size */
+	t_write_file(cut, w.data, 64 + 2 * rec + rec / 2);
+	r = t_run(&d, "dump", cut, NULL);
+	cr_assert(strstr(r->out, "2 whole record(s)") && strstr(r->out, "torn tail"), "%s", r->out);
+	free(r);
+	/* A record damaged in the middle: the listing resumes after it, and says what it skipped. */
+	w.data[64 + rec + 200] ^= 0x10;
+	t_write_file(cut, w.data, w.len);
+	r = t_run(&d, "dump", cut, NULL);
+	cr_assert_eq(r->status, 1, "%s", r->out);
+	cr_assert(strstr(r->out, "BAD") && strstr(r->out, "1 whole record(s) before any damage"), "%s",
+	          r->out);
+	free(r);
+	free(w.data);
+
+	/* A deletion file cut inside its header, then inside its bitmap. */
+	struct t_blob t = t_read_file(del);
+	t_write_file(t_path(&d, "del-0000000000000001-0000000000000002.del", cut, sizeof cut), t.data,
+	             50);
+	r = t_run(&d, "dump", cut, NULL);
+	cr_assert_eq(r->status, 1, "%s", r->out);
+	cr_assert(strstr(r->out, "deleted") && strstr(r->out, "stops at offset 48"), "%s", r->out);
+	free(r);
+	t_write_file(cut, t.data, 88);
+	r = t_run(&d, "dump", cut, NULL);
+	cr_assert_eq(r->status, 1, "%s", r->out);
+	cr_assert(strstr(r->out, "stops at offset 88: the file ends inside the bitmap, after 1 of its "
+	                         "10 words"), "%s", r->out);
+	/* The deleted nodes of the first word, which the cut left whole, are still listed. */
+	char first[256] = "deleted nodes:";
+	uint64_t word0;
+	memcpy(&word0, t.data + 80, 8);
+	for (int bit = 0; bit < 64; bit++)
+		if (word0 >> bit & 1)
+			snprintf(first + strlen(first), sizeof first - strlen(first), " %d", bit);
+	cr_assert(word0 != 0, "100 of 600 ids deleted, none among nodes 0..63?");
+	cr_assert(strstr(r->out, first), "'%s' not in: %s", first, r->out);
+	free(r);
+	free(t.data);
+
+	/* The version-2 bundle of that database lists every kind of entry. */
+	r = t_run(&d, "pack", db, t_path(&d, "db.strata", b, sizeof b), "--quiet", NULL);
+	cr_assert_eq(r->status, 0, "%s", r->err);
+	free(r);
+	r = t_run(&d, "dump", b, NULL);
+	cr_assert_eq(r->status, 0, "%s", r->out);
+	cr_assert(strstr(r->out, "version          2") && strstr(r->out, "kind 4 (deletion)") &&
+	          strstr(r->out, "kind 2 (segment)") && !strstr(r->out, "BAD"), "%s", r->out);
 	free(r);
 	t_dir_free(&d);
 }

@@ -359,3 +359,37 @@ Test(cli_write, usage_errors_exit_two)
 	             out);
 	t_dir_free(&d);
 }
+
+/*
+ * import of a file whose dim is not the database's: refused before any write
+ * (strata_upsert would read rows of the database's dim from it: garbage from
+ * a wider file, past the end of a narrower one), naming both dims.
+ */
+Test(cli_write, import_refuses_a_file_of_another_dim)
+{
+	char db[1024], in[1024], out[4096];
+	struct t_dir d = make_unflushed(db, sizeof db); /* dim 8, 100 vectors */
+	float *v = t_random_vectors(50, 16, 3);
+	t_write_fvecs(t_path(&d, "wide.fvecs", in, sizeof in), v, 50, 16);
+	free(v);
+	struct t_run *r = t_run(&d, "import", db, "--input", in, "--quiet", NULL);
+	cr_assert_eq(r->status, 1, "%s", r->err);
+	cr_assert(strstr(r->err, "strata import: ") && strstr(r->err, "dim 16") &&
+	          strstr(r->err, "has dim 8") && strstr(r->err, "nothing imported"), "%s", r->err);
+	cr_assert_eq(strchr(r->err, '\n'), r->err + strlen(r->err) - 1, "one line: %s", r->err);
+	cr_assert(!strstr(r->out, "imported"), "%s", r->out);
+	free(r);
+	v = t_random_vectors(50, 4, 4);
+	t_write_fvecs(t_path(&d, "narrow.fvecs", in, sizeof in), v, 50, 4);
+	free(v);
+	r = t_run(&d, "import", db, "--input", in, "--quiet", NULL);
+	cr_assert_eq(r->status, 1, "%s", r->err);
+	cr_assert(strstr(r->err, "dim 4") && strstr(r->err, "has dim 8"), "%s", r->err);
+	free(r);
+	/* Nothing reached the WAL or the database. */
+	cr_assert_eq(live_vectors(&d, db), 100);
+	const char *o = ok(t_run(&d, "inspect", "--json", db, NULL));
+	cr_assert_eq(t_json_num(o, "records"), 4, "the 4 records of the first import only: %s", o);
+	cr_assert_eq(status_of(t_run(&d, "verify", db, NULL), out, sizeof out), 0, "%s", out);
+	t_dir_free(&d);
+}

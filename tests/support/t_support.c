@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "err.h"
+#include "wal_record.h"
+
 static void t_die(const char *what, const char *path)
 {
 	fprintf(stderr, "t_support: %s: %s: %s\n", what, path, strerror(errno));
@@ -240,4 +243,26 @@ double t_recall(const uint64_t *found, size_t nq, size_t k, const uint32_t *trut
 					break;
 				}
 	return nq ? (double)hit / (double)(nq * k) : 1.0;
+}
+
+uint8_t *t_wal_record(unsigned type, uint64_t lsn, const struct iovec *iov, int iovcnt,
+                      size_t *len_out)
+{
+	uint8_t hdr[WAL_RECORD_HEADER_SIZE], tail[WAL_RECORD_TAIL_MAX];
+	size_t tl;
+	uint32_t total;
+	int rc = walrec_encode(type, lsn, iov, iovcnt, hdr, tail, &tl, &total);
+	cr_assert_eq(rc, 0, "walrec_encode: %s", err_detail());
+	uint8_t *b = malloc(total);
+	uint8_t *p = b;
+	memcpy(p, hdr, sizeof hdr);
+	p += sizeof hdr;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	memcpy(p, tail, tl);
+	cr_assert_eq((size_t)(p + tl - b), total);
+	*len_out = total;
+	return b;
 }

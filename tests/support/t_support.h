@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "strata.h"
 
@@ -66,5 +67,12 @@ void t_brute_force(const float *base, size_t n, const float *queries, size_t nq,
 
 /* Mean recall@k of found ids (nq * k, as row numbers/ids) against truth (nq * truth_k). */
 double t_recall(const uint64_t *found, size_t nq, size_t k, const uint32_t *truth, size_t truth_k);
+
+/*
+ * One WAL record (FORMAT.md 10.3) framed by format/'s walrec_encode around
+ * the payload iov[0..iovcnt): a malloc'd buffer of *len_out bytes.
+ */
+uint8_t *t_wal_record(unsigned type, uint64_t lsn, const struct iovec *iov, int iovcnt,
+                      size_t *len_out);
 
 #endif /* STRATA_T_SUPPORT_H */

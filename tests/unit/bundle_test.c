@@ -29,6 +29,9 @@
 #include "segment.h"
 #include "strata.h"
 #include "t_support.h"
+#include "t_writer.h"
+#include "tombstone.h"
+#include "wal_record.h"
 #include "xsum.h"
 
 #define DIM 8
@@ -107,6 +110,7 @@ struct craft {
 	bool total_set;
 	uint64_t total;           /* declared total_raw_bytes */
 	const uint8_t *uuid;      /* NULL: zeros */
+	uint32_t version;         /* 0: 1, the version these tests were first written for */
 };
 
 struct blob {
@@ -148,7 +152,7 @@ static struct blob craft(const struct ent *e, size_t n, const struct craft *c)
 		total = c->total;
 	uint8_t *b = calloc(1, cap);
 	le_store64(b, BUNDLE_MAGIC);
-	le_store32(b + 8, 1);
+	le_store32(b + 8, c->version ? c->version : 1);
 	le_store32(b + 12, 64);
 	le_store32(b + 20, (uint32_t)n);
 	le_store64(b + 24, total);
@@ -481,6 +485,17 @@ Test(bundle, names_are_checked_against_their_kind)
 	cr_assert(!bundle_name_ok(BUNDLE_KIND_SEGMENT, "../seg-0123456789abcde.seg"));
 	cr_assert(!bundle_name_ok(BUNDLE_KIND_MANIFEST, "LOCK"));
 	cr_assert(!bundle_name_ok(9, "MANIFEST"));
+	/* Version 2's kinds: WAL and deletion files. */
+	cr_assert(bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789abcdef.log"));
+	cr_assert(bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.del"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789ABCDEF.log"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "wal-0123456789abcdef.log.tmp"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_WAL, "seg-0123456789abcdef.seg"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.del.tmp"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef_00000000000000ff.del"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-0000000000000-ff.del"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_DELETION, "del-0123456789abcdef-00000000000000ff.seg"));
+	cr_assert(!bundle_name_ok(BUNDLE_KIND_SEGMENT, "del-0123456789abcdef-00000000000000ff.del"));
 }
 
 /* ---- every refusal, one crafted bundle each ------------------------------------------------------ */
@@ -576,15 +591,18 @@ Test(bundle, refuses_names_the_database_format_does_not_know)
 	fixture_free(&f);
 }
 
-Test(bundle, refuses_unknown_kinds_and_reserved_ones_as_a_newer_version)
+Test(bundle, refuses_unknown_kinds_and_in_version_1_the_kinds_version_2_defined)
 {
 	struct fixture f = fixture_new();
 	struct ent s = seg_ent(&f);
 	s.kind = 9;
 	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "kind 9");
+	/* Version-1 readers reserved kinds 3 and 4 and refused them as a newer version: still so. */
 	s.kind = BUNDLE_KIND_WAL;
-	expect_refusal(&f, with_segment_entry(&f, s), STRATA_EVERSION, "newer strata");
+	s.name = "wal-0000000000000001.log";
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_EVERSION, "version-1 bundle");
 	s.kind = BUNDLE_KIND_DELETION;
+	s.name = "del-0000000000000001-0000000000000001.del";
 	expect_refusal(&f, with_segment_entry(&f, s), STRATA_EVERSION, "deletion");
 	fixture_free(&f);
 }
@@ -967,3 +985,626 @@ Test(bundle, every_failing_write_fsync_or_rename_leaves_nothing)
 	fixture_free(&f);
 }
 #endif
+
+/*
+ * tests/golden/v1/tiny.strata: the golden database tests/golden/v1/tiny
+ * packed by the version-1 writer (strata pack of commit d9b0903, --threads 1).
+ * Bundles of every released version must unpack forever (FORMAT.md 8.10).
+ */
+Test(bundle, the_golden_version_1_bundle_still_verifies_and_unpacks_to_the_golden_files)
+{
+	const char *g = getenv("STRATA_GOLDEN");
+	char golden[600], gdir[600], out[700], p1[900], p2[900];
+	snprintf(golden, sizeof golden, "%s/v1/tiny.strata", g && *g ? g : "tests/golden");
+	snprintf(gdir, sizeof gdir, "%s/v1/tiny", g && *g ? g : "tests/golden");
+	struct t_blob b = t_read_file(golden);
+	cr_assert(b.data, "%s missing", golden);
+	cr_assert_eq(le_load32(b.data + BUNDLE_OFF_VERSION), 1, "written by the version-1 writer");
+	cr_assert_eq(verify_mem(b.data, b.len), 0, "%s", err_detail());
+	struct bundle_index idx;
+	cr_assert_eq(bundle_index_decode(b.data, b.len, &idx), 0, "%s", err_detail());
+	cr_assert_eq(idx.hdr.version, 1);
+	cr_assert_eq(idx.count, 2);
+	bundle_index_free(&idx);
+	struct t_dir d = t_dir_new();
+	struct blob bb = {b.data, b.len};
+	struct bundle_db_stats st;
+	struct bundle_mem m;
+	struct bundle_source src;
+	bundle_source_mem(&m, bb.b, bb.len, &src);
+	cr_assert_eq(bundle_unpack(&src, t_path(&d, "tiny", out, sizeof out), NULL, NULL, NULL, &st),
+	             0, "%s", err_detail());
+	cr_assert_eq(st.version, 1);
+	cr_assert_eq(st.vectors, 100);
+	const char *names[] = {"MANIFEST", "seg-0000000000000001.seg"};
+	for (int i = 0; i < 2; i++) {
+		snprintf(p1, sizeof p1, "%s/%s", gdir, names[i]);
+		snprintf(p2, sizeof p2, "%s/%s", out, names[i]);
+		same_file(p1, p2);
+	}
+	free(b.data);
+	t_dir_free(&d);
+}
+
+/* ---- version 2: deletion files and WAL files ------------------------------------------------ */
+
+/*
+ * The fixture's database as a writer would have left it: its segment (seq 1)
+ * with a deletion file of generation 2 (nodes 0, 5 and 64 deleted), and a
+ * WAL after the MANIFEST's checkpoint (0): LSN 1 upserts ids 1000 and 1001,
+ * LSN 2 deletes the id of node 7, LSN 3 upserts id 1002. Deletion and WAL
+ * bytes come from format/'s codecs (tombstone.h, wal_record.h); the bundle
+ * around them from this test's own encoder.
+ */
+struct v2 {
+	struct fixture f;
+	struct t_blob mf, del, wal;
+	uint64_t dead_ids[3];   /* ids of nodes 0, 5, 64 */
+	uint64_t wal_dead_id;   /* id of node 7, deleted by LSN 2 */
+	float fresh[3 * DIM];   /* vectors of ids 1000, 1001, 1002 */
+};
+
+static const uint32_t DEAD_NODES[3] = {0, 5, 64};
+
+static struct t_blob del_file(uint64_t seq, uint64_t hx, uint64_t gen, uint64_t count,
+                              const uint32_t *nodes, size_t n)
+{
+	uint64_t *bits = calloc(tomb_words(count) + 1, sizeof *bits);
+	for (size_t i = 0; i < n; i++)
+		bits[nodes[i] / 64] |= 1ull << (nodes[i] % 64);
+	struct t_blob b;
+	cr_assert_eq(tomb_encode(seq, hx, gen, bits, count, &b.data, &b.len), 0, "%s", err_detail());
+	free(bits);
+	return b;
+}
+
+struct walbuf {
+	uint8_t *b;
+	size_t len;
+};
+
+static void wal_begin(struct walbuf *w, const uint8_t *uuid, uint32_t dim, uint64_t first_lsn)
+{
+	struct walrec_file_header h = {.first_lsn = first_lsn, .dim = dim};
+	memcpy(h.db_uuid, uuid, 16);
+	w->b = malloc(WAL_FILE_HEADER_SIZE);
+	walrec_file_header_encode(&h, w->b);
+	w->len = WAL_FILE_HEADER_SIZE;
+}
+
+static void wal_add(struct walbuf *w, unsigned type, uint64_t lsn, const struct iovec *iov, int n)
+{
+	size_t len;
+	uint8_t *rec = t_wal_record(type, lsn, iov, n, &len);
+	w->b = realloc(w->b, w->len + len);
+	memcpy(w->b + w->len, rec, len);
+	w->len += len;
+	free(rec);
+}
+
+static void wal_upsert(struct walbuf *w, uint64_t lsn, const uint64_t *ids, const float *v,
+                       uint32_t n, uint32_t dim)
+{
+	uint8_t pre[WAL_PAYLOAD_PREFIX_SIZE];
+	walrec_upsert_prefix(n, dim, pre);
+	struct iovec iov[3] = {{pre, sizeof pre}, {(void *)ids, 8 * (size_t)n},
+	                       {(void *)v, 4 * (size_t)n * dim}};
+	wal_add(w, WAL_REC_UPSERT, lsn, iov, 3);
+}
+
+static void wal_delete(struct walbuf *w, uint64_t lsn, const uint64_t *ids, uint32_t n)
+{
+	uint8_t pre[WAL_PAYLOAD_PREFIX_SIZE];
+	walrec_delete_prefix(n, pre);
+	struct iovec iov[2] = {{pre, sizeof pre}, {(void *)ids, 8 * (size_t)n}};
+	wal_add(w, WAL_REC_DELETE, lsn, iov, 2);
+}
+
+static uint64_t node_id(const struct fixture *f, uint32_t node)
+{
+	struct seg_info in;
+	cr_assert_eq(seg_check(f->seg.data, f->seg.len, &in), 0);
+	return le_load64(in.ids + 8 * (size_t)node);
+}
+
+static void with_deletion_gen(struct mf_manifest *m)
+{
+	m->segments[0].tomb_gen = 2;
+	m->next_seq = 3;
+}
+
+static struct v2 v2_new(void)
+{
+	struct v2 x;
+	memset(&x, 0, sizeof x);
+	x.f = fixture_new();
+	const struct mf_segment *e = &x.f.mf.segments[0];
+	x.mf = manifest_variant(&x.f, with_deletion_gen);
+	x.del = del_file(e->seq, e->header_xxh3, 2, e->count, DEAD_NODES, 3);
+	for (int i = 0; i < 3; i++)
+		x.dead_ids[i] = node_id(&x.f, DEAD_NODES[i]);
+	x.wal_dead_id = node_id(&x.f, 7);
+	float *v = t_random_vectors(3, DIM, 4242);
+	memcpy(x.fresh, v, sizeof x.fresh);
+	free(v);
+	struct walbuf w;
+	wal_begin(&w, x.f.mf.db_uuid, DIM, 1);
+	uint64_t up[2] = {1000, 1001}, last = 1002;
+	wal_upsert(&w, 1, up, x.fresh, 2, DIM);
+	wal_delete(&w, 2, &x.wal_dead_id, 1);
+	wal_upsert(&w, 3, &last, x.fresh + 2 * DIM, 1, DIM);
+	x.wal = (struct t_blob){w.b, w.len};
+	return x;
+}
+
+static void v2_free(struct v2 *x)
+{
+	free(x->mf.data);
+	free(x->del.data);
+	free(x->wal.data);
+	fixture_free(&x->f);
+}
+
+enum { V2_MF, V2_SEG, V2_DEL, V2_WAL, V2_N };
+
+/* The four entries of the v2 database, for a test to change one. */
+static void v2_ents(const struct v2 *x, struct ent e[V2_N])
+{
+	e[V2_MF] = (struct ent){.kind = 1, .name = "MANIFEST", .raw = x->mf.data, .raw_len = x->mf.len};
+	e[V2_SEG] = seg_ent(&x->f);
+	e[V2_DEL] = (struct ent){.kind = 4, .name = "del-0000000000000001-0000000000000002.del",
+	                         .raw = x->del.data, .raw_len = x->del.len};
+	e[V2_WAL] = (struct ent){.kind = 3, .name = "wal-0000000000000001.log", .raw = x->wal.data,
+	                         .raw_len = x->wal.len};
+}
+
+static struct blob v2_craft(const struct v2 *x, const struct ent *e, size_t n)
+{
+	struct craft c = {.uuid = x->f.mf.db_uuid, .version = 2};
+	return craft(e, n, &c);
+}
+
+/* A database directory holding exactly the v2 fixture's files. */
+static void v2_write_dir(const struct v2 *x, const char *dir)
+{
+	char p[900];
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	const struct {
+		const char *name;
+		const struct t_blob *b;
+	} files[] = {{"MANIFEST", &x->mf}, {"seg-0000000000000001.seg", &x->f.seg},
+	             {"del-0000000000000001-0000000000000002.del", &x->del},
+	             {"wal-0000000000000001.log", &x->wal}};
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof p, "%s/%s", dir, files[i].name);
+		t_write_file(p, files[i].b->data, files[i].b->len);
+	}
+}
+
+/* Is `id` live in db, and if so is its vector `want` (NULL: do not compare)? */
+static bool has_id(strata_db *db, uint64_t id, const float *want)
+{
+	float v[DIM];
+	int rc = strata_get(db, id, v);
+	cr_assert(rc == 0 || rc == STRATA_ENOTFOUND, "get %llu: %d", (unsigned long long)id, rc);
+	if (rc == 0 && want)
+		cr_assert_eq(memcmp(v, want, sizeof v), 0, "id %llu: another vector",
+		             (unsigned long long)id);
+	return rc == 0;
+}
+
+Test(bundle, version_2_carries_deletion_and_wal_files_and_unpack_keeps_them)
+{
+	struct v2 x = v2_new();
+	struct ent e[V2_N];
+	v2_ents(&x, e);
+	struct blob b = v2_craft(&x, e, V2_N);
+	cr_assert_eq(verify_mem(b.b, b.len), 0, "%s", err_detail());
+	struct bundle_mem m;
+	struct bundle_source src;
+	struct bundle_db_stats st;
+	char out[700], p1[800];
+	bundle_source_mem(&m, b.b, b.len, &src);
+	cr_assert_eq(bundle_unpack(&src, t_path(&x.f.d, "out", out, sizeof out), NULL, NULL, NULL, &st),
+	             0, "%s", err_detail());
+	cr_assert_eq(st.version, 2);
+	cr_assert_eq(st.deletion_files, 1);
+	cr_assert_eq(st.deleted, 3);
+	cr_assert_eq(st.vectors, N - 3, "live vectors of the flushed state");
+	cr_assert_eq(st.wal_files, 1);
+	cr_assert_eq(st.wal_records, 3);
+	cr_assert_eq(st.wal_first_lsn, 1);
+	cr_assert_eq(st.wal_last_lsn, 3);
+	snprintf(p1, sizeof p1, "%s/del-0000000000000001-0000000000000002.del", out);
+	struct t_blob got = t_read_file(p1);
+	cr_assert(got.data && got.len == x.del.len && !memcmp(got.data, x.del.data, got.len));
+	free(got.data);
+	snprintf(p1, sizeof p1, "%s/wal-0000000000000001.log", out);
+	got = t_read_file(p1);
+	cr_assert(got.data && got.len == x.wal.len && !memcmp(got.data, x.wal.data, got.len));
+	free(got.data);
+
+	/* A reader sees the flushed state: the deletion file applies, the WAL does not yet. */
+	strata_db *db;
+	cr_assert_eq(strata_open(out, NULL, STRATA_READONLY | STRATA_VERIFY, &db), 0, "%s",
+	             strata_last_error_detail());
+	struct strata_stats s;
+	strata_stats(db, &s);
+	cr_assert_eq(s.vectors, N - 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert(!has_id(db, x.dead_ids[i], NULL));
+	cr_assert(has_id(db, x.wal_dead_id, NULL));
+	cr_assert(!has_id(db, 1000, NULL));
+	strata_close(db);
+	/* The next writer replays the WAL. */
+	cr_assert_eq(strata_open(out, NULL, 0, &db), 0, "%s", strata_last_error_detail());
+	strata_stats(db, &s);
+	cr_assert_eq(s.replay_records, 3);
+	cr_assert_eq(s.vectors, N - 3 - 1 + 3);
+	cr_assert(!has_id(db, x.wal_dead_id, NULL));
+	cr_assert(has_id(db, 1000, x.fresh) && has_id(db, 1001, x.fresh + DIM) &&
+	          has_id(db, 1002, x.fresh + 2 * DIM));
+	for (int i = 0; i < 3; i++)
+		cr_assert(!has_id(db, x.dead_ids[i], NULL));
+	strata_close(db);
+	free(b.b);
+	v2_free(&x);
+}
+
+Test(bundle, the_writer_writes_version_2_and_the_snapshot_takes_every_file)
+{
+	struct v2 x = v2_new();
+	char dir[700], bpath[700];
+	v2_write_dir(&x, t_path(&x.f.d, "v2db", dir, sizeof dir));
+	struct bundle_snapshot s;
+	cr_assert_eq(bundle_snapshot_open(dir, &s), 0, "%s", err_detail());
+	cr_assert_eq(s.count, 4);
+	cr_assert_str_eq(s.files[0].name, "MANIFEST");
+	cr_assert_str_eq(s.files[1].name, "seg-0000000000000001.seg");
+	cr_assert_str_eq(s.files[2].name, "del-0000000000000001-0000000000000002.del");
+	cr_assert_str_eq(s.files[3].name, "wal-0000000000000001.log");
+	cr_assert_eq(s.files[3].size, x.wal.len);
+	cr_assert_eq(s.deletion_files, 1);
+	cr_assert_eq(s.deleted, 3);
+	cr_assert_eq(s.vectors, N - 3);
+	cr_assert_eq(s.wal_records, 3);
+	cr_assert_eq(s.wal_first_lsn, 1);
+	cr_assert_eq(s.wal_last_lsn, 3);
+	cr_assert_eq(s.wal_cut_bytes, 0);
+	cr_assert(s.segs[0].deleted && (s.segs[0].deleted[1] & 1), "node 64's bit");
+	bundle_snapshot_free(&s);
+	/* Without the WAL: the flushed state alone. */
+	cr_assert_eq(bundle_snapshot_take(dir, 0, &s), 0, "%s", err_detail());
+	cr_assert_eq(s.count, 3);
+	cr_assert_eq(s.wal_files, 0);
+	bundle_snapshot_free(&s);
+
+	pack_to_file(dir, t_path(&x.f.d, "v2.strata", bpath, sizeof bpath), 1);
+	struct t_blob b = t_read_file(bpath);
+	cr_assert_eq(le_load32(b.data + BUNDLE_OFF_VERSION), 2);
+	cr_assert_eq(verify_mem(b.data, b.len), 0, "%s", err_detail());
+	/* The writer's bundle and this test's encoder agree byte for byte but for the frames. */
+	struct bundle_index idx;
+	cr_assert_eq(bundle_index_decode(b.data, b.len, &idx), 0, "%s", err_detail());
+	cr_assert_eq(idx.count, 4);
+	cr_assert_eq(idx.entries[2].kind, BUNDLE_KIND_DELETION);
+	cr_assert_eq(idx.entries[3].kind, BUNDLE_KIND_WAL);
+	bundle_index_free(&idx);
+	free(b.data);
+	v2_free(&x);
+}
+
+Test(bundle, a_torn_wal_tail_is_cut_and_counted_by_the_snapshot)
+{
+	struct v2 x = v2_new();
+	char dir[700], p[900];
+	v2_write_dir(&x, t_path(&x.f.d, "v2db", dir, sizeof dir));
+	/* Half of a fourth record: what a reader beside a writer in mid-write sees. */
+	struct walbuf w = {malloc(x.wal.len), x.wal.len};
+	memcpy(w.b, x.wal.data, x.wal.len);
+	uint64_t id = 1003;
+	wal_upsert(&w, 4, &id, x.fresh, 1, DIM);
+	size_t torn = (w.len - x.wal.len) / 2;
+	snprintf(p, sizeof p, "%s/wal-0000000000000001.log", dir);
+	t_write_file(p, w.b, x.wal.len + torn);
+	struct bundle_snapshot s;
+	cr_assert_eq(bundle_snapshot_open(dir, &s), 0, "%s", err_detail());
+	cr_assert_eq(s.files[3].size, x.wal.len, "cut after the last whole record");
+	cr_assert_eq(s.wal_cut_bytes, torn);
+	cr_assert_eq(s.wal_records, 3);
+	bundle_snapshot_free(&s);
+
+	/* A file being created after a whole one (header not written yet) holds nothing: left out. */
+	t_write_file(p, x.wal.data, x.wal.len);
+	snprintf(p, sizeof p, "%s/wal-0000000000000004.log", dir);
+	t_write_file(p, "\0\0\0\0\0\0\0\0", 8);
+	cr_assert_eq(bundle_snapshot_open(dir, &s), 0, "%s", err_detail());
+	cr_assert_eq(s.count, 4);
+	cr_assert_eq(s.wal_files, 1);
+	cr_assert_eq(s.wal_cut_bytes, 8);
+	bundle_snapshot_free(&s);
+	/*
+	 * But a torn record in a file that is not the newest is damage (a writer
+	 * syncs a file whole before it makes the next): pack refuses it.
+	 */
+	snprintf(p, sizeof p, "%s/wal-0000000000000001.log", dir);
+	t_write_file(p, w.b, x.wal.len + torn);
+	snprintf(p, sizeof p, "%s/wal-0000000000000004.log", dir);
+	struct walbuf w2;
+	wal_begin(&w2, x.f.mf.db_uuid, DIM, 4);
+	wal_upsert(&w2, 4, &id, x.fresh, 1, DIM);
+	t_write_file(p, w2.b, w2.len);
+	err_clear();
+	cr_assert_eq(bundle_snapshot_open(dir, &s), STRATA_ECORRUPT);
+	cr_assert(strstr(err_detail(), "wal-0000000000000001.log"), "%s", err_detail());
+	free(w2.b);
+	free(w.b);
+	v2_free(&x);
+}
+
+Test(bundle, the_snapshot_refuses_wal_records_missing_after_the_checkpoint)
+{
+	struct v2 x = v2_new();
+	char dir[700], p[900];
+	v2_write_dir(&x, t_path(&x.f.d, "v2db", dir, sizeof dir));
+	/* The WAL starts at LSN 2 while the checkpoint is 0: LSN 1 is gone, and no commit explains it. */
+	snprintf(p, sizeof p, "%s/wal-0000000000000001.log", dir);
+	remove(p);
+	struct walbuf w;
+	wal_begin(&w, x.f.mf.db_uuid, DIM, 2);
+	wal_delete(&w, 2, &x.wal_dead_id, 1);
+	snprintf(p, sizeof p, "%s/wal-0000000000000002.log", dir);
+	t_write_file(p, w.b, w.len);
+	struct bundle_snapshot s;
+	err_clear();
+	cr_assert_eq(bundle_snapshot_open(dir, &s), STRATA_ECORRUPT);
+	cr_assert(strstr(err_detail(), "are missing"), "%s", err_detail());
+	/* And a deletion file the MANIFEST names but the directory lacks. */
+	remove(p);
+	snprintf(p, sizeof p, "%s/del-0000000000000001-0000000000000002.del", dir);
+	remove(p);
+	err_clear();
+	cr_assert_eq(bundle_snapshot_open(dir, &s), STRATA_ECORRUPT);
+	cr_assert(strstr(err_detail(), "named by the MANIFEST but missing"), "%s", err_detail());
+	free(w.b);
+	v2_free(&x);
+}
+
+Test(bundle, refuses_a_deletion_file_bound_to_another_segment_or_generation)
+{
+	struct v2 x = v2_new();
+	const struct mf_segment *m = &x.f.mf.segments[0];
+	struct ent e[V2_N];
+	/* Another segment's header checksum: a deletion file left beside a rewritten segment. */
+	struct t_blob other = del_file(m->seq, m->header_xxh3 ^ 1, 2, m->count, DEAD_NODES, 3);
+	v2_ents(&x, e);
+	e[V2_DEL].raw = other.data;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "bound to segment header xxh3");
+	free(other.data);
+	/* Another segment's seq, under this one's name. */
+	other = del_file(m->seq + 1, m->header_xxh3, 2, m->count, DEAD_NODES, 3);
+	e[V2_DEL].raw = other.data;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "of segment seq 2");
+	free(other.data);
+	/* Another generation's file under the generation the MANIFEST names. */
+	other = del_file(m->seq, m->header_xxh3, 3, m->count, DEAD_NODES, 3);
+	e[V2_DEL].raw = other.data;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "generation 3, expected 2");
+	free(other.data);
+	/* A bitmap that disagrees with its header (all checksums right). */
+	other = del_file(m->seq, m->header_xxh3, 2, m->count, DEAD_NODES, 3);
+	other.data[TOMB_HEADER_SIZE] |= 0x02; /* node 1 too */
+	le_store64(other.data + TOMB_OFF_BODY_XXH3, xsum64(other.data + TOMB_HEADER_SIZE,
+	                                                   other.len - TOMB_HEADER_SIZE));
+	le_store64(other.data + TOMB_OFF_HEADER_XXH3, xsum64(other.data, TOMB_OFF_HEADER_XXH3));
+	e[V2_DEL].raw = other.data;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "bits set, the header says");
+	free(other.data);
+	/* A declared size other than a deletion file of the segment's count has. */
+	v2_ents(&x, e);
+	e[V2_DEL].raw_size_set = true;
+	e[V2_DEL].raw_size = x.del.len + 8;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "the deletion file of a segment");
+	v2_free(&x);
+}
+
+Test(bundle, refuses_deletion_files_the_manifest_does_not_name_or_misses)
+{
+	struct v2 x = v2_new();
+	struct ent e[V2_N + 1];
+	/* Named by the MANIFEST, missing from the bundle. */
+	v2_ents(&x, e);
+	e[V2_DEL] = e[V2_WAL];
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N - 1), STRATA_ECORRUPT,
+	               "del-0000000000000001-0000000000000002.del: named by the MANIFEST but missing");
+	/* An extra one: another generation of the same segment. */
+	v2_ents(&x, e);
+	e[V2_N] = e[V2_DEL];
+	e[V2_N].name = "del-0000000000000001-0000000000000007.del";
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N + 1), STRATA_ECORRUPT, "another generation");
+	/* An extra one of a segment the MANIFEST does not list. */
+	e[V2_N].name = "del-0000000000000009-0000000000000002.del";
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N + 1), STRATA_ECORRUPT, "no such segment");
+	/* One for a segment that has none (the MANIFEST of the version-1 fixture: tomb_gen 0). */
+	v2_ents(&x, e);
+	e[V2_MF].raw = x.f.manifest.data;
+	e[V2_MF].raw_len = x.f.manifest.len;
+	expect_refusal(&x.f, v2_craft(&x, e, 3), STRATA_ECORRUPT, "the segment has none");
+	/* A version-1 bundle whose MANIFEST names a deletion file: as version-1 readers refused it. */
+	v2_ents(&x, e);
+	struct craft c1 = {.uuid = x.f.mf.db_uuid, .version = 1};
+	expect_refusal(&x.f, craft(e, 2, &c1), STRATA_EVERSION, "version-1 bundles cannot carry");
+	v2_free(&x);
+}
+
+Test(bundle, refuses_wal_files_that_are_not_whole_or_not_this_databases)
+{
+	struct v2 x = v2_new();
+	struct ent e[V2_N + 1];
+	/* Cut inside its last record: a bundle carries whole records only. */
+	v2_ents(&x, e);
+	e[V2_WAL].raw_len -= 8;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "whole records only");
+	/* A record's bytes damaged (its own checksum, not the bundle's, catches it). */
+	uint8_t *bad = malloc(x.wal.len);
+	memcpy(bad, x.wal.data, x.wal.len);
+	bad[WAL_FILE_HEADER_SIZE + 40] ^= 0x01; /* in LSN 1's ids */
+	v2_ents(&x, e);
+	e[V2_WAL].raw = bad;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECHECKSUM, "offset 64");
+	/* Another database's WAL; another dim; a name that is not its first LSN. */
+	struct walbuf w;
+	uint8_t uuid[16];
+	memcpy(uuid, x.f.mf.db_uuid, 16);
+	uuid[3] ^= 1;
+	wal_begin(&w, uuid, DIM, 1);
+	v2_ents(&x, e);
+	e[V2_WAL].raw = w.b;
+	e[V2_WAL].raw_len = w.len;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "another database");
+	free(w.b);
+	wal_begin(&w, x.f.mf.db_uuid, DIM + 1, 1);
+	e[V2_WAL].raw = w.b;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "dim 9, the MANIFEST's is 8");
+	free(w.b);
+	wal_begin(&w, x.f.mf.db_uuid, DIM, 1);
+	e[V2_WAL].raw = w.b;
+	e[V2_WAL].name = "wal-0000000000000002.log";
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "not the one in its name");
+	free(w.b);
+	/* Shorter than a WAL header: refused from its entry header, before its frame. */
+	v2_ents(&x, e);
+	e[V2_WAL].raw_len = 10;
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "fewer than a WAL file header");
+	free(bad);
+	v2_free(&x);
+}
+
+Test(bundle, refuses_wal_files_that_leave_a_gap_after_the_checkpoint)
+{
+	struct v2 x = v2_new();
+	struct ent e[V2_N + 1];
+	/* The only WAL file starts at LSN 2: record 1, after the checkpoint 0, is missing. */
+	struct walbuf w;
+	wal_begin(&w, x.f.mf.db_uuid, DIM, 2);
+	wal_delete(&w, 2, &x.wal_dead_id, 1);
+	v2_ents(&x, e);
+	e[V2_WAL].raw = w.b;
+	e[V2_WAL].raw_len = w.len;
+	e[V2_WAL].name = "wal-0000000000000002.log";
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N), STRATA_ECORRUPT, "records 1..1 are missing");
+	free(w.b);
+	/* Two files that do not continue each other: 1..3, then 5. */
+	wal_begin(&w, x.f.mf.db_uuid, DIM, 5);
+	wal_delete(&w, 5, &x.wal_dead_id, 1);
+	v2_ents(&x, e);
+	e[V2_N] = (struct ent){.kind = 3, .name = "wal-0000000000000005.log", .raw = w.b,
+	                       .raw_len = w.len};
+	expect_refusal(&x.f, v2_craft(&x, e, V2_N + 1), STRATA_ECORRUPT,
+	               "wal-0000000000000005.log starts at LSN 5");
+	free(w.b);
+	/* Continuing ones are fine, in any entry order. */
+	wal_begin(&w, x.f.mf.db_uuid, DIM, 4);
+	wal_delete(&w, 4, &x.wal_dead_id, 1);
+	e[V2_N] = e[V2_WAL];
+	e[V2_WAL] = (struct ent){.kind = 3, .name = "wal-0000000000000004.log", .raw = w.b,
+	                         .raw_len = w.len};
+	struct blob b = v2_craft(&x, e, V2_N + 1);
+	cr_assert_eq(verify_mem(b.b, b.len), 0, "%s", err_detail());
+	free(b.b);
+	free(w.b);
+	v2_free(&x);
+}
+
+Test(bundle, every_truncation_and_bit_flip_of_a_version_2_bundle_is_refused)
+{
+	struct v2 x = v2_new();
+	struct ent e[V2_N];
+	v2_ents(&x, e);
+	struct blob good = v2_craft(&x, e, V2_N);
+	for (size_t len = 0; len < good.len; len += (len < 1024 || len + 1024 > good.len) ? 1 : 7) {
+		int rc = verify_mem(good.b, len);
+		cr_assert_eq(rc, STRATA_ETRUNCATED, "a %zu-byte prefix of %zu: rc %d: %s", len, good.len,
+		             rc, err_detail());
+	}
+	uint8_t *b = malloc(good.len);
+	for (size_t i = 0; i < good.len; i += (i < 512 || i + 2048 > good.len) ? 1 : 11) {
+		memcpy(b, good.b, good.len);
+		b[i] ^= (uint8_t)(1u << (i % 8));
+		int rc = verify_mem(b, good.len);
+		cr_assert(STRATA_IS_DATA_ERROR(rc), "flip at %zu of %zu passed (rc %d)", i, good.len, rc);
+	}
+	free(b);
+	free(good.b);
+	v2_free(&x);
+}
+
+/* Pack `s` to bpath, unpack it to copy, replay its WAL: it must be a prefix of the script. */
+static uint64_t snapshot_round_trip(struct bundle_snapshot *s, const char *bpath, const char *copy,
+                                    uint64_t lo, uint64_t hi)
+{
+	int fd = open(bpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0);
+	struct bundle_pack_opts o = {.level = 1, .threads = 1};
+	cr_assert_eq(bundle_write(fd, bpath, s->files, s->count, s->db_uuid, &o, NULL), 0, "%s",
+	             err_detail());
+	close(fd);
+	struct t_blob b = t_read_file(bpath);
+	struct blob bb = {b.data, b.len};
+	cr_assert_eq(unpack_mem(&bb, copy, NULL), 0, "%s", err_detail());
+	free(b.data);
+	strata_db *c;
+	cr_assert_eq(strata_open(copy, NULL, 0, &c), 0, "%s", strata_last_error_detail());
+	uint64_t p = t_writer_check_prefix(c, DIM, lo, hi);
+	cr_assert_eq(strata_close(c), 0);
+	t_rmtree(copy);
+	return p;
+}
+
+/*
+ * Snapshots taken while another process writes, flushes and merges: each is
+ * one state of the database, the state after some prefix of the writer's
+ * acknowledged calls (at least those acknowledged before the snapshot began),
+ * whichever files the writer replaced meanwhile. The first dozen, and every
+ * one that had to start over because a commit replaced a file it was about
+ * to open, go through pack, unpack and replay and are compared with the
+ * writer's script; the rest must at least be taken.
+ */
+Test(bundle, snapshots_beside_a_writer_that_flushes_and_merges_are_consistent, .timeout = 300)
+{
+	struct t_dir d = t_dir_new();
+	char db[700], bpath[700], copy[700];
+	t_path(&d, "live", db, sizeof db);
+	t_path(&d, "b.strata", bpath, sizeof bpath);
+	t_path(&d, "copy", copy, sizeof copy);
+	struct t_writer w;
+	t_writer_start(&w, db, DIM, 100);
+	uint32_t restarts = 0, restarted = 0, with_wal = 0, with_del = 0, checked = 0;
+	const int total = 2000;
+	for (int i = 0; i < total; i++) {
+		uint64_t lo = t_writer_acked(&w);
+		struct bundle_snapshot s;
+		err_clear();
+		cr_assert_eq(bundle_snapshot_open(db, &s), 0, "%s", err_detail());
+		uint64_t hi = t_writer_acked(&w) + 1; /* + the call in flight, written but not acknowledged */
+		restarts += s.retries;
+		restarted += s.retries > 0;
+		with_wal += s.wal_records > 0;
+		with_del += s.deletion_files > 0;
+		if (i < 12 || s.retries) {
+			uint64_t p = snapshot_round_trip(&s, bpath, copy, lo, hi);
+			cr_log_info("snapshot %d (%u restart(s)): the state after call %llu (acknowledged "
+			            "%llu..%llu)", i, s.retries, (unsigned long long)p,
+			            (unsigned long long)lo, (unsigned long long)hi - 1);
+			checked++;
+			usleep(20000);
+		}
+		bundle_snapshot_free(&s);
+	}
+	t_writer_stop(&w);
+	cr_log_info("%d snapshots: %u with WAL records, %u with deletion files; %u started over "
+	            "(%u restarts) after a concurrent commit; %u checked in full", total, with_wal,
+	            with_del, restarted, restarts, checked);
+	cr_assert(with_wal > 0, "the writer never had unflushed records when a snapshot was taken");
+	t_dir_free(&d);
+}

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "le.h"
 #include "strata.h"
+#include "t_support.h"
 #include "wal_record.h"
 #include "xsum.h"
 
@@ -19,23 +20,7 @@ static const uint8_t UUID[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 
 /* Encode one record from iovecs into a malloc'd, 8-aligned buffer. */
 static uint8_t *enc(unsigned type, uint64_t lsn, const struct iovec *iov, int iovcnt, size_t *len)
 {
-	uint8_t hdr[WAL_RECORD_HEADER_SIZE], tail[WAL_RECORD_TAIL_MAX];
-	size_t tl;
-	uint32_t total;
-	int rc = walrec_encode(type, lsn, iov, iovcnt, hdr, tail, &tl, &total);
-	cr_assert_eq(rc, 0, "walrec_encode: %s", err_detail());
-	uint8_t *b = malloc(total);
-	uint8_t *p = b;
-	memcpy(p, hdr, sizeof hdr);
-	p += sizeof hdr;
-	for (int i = 0; i < iovcnt; i++) {
-		memcpy(p, iov[i].iov_base, iov[i].iov_len);
-		p += iov[i].iov_len;
-	}
-	memcpy(p, tail, tl);
-	cr_assert_eq((size_t)(p + tl - b), total);
-	*len = total;
-	return b;
+	return t_wal_record(type, lsn, iov, iovcnt, len);
 }
 
 /* Rewrite a record's trailer after editing it, so a field check is reached. */
