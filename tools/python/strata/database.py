@@ -361,9 +361,19 @@ def build(path, vectors, ids=None, metric="l2", **options):
                             vec.shape[0]))
 
 
-def _close_handle(handle):
-    """weakref.finalize callback: a Database dropped without close()."""
-    _lib.strata_close(handle)
+class _Handle:
+    """The strata_db pointer, shared by a Database and its finalizer (None once closed)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def close(self):
+        """weakref.finalize callback: a Database dropped (or left open at exit) without close()."""
+        h, self.value = self.value, None
+        if h is not None:
+            _lib.strata_close(h)
 
 
 _STATS_FIELDS = [f[0] for f in _lib.Stats._fields_]
@@ -378,9 +388,9 @@ class Database:
     """
 
     def __init__(self, handle, path, readonly):
-        self._handle = handle
+        self._handle = _Handle(handle)
         self._lock = RWLock()
-        self._finalizer = weakref.finalize(self, _close_handle, handle)
+        self._finalizer = weakref.finalize(self, _Handle.close, self._handle)
         self.path = path
         self.readonly = bool(readonly)
         st = self._raw_stats(handle)
@@ -394,7 +404,7 @@ class Database:
 
     def _enter(self):
         self._lock.acquire_shared()
-        h = self._handle
+        h = self._handle.value
         if h is None:
             self._lock.release_shared()
             raise Closed(detail="%s: the database is closed" % self.path)
@@ -405,7 +415,7 @@ class Database:
 
     @property
     def closed(self):
-        return self._handle is None
+        return self._handle.value is None
 
     def close(self):
         """Close the database: waits for calls in progress; later calls raise Closed.
@@ -416,7 +426,7 @@ class Database:
         """
         self._lock.acquire_exclusive()
         try:
-            h, self._handle = self._handle, None
+            h, self._handle.value = self._handle.value, None
             if h is None:
                 return
             self._finalizer.detach()
