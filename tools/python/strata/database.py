@@ -44,6 +44,8 @@ def as_ids(ids, what="ids"):
     so are negative values and values above 2**64 - 1.
     """
     arr = np.asarray(ids)
+    if arr.dtype.kind == "f" and not isinstance(ids, np.ndarray):
+        arr = np.array(ids, dtype=object)  # numpy made floats of ints beyond int64: keep them exact
     if arr.ndim == 0:
         arr = arr.reshape(1)
     elif arr.ndim != 1:
@@ -261,14 +263,19 @@ def metric_code(metric):
     raise MetricError(detail="metric %r: use 'l2', 'ip' or 'cosine'" % (metric,))
 
 
-def make_options(dim=0, metric=None, options=None, caller="open"):
-    """strata_options from the defaults, dim, metric and keyword options."""
+_BUILD_OPTIONS = ("M", "ef_construction", "ef_search", "threads", "seed")
+
+
+def make_options(dim=0, metric=None, options=None, caller="open", allowed=None):
+    """strata_options from the defaults, dim, metric and keyword options (names in ``allowed``)."""
     opts = _lib.Options()
     _lib.strata_options_default(byref(opts))
     opts.dim = as_count(dim, "dim", 0, _lib.DIM_MAX) if dim else 0
     if metric is not None:
         opts.metric = metric_code(metric)
     for name, value in (options or {}).items():
+        if allowed is not None and name not in allowed:
+            raise TypeError("%s() got an unexpected keyword argument %r" % (caller, name))
         if name == "sync":
             if value not in _lib.SYNC_MODES:
                 raise InvalidArgument(detail="sync=%r: use 'always', 'interval' or 'none'"
@@ -351,7 +358,7 @@ def build(path, vectors, ids=None, metric="l2", **options):
     if arr.ndim != 2:
         raise DimensionError(detail="vectors must be a 2-D array (n, dim), not %d-D" % arr.ndim)
     vec = as_matrix(arr, arr.shape[1])
-    opts = make_options(vec.shape[1], metric, options, caller="build")
+    opts = make_options(vec.shape[1], metric, options, caller="build", allowed=_BUILD_OPTIONS)
     if ids is not None:
         ids = as_ids(ids)
         if ids.size != vec.shape[0]:
