@@ -26,12 +26,19 @@ from .errors import (Closed, DimensionError, InvalidArgument, MetricError, NotFo
 __all__ = ["open", "build", "Database", "Filter", "cpu_count"]
 
 
-def cpu_count():
-    """CPUs this process may run on (its affinity mask), at least 1."""
+def _affinity_cpus():
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+_CPUS = _affinity_cpus()
+
+
+def cpu_count():
+    """CPUs this process may run on (its affinity mask when strata was imported), at least 1."""
+    return _CPUS
 
 
 # ---- argument conversion (shared with hnswlib_compat) ----------------------------------
@@ -126,7 +133,7 @@ class RWLock:
     def release_shared(self):
         with self._cond:
             self._readers -= 1
-            if self._readers == 0:
+            if self._readers == 0 and self._writers_waiting:
                 self._cond.notify_all()
 
     def acquire_exclusive(self):
@@ -578,24 +585,30 @@ class Database:
             one for small batches). Answers do not depend on it.
         """
         q = as_matrix(queries, self.dim, "queries")
-        k = as_count(k, "k", 1, _lib.K_MAX)
+        if type(k) is not int or not 1 <= k <= _lib.K_MAX:  # (fast path first: a plain int)
+            k = as_count(k, "k", 1, _lib.K_MAX)
         nq = q.shape[0]
         so = _lib.SearchOptions()
         _lib.strata_search_options_default(byref(so))
         if ef is not None:
-            so.ef = as_count(ef, "ef", 0, _lib.EF_MAX)
+            so.ef = ef if type(ef) is int and 0 <= ef <= _lib.EF_MAX else \
+                as_count(ef, "ef", 0, _lib.EF_MAX)
         if threads is None:
-            cores = cpu_count()
-            threads = cores if nq > 4 * cores else 1  # threads cost more than tiny batches
-        so.threads = as_count(threads, "threads", 0, _U32)
-        flt = Filter.of(filter)
-        call = flt.apply(so) if flt is not None else None
-        ids_out = np.empty((nq, k), np.uint64)
-        dists_out = np.empty((nq, k), np.float32)
+            threads = _CPUS if nq > 4 * _CPUS else 1  # threads cost more than tiny batches
+        so.threads = threads if type(threads) is int and 0 <= threads <= _U32 else \
+            as_count(threads, "threads", 0, _U32)
+        call = None
+        if filter is not None:
+            call = Filter.of(filter).apply(so)
+        # One buffer for both outputs: one address to take (ids, then distances).
+        n = nq * k
+        buf = np.empty(n * 12, np.uint8)
+        ids_out = buf[:n * 8].view(np.uint64).reshape(nq, k)
+        dists_out = buf[n * 8:].view(np.float32).reshape(nq, k)
+        out = buf.ctypes.data
         h = self._enter()
         try:
-            rc = _lib.strata_search(h, q.ctypes.data, nq, k, byref(so), ids_out.ctypes.data,
-                                    dists_out.ctypes.data)
+            rc = _lib.strata_search(h, q.ctypes.data, nq, k, byref(so), out, out + n * 8)
             detail = _lib.last_error_detail() if rc else ""
         finally:
             self._leave()

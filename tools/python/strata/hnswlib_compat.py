@@ -109,7 +109,8 @@ _MSG_KNN = "Cannot return the results in a contiguous 2D array. Probably ef or M
 
 def _data_rows(data, dim):
     """hnswlib's view of input vectors: float32, 1-D (one row) or 2-D, C-ordered."""
-    arr = np.asarray(data, dtype=np.float32)
+    arr = data if isinstance(data, np.ndarray) and data.dtype == np.float32 else \
+        np.asarray(data, dtype=np.float32)
     if arr.ndim not in (1, 2):
         raise RuntimeError("Input vector data wrong shape. Number of dimensions %d. "
                            "Data must be a 1D or 2D array." % arr.ndim)
@@ -117,7 +118,7 @@ def _data_rows(data, dim):
         arr = arr.reshape(1, -1)
     if arr.shape[1] != dim:
         raise RuntimeError("Wrong dimensionality of the vectors")
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
 
 
 def _size(value, what):
@@ -550,7 +551,8 @@ class Index:
                                                 threads=threads)
         finally:
             self._lock.release_shared()
-        if labels[:, -1].max() == _lib.NO_ID:  # slots fill in order: a short row ends in NO_ID
+        last = labels[:, -1]  # slots fill in order: a row short of k ends in NO_ID
+        if (_lib.NO_ID in last.tolist()) if rows <= 64 else (last == _lib.NO_ID).any():
             raise RuntimeError(_MSG_KNN)
         return labels, dists
 
