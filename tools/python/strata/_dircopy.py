@@ -43,9 +43,11 @@ def _read(path):
         return f.read()
 
 
-def snapshot(src, sink, include_wal=False):
+def snapshot(src, sink, include_wal=False, expect=None):
     """Hand a consistent set of the database files of ``src`` to ``sink``.
 
+    expect: when not None, the MANIFEST bytes the copy must have (a handle
+    opened at that state); any other state is refused with strata.Busy.
     sink.reset() starts over; sink.add_file(name, path) takes a data file
     (FileNotFoundError from it means the file went away: skipped, see the
     module comment); sink.add_bytes(MANIFEST, data) comes last. With
@@ -58,6 +60,9 @@ def snapshot(src, sink, include_wal=False):
             before = _read(manifest_path)
         except FileNotFoundError:
             raise NotFound(detail="%s: no database here (no MANIFEST)" % src) from None
+        if expect is not None and before != expect:
+            raise Busy(detail="%s has changed on disk since it was opened (another writer or "
+                              "save_index replaced it); load it again" % src)
         sink.reset()
         for name in sorted(os.listdir(src)):
             if _is_data_file(name, include_wal):

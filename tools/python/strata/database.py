@@ -597,9 +597,10 @@ class Database:
             threads = _CPUS if nq > 4 * _CPUS else 1  # threads cost more than tiny batches
         so.threads = threads if type(threads) is int and 0 <= threads <= _U32 else \
             as_count(threads, "threads", 0, _U32)
-        call = None
+        flt = call = None
         if filter is not None:
-            call = Filter.of(filter).apply(so)
+            flt = Filter.of(filter)  # holds the arrays so.allow_ids etc. point into: keep it
+            call = flt.apply(so)
         # One buffer for both outputs: one address to take (ids, then distances).
         n = nq * k
         buf = np.empty(n * 12, np.uint8)
@@ -612,6 +613,7 @@ class Database:
             detail = _lib.last_error_detail() if rc else ""
         finally:
             self._leave()
+        del flt  # only now may the filter's arrays go
         if call is not None and call.error is not None:
             raise call.error
         if rc:

@@ -132,11 +132,14 @@ class _LabelLog:
     """Every label of the Index, live and marked deleted: for get_ids_list and save_index.
 
     Appends are O(batch); the sorted array is rebuilt when asked for (and when
-    many batches have piled up).
+    many batches have piled up). ``loader`` defers reading the saved labels
+    until they are needed, so that load_index stays O(1).
     """
 
-    def __init__(self, labels=None):
-        self._base = np.unique(as_ids(labels)) if labels is not None else np.empty(0, np.uint64)
+    def __init__(self, labels=None, loader=None):
+        self._loader = loader
+        self._base = None if loader is not None else (
+            np.unique(as_ids(labels)) if labels is not None else np.empty(0, np.uint64))
         self._added = []
         self._removed = []
 
@@ -151,6 +154,8 @@ class _LabelLog:
             self._removed.append(np.asarray(labels, dtype=np.uint64))
 
     def array(self):
+        if self._base is None:
+            self._base, self._loader = np.unique(as_ids(self._loader())), None
         if self._added or self._removed:
             base = np.unique(np.concatenate([self._base] + self._added))
             if self._removed:
@@ -159,16 +164,35 @@ class _LabelLog:
         return self._base
 
 
+def _npy_rows(npz, name):
+    """Rows of member ``name`` of an open NpzFile, from its header alone."""
+    with npz.zip.open(name + ".npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+            else np.lib.format.read_array_header_2_0
+        shape = read(f)[0]
+    if len(shape) != 1:
+        raise ValueError("%s has shape %s" % (name, shape))
+    return shape[0]
+
+
 class _Resources:
-    """What an Index must release: its Database and the private directory it owns."""
+    """What an Index must release: its Database, the private directory it owns, and
+    the metadata file of a loaded index while its labels are not read yet."""
 
     def __init__(self):
         self.db = None
         self.private_dir = None
+        self.meta = None
+        self.source_manifest = None  # MANIFEST bytes of a directory read in place
 
     def release(self):
         db, self.db = self.db, None
+        meta, self.meta = self.meta, None
+        self.source_manifest = None
         try:
+            if meta is not None:
+                meta.close()
             if db is not None:
                 db.close()
         finally:
@@ -373,13 +397,13 @@ class Index:
             return
         d = self._private_dir()
         try:
-            _dircopy.snapshot(db.path, _dircopy.DirSink(d))
+            _dircopy.snapshot(db.path, _dircopy.DirSink(d), expect=self._res.source_manifest)
             new = self._open_private(d, False)
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
         old = self._res.db
-        self._res.db, self._res.private_dir = new, d
+        self._res.db, self._res.private_dir, self._res.source_manifest = new, d, None
         old.close()
 
     def _wait_indexed(self):
@@ -647,7 +671,8 @@ class Index:
             parent, base = os.path.split(target)
             tmp = tempfile.mkdtemp(dir=parent, prefix="." + base + ".save-")
             try:
-                _dircopy.snapshot(db.path, _dircopy.DirSink(tmp))
+                _dircopy.snapshot(db.path, _dircopy.DirSink(tmp),
+                                  expect=self._res.source_manifest)
                 _dircopy.write_file(os.path.join(tmp, META_NAME), meta)
                 _dircopy.replace_dir(tmp, target)
             except BaseException:
@@ -695,7 +720,7 @@ class Index:
                 _dircopy.snapshot(path, _dircopy.DirSink(d), include_wal=True)
                 self._res.db = _open(d, create=False, sync="none")
             else:
-                self._res.db = _open(path, readonly=True)
+                self._res.db, self._res.source_manifest = _open_pinned(path)
         except Error as e:
             raise RuntimeError("Cannot open index %s: %s" % (path, e)) from e
         db = self._res.db
@@ -710,17 +735,23 @@ class Index:
             self._read_meta(meta_path)
 
     def _read_meta(self, meta_path):
+        """hnswlib-compat.npz. The label list is only counted here and read when needed
+        (from this open file, so a later save over the directory cannot change it)."""
+        z = None
         try:
-            with np.load(meta_path, allow_pickle=False) as z:
-                if int(z["version"]) != META_VERSION:
-                    raise ValueError("version %d" % int(z["version"]))
-                labels = z["labels"].astype(np.uint64) if "labels" in z.files else None
-                keys = z["deleted_labels"].astype(np.uint64)
-                vecs = z["deleted_vectors"].astype(np.float32)
-                saved_max = int(z["max_elements"])
+            z = np.load(meta_path, allow_pickle=False)  # an NpzFile: members read on access
+            if int(z["version"]) != META_VERSION:
+                raise ValueError("version %d" % int(z["version"]))
+            n_labels = _npy_rows(z, "labels") if "labels" in z.files else None
+            keys = z["deleted_labels"].astype(np.uint64)
+            vecs = z["deleted_vectors"].astype(np.float32)
+            saved_max = int(z["max_elements"])
         except (OSError, KeyError, ValueError) as e:
+            if z is not None:
+                z.close()
             raise RuntimeError("Index seems to be corrupted or unsupported: %s: %s"
                                % (meta_path, e)) from e
+        self._res.meta = z
         if vecs.shape != (keys.size, self._dim):
             raise RuntimeError("Index seems to be corrupted or unsupported: %s: deleted vectors "
                                "of shape %s" % (meta_path, vecs.shape))
@@ -730,8 +761,17 @@ class Index:
         live = db.stats()["vectors"]
         keys_live = db.contains(keys) if keys.size else np.zeros(0, bool)
         deleted = {int(k): v for k, v, alive in zip(keys.tolist(), vecs, keys_live) if not alive}
-        if labels is not None and labels.size == live + len(deleted) and not keys_live.any():
-            self._labels = _LabelLog(labels)
+        if n_labels is not None and n_labels == live + len(deleted) and not keys_live.any():
+            def load():
+                try:
+                    return z["labels"]
+                finally:
+                    z.close()
+                    self._res.meta = None
+            self._labels = _LabelLog(loader=load)
+        else:
+            z.close()
+            self._res.meta = None
         self._deleted = deleted
         self._max_elements = saved_max
 
@@ -771,7 +811,7 @@ class Index:
             if not db.readonly:
                 db.flush()
             sink = _dircopy.MemorySink()
-            _dircopy.snapshot(db.path, sink)
+            _dircopy.snapshot(db.path, sink, expect=self._res.source_manifest)
             state.update(max_elements=self._max_elements, cur_l=self._cur_l,
                          allow_replace_deleted=self._allow_replace,
                          labels=self._known_labels(),
@@ -814,6 +854,28 @@ class Index:
                          zip(np.asarray(state["deleted_labels"]).tolist(),
                              state["deleted_vectors"])}
         self._inited = True
+
+
+def _open_pinned(path):
+    """A read-only Database of ``path`` and the MANIFEST bytes it was opened at.
+
+    Later copies of the directory (the first change, save_index, pickling) must
+    find the same MANIFEST: a directory replaced meanwhile is refused, not mixed
+    with this Index's labels and deletion marks.
+    """
+    manifest = os.path.join(path, _dircopy.MANIFEST)
+    for _ in range(8):
+        try:
+            with open(manifest, "rb") as f:
+                before = f.read()
+        except FileNotFoundError:
+            before = None  # strata.open says what is wrong
+        db = _open(path, readonly=True)
+        with open(manifest, "rb") as f:
+            if f.read() == before:
+                return db, before
+        db.close()
+    raise Busy(detail="%s kept changing while it was opened" % path)
 
 
 def _check_target(target):

@@ -379,6 +379,21 @@ class SaveLoadTest(unittest.TestCase):
         self.assertEqual(again.element_count, 100)
         np.testing.assert_array_equal(again.get_items([3]), data[[3]])
 
+    def test_a_loaded_directory_replaced_underneath(self):
+        path = os.path.join(tmpdir(self), "idx")
+        p, _ = make(dim=4, n=10)
+        p.save_index(path)
+        r = hnswlib.Index("l2", 4)
+        r.load_index(path)                     # read in place, labels not read yet
+        p.add_items(rand(5, 4))
+        p.save_index(path)                     # replaces the directory r reads
+        self.assertEqual(r.get_ids_list(), list(range(10)))   # r's labels, from its open file
+        self.assertEqual(r.knn_query(rand(3, 4), k=10)[0].shape, (3, 10))  # still mapped
+        with self.assertRaises(strata.Busy) as cm:            # copying it now would mix states
+            r.add_items(rand(1, 4))
+        self.assertIn("changed on disk", cm.exception.detail)
+        self.assertEqual(r.element_count, 10)
+
     def test_max_elements_on_load(self):
         path = os.path.join(tmpdir(self), "idx")
         p, _ = make(dim=4, n=10, max_elements=50)
