@@ -13,7 +13,7 @@
     q = hnswlib.Index(space="l2", dim=128)
     q.load_index("index.strata")                      # O(1): mapped, not read
 
-Every method and property of hnswlib 0.8's ``hnswlib.Index`` is here, with
+Every method and property of ``hnswlib.Index`` that hnswlib 0.8's README lists is here, with
 its argument names, defaults, return shapes and dtypes, and the exception
 types (and messages) hnswlib raises for the same misuse: RuntimeError for k
 beyond the live elements, a full index, an unknown label, an uninitialised
