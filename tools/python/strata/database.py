@@ -23,7 +23,7 @@ from . import _lib
 from .errors import (Closed, DimensionError, InvalidArgument, MetricError, NotFound, Unsupported,
                      check, error_for)
 
-__all__ = ["open", "build", "Database", "Filter", "cpu_count"]
+__all__ = ["open", "build", "Database", "Filter", "cpu_count", "ClosingContext"]
 
 
 def _affinity_cpus():
@@ -393,7 +393,17 @@ class _Handle:
 _STATS_FIELDS = [f[0] for f in _lib.Stats._fields_]
 
 
-class Database:
+class ClosingContext:
+    """``with obj:`` closes obj at the end (Database, hnswlib_compat.Index)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Database(ClosingContext):
     """An open strata database. Create with :func:`strata.open`.
 
     Usable as a context manager (``with strata.open(...) as db:``); closed on
@@ -427,6 +437,14 @@ class Database:
     def _leave(self):
         self._lock.release_shared()
 
+    def _run(self, fn, *args):
+        """check(fn(handle, *args)) while holding the handle."""
+        h = self._enter()
+        try:
+            check(fn(h, *args))
+        finally:
+            self._leave()
+
     @property
     def closed(self):
         return self._handle.value is None
@@ -448,12 +466,6 @@ class Database:
         finally:
             self._lock.release_exclusive()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self):
         state = "closed" if self.closed else ("read-only" if self.readonly else "writable")
         return "<strata.Database %r dim=%d metric=%s %s>" % (self.path, self.dim, self.metric,
@@ -472,36 +484,20 @@ class Database:
         vec = as_matrix(vectors, self.dim)
         if ids.size != vec.shape[0]:
             raise InvalidArgument(detail="%d ids for %d vectors" % (ids.size, vec.shape[0]))
-        h = self._enter()
-        try:
-            check(_lib.strata_upsert(h, ids.ctypes.data, vec.ctypes.data, ids.size))
-        finally:
-            self._leave()
+        self._run(_lib.strata_upsert, ids.ctypes.data, vec.ctypes.data, ids.size)
 
     def delete(self, ids):
         """Delete ``ids`` (one id or many); absent ids are ignored."""
         ids = as_ids(ids)
-        h = self._enter()
-        try:
-            check(_lib.strata_delete(h, ids.ctypes.data, ids.size))
-        finally:
-            self._leave()
+        self._run(_lib.strata_delete, ids.ctypes.data, ids.size)
 
     def flush(self):
         """Write the fresh vectors and deletions into segment files now; waits for it."""
-        h = self._enter()
-        try:
-            check(_lib.strata_flush(h))
-        finally:
-            self._leave()
+        self._run(_lib.strata_flush)
 
     def sync(self):
         """Make every acknowledged write durable (for sync='none' / 'interval')."""
-        h = self._enter()
-        try:
-            check(_lib.strata_sync(h))
-        finally:
-            self._leave()
+        self._run(_lib.strata_sync)
 
     def compact(self):
         """Merge every segment into one and wait for it (strata_compact).
@@ -514,23 +510,14 @@ class Database:
             raise Unsupported(detail="%s has no strata_compact: this library was built without "
                                      "the compactor; rebuild strata or point STRATA_LIB at a newer "
                                      "libstrata" % _lib.path)
-        h = self._enter()
-        try:
-            check(fn(h))
-        finally:
-            self._leave()
+        self._run(fn)
 
     # -- reads --------------------------------------------------------------------------
 
     def _get_many(self, ids, vectors_out, found_out):
-        h = self._enter()
-        try:
-            check(_lib.strata_get_many(
-                h, ids.ctypes.data, ids.size,
-                None if vectors_out is None else vectors_out.ctypes.data,
-                None if found_out is None else found_out.ctypes.data))
-        finally:
-            self._leave()
+        self._run(_lib.strata_get_many, ids.ctypes.data, ids.size,
+                  None if vectors_out is None else vectors_out.ctypes.data,
+                  None if found_out is None else found_out.ctypes.data)
 
     def get(self, ids):
         """The stored vectors of ``ids``: (n, dim) float32, or (dim,) for one scalar id.

@@ -86,7 +86,7 @@ import weakref
 import numpy as np
 
 from . import _dircopy, _lib
-from .database import RWLock, as_ids, cpu_count
+from .database import ClosingContext, RWLock, as_ids, cpu_count
 from .database import open as _open
 from .database import build as _build
 from .errors import Busy, Error
@@ -201,7 +201,7 @@ class _Resources:
                 shutil.rmtree(d, ignore_errors=True)
 
 
-class Index:
+class Index(ClosingContext):
     """hnswlib.Index on a strata database. See the module documentation for the differences.
 
     Index(space, dim); Index(params) from the dict of a pickled state;
@@ -362,12 +362,6 @@ class Index:
             self._inited = False
         finally:
             self._lock.release_exclusive()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def set_ef(self, ef):
         """Beam width of knn_query (raised to k when smaller)."""
