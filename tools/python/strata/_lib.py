@@ -179,6 +179,13 @@ def _declare(lib, name, proto):
     return fn
 
 
+def _mtime(path):
+    try:
+        return os.path.getmtime(path)
+    except OSError:  # a dangling link (a build relinking it): last
+        return 0.0
+
+
 def _candidates():
     """(description, loader) pairs in the documented order."""
     env = os.environ.get("STRATA_LIB")
@@ -192,7 +199,7 @@ def _candidates():
         os.path.abspath(__file__)))))
     paths = [os.path.join(repo, "build", "engine", "libstrata.so")]
     others = sorted(glob.glob(os.path.join(repo, "build*", "engine", "libstrata.so")),
-                    key=lambda p: -os.path.getmtime(p))
+                    key=lambda p: -_mtime(p))  # the newest build first
     paths += [p for p in others if p not in paths]
     out += [("build tree " + p, p) for p in paths if os.path.exists(p)]
     return out, False

@@ -81,6 +81,27 @@ class OpenCloseTest(unittest.TestCase):
             strata.open(os.path.join(tmpdir(self), "db"))
         self.assertIn(cm.exception.code, (-1, -2))
 
+    def test_damaged_files_raise_data_errors(self):
+        path = os.path.join(tmpdir(self), "db")
+        strata.build(path, rand(300, 8))
+        with strata.open(path, readonly=True, verify=True) as db:
+            self.assertEqual(len(db), 300)
+        seg = os.path.join(path, [n for n in os.listdir(path) if n.endswith(".seg")][0])
+        with open(seg, "r+b") as f:                  # one byte of the vectors flipped
+            f.seek(os.path.getsize(seg) // 2)
+            b = f.read(1)
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([b[0] ^ 0x40]))
+        with self.assertRaises(strata.DataError) as cm:
+            strata.open(path, readonly=True, verify=True)
+        self.assertTrue(-79 <= cm.exception.code <= -60)
+        self.assertIn(".seg", cm.exception.detail)
+        with open(seg, "r+b") as f:                  # its magic
+            f.write(b"NOTASEG!")
+        with self.assertRaises(strata.NotADatabase) as cm:
+            strata.open(path, readonly=True)
+        self.assertEqual(cm.exception.code, -60)
+
     def test_second_writer_is_busy(self):
         path = os.path.join(tmpdir(self), "db")
         with strata.open(path, dim=4):
