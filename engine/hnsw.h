@@ -116,8 +116,8 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
  * hnsw_search with a `limit`: the caller already holds k results no farther
  * than it (from other segments of the same query), so a node beyond it can
  * never be among the answers. The layer-0 beam then stops at the first
- * candidate beyond both the limit and its own k-th best, not at its ef-th
- * best: a graph with nothing competitive is walked as with ef = k (reaching
+ * candidate beyond both the limit and its own max(k, 10)-th best, not at its
+ * ef-th best: a graph with nothing competitive is walked as with ef = k (reaching
  * the query's neighbourhood, so what it holds below the limit is found), one
  * with answers below the limit as with ef (Lucene's multi-segment collectors
  * share their bar in the same spirit). limit = +inf: hnsw_search exactly.

@@ -314,6 +314,31 @@ STRATA_API int strata_search(strata_db *db, const float *queries, size_t nq, uin
  */
 STRATA_API int strata_get(strata_db *db, uint64_t id, float *vector_out);
 
+/*
+ * strata_get for each of ids[0..n): the vector of ids[i] goes to
+ * vectors_out[i * dim .. +dim), exactly as strata_get would copy it. For
+ * bindings that must not loop over ids in their own language.
+ *
+ * found_out (n bytes) may be NULL. When given, an id that is not in the
+ * database is an answer, not an error: found_out[i] = 0 and its row of
+ * vectors_out is zero-filled; found ids get 1. vectors_out may then be NULL
+ * too, to ask only which ids exist. When found_out is NULL, every id must be
+ * present: the first missing one fails the call with STRATA_ENOTFOUND, the
+ * detail naming its index and id.
+ *
+ * Each id is looked up on its own, as by strata_get: against concurrent
+ * writers the batch is not one snapshot (each row is some acknowledged
+ * state of its id). Duplicated ids are allowed. On failure the contents of
+ * vectors_out and found_out are unspecified (rows before the failing id are
+ * written).
+ *
+ * Thread-safe. Returns 0, STRATA_EINVAL (null db, null ids with n > 0, both
+ * outputs NULL), STRATA_ENOTFOUND (found_out NULL), STRATA_ENOMEM, or the
+ * error of a damaged segment's id index (STRATA_ECORRUPT).
+ */
+STRATA_API int strata_get_many(strata_db *db, const uint64_t *ids, size_t n, float *vectors_out,
+                               uint8_t *found_out);
+
 /* Filled by strata_stats(); a struct tag, since strata_stats names the function. */
 struct strata_stats {
 	uint32_t dim;

@@ -3,9 +3,10 @@
 # (idempotent: a machine that has everything makes no network call).
 set -euo pipefail
 # libclang-rt-14-dev: libFuzzer and the sanitizer runtimes of clang (fuzz/); llvm: the
-# symbolizer for readable sanitizer stacks; gcovr: tools/scripts/coverage.sh.
+# symbolizer for readable sanitizer stacks; gcovr: tools/scripts/coverage.sh; python3-numpy:
+# the Python binding (tools/python/), its only dependency.
 pkgs=(meson ninja-build pkg-config gcc g++ clang liburing-dev libxxhash-dev libzstd-dev
-      libcriterion-dev libhnswlib-dev python3 libclang-rt-14-dev llvm gcovr)
+      libcriterion-dev libhnswlib-dev python3 python3-numpy libclang-rt-14-dev llvm gcovr)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
