@@ -100,7 +100,7 @@ static void remove_tmp(const char *tmp)
 
 int db_write_graph(const char *path, uint32_t dim, uint32_t metric, uint32_t M,
                    uint32_t ef_construction, uint64_t seed, const struct hnsw_view *v,
-                   const uint64_t *node_ids, uint64_t n, uint64_t *xxh3_out)
+                   const uint64_t *node_ids, uint64_t n, uint64_t *xxh3_out, uint64_t *size_out)
 {
 	struct seg_write_input in = {
 		.dim = dim,
@@ -119,7 +119,15 @@ int db_write_graph(const char *path, uint32_t dim, uint32_t metric, uint32_t M,
 		.upper_links = v->upper_links,
 		.ids = node_ids,
 	};
-	return seg_write(path, &in, xxh3_out);
+	int rc = seg_write(path, &in, xxh3_out);
+	if (rc || !size_out)
+		return rc;
+	int fd;
+	if ((rc = fio_open(path, O_RDONLY | O_CLOEXEC, 0, &fd)))
+		return rc;
+	rc = fio_file_size(fd, size_out, path);
+	fio_close(fd);
+	return rc;
 }
 
 static int write_segment(const char *tmp, const strata_options *o, const struct hnsw_graph *g,
@@ -140,15 +148,9 @@ static int write_segment(const char *tmp, const strata_options *o, const struct 
 		return err_set(STRATA_EINVAL, "%s: path too long", tmp);
 	}
 	int rc = db_write_graph(path, o->dim, (uint32_t)o->metric, o->M, o->ef_construction, o->seed,
-	                        &v, node_ids, n, xxh3_out);
+	                        &v, node_ids, n, xxh3_out, size_out);
 	free(node_ids);
-	if (rc)
-		return rc;
-	struct stat st;
-	if (stat(path, &st) != 0)
-		return err_set(err_from_errno(-errno), "%s: %s", path, strerror(errno));
-	*size_out = (uint64_t)st.st_size;
-	return 0;
+	return rc;
 }
 
 int strata_build(const char *dir, const strata_options *opts, const uint64_t *ids,

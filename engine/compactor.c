@@ -485,14 +485,7 @@ static int merge_build(strata_db *db, struct compactor *c, const struct merge_jo
 		goto out;
 	}
 	rc = db_write_graph(path, db->dim, db->metric, db->M, db->ef_construction, p.seed, &fv,
-	                    node_ids, fv.count, &e->header_xxh3);
-	if (rc)
-		goto out;
-	int fd;
-	if ((rc = fio_open(path, O_RDONLY | O_CLOEXEC, 0, &fd)))
-		goto out;
-	rc = fio_file_size(fd, &e->file_size, path);
-	fio_close(fd);
+	                    node_ids, fv.count, &e->header_xxh3, &e->file_size);
 	if (rc)
 		goto out;
 	atomic_fetch_add(&c->bytes, e->file_size);

@@ -173,11 +173,12 @@ void db_segment_warm(const struct db_segment *s);
 
 /*
  * Write the graph of view `v` (segment layout, n nodes) with node_ids[node] as
- * a segment file at `path` (build.c). Same results as seg_write().
+ * a segment file at `path` (build.c): seg_write()'s results, and the file's
+ * size in *size_out (may be NULL).
  */
 int db_write_graph(const char *path, uint32_t dim, uint32_t metric, uint32_t M,
                    uint32_t ef_construction, uint64_t seed, const struct hnsw_view *v,
-                   const uint64_t *node_ids, uint64_t n, uint64_t *xxh3_out);
+                   const uint64_t *node_ids, uint64_t n, uint64_t *xxh3_out, uint64_t *size_out);
 
 /* write.c: start/stop the indexer and flusher threads; replay the WAL at open. */
 int db_writer_start(strata_db *db);

@@ -264,14 +264,9 @@ static int write_frozen(strata_db *db, struct memtable *fz, const uint64_t *drop
 		node_ids[i] = fz->ids[old_of_new[i]];
 	fio_discard(path); /* a file of a flush that crashed before its commit */
 	rc = db_write_graph(path, db->dim, db->metric, db->M, db->ef_construction, db->opts.seed, &gv,
-	                    node_ids, gv.count, &e->header_xxh3);
+	                    node_ids, gv.count, &e->header_xxh3, &e->file_size);
 	if (rc)
 		goto out;
-	int fd;
-	if ((rc = fio_open(path, O_RDONLY | O_CLOEXEC, 0, &fd)))
-		goto out;
-	rc = fio_file_size(fd, &e->file_size, path);
-	fio_close(fd);
 	e->seq = seq;
 	e->count = gv.count;
 	e->tomb_gen = 0;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "strata.h"
+#include "t_plain.h"
 
 #define DIM 8
 #define PER_WRITER 800
@@ -35,26 +36,8 @@
 static float final_vec[WRITERS * PER_WRITER][DIM];
 static bool final_live[WRITERS * PER_WRITER];
 static atomic_bool writers_done;
-static atomic_int failures;
 static atomic_ulong searches, compacts, ro_opens;
 static char g_dir[512];
-
-#define CHECK(cond, ...)                                                                        \
-	do {                                                                                         \
-		if (!(cond)) {                                                                           \
-			fprintf(stderr, __VA_ARGS__);                                                        \
-			fputc('\n', stderr);                                                                 \
-			atomic_fetch_add(&failures, 1);                                                      \
-		}                                                                                        \
-	} while (0)
-
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 static double now_s(void)
 {
@@ -75,17 +58,17 @@ static void *writer(void *p)
 	uint64_t s = 177 + (uint64_t)a->w;
 	uint64_t base = (uint64_t)a->w * PER_WRITER;
 	while (now_s() < a->until) {
-		size_t n = 1 + rng(&s) % 24;
+		size_t n = 1 + t_rng(&s) % 24;
 		uint64_t ids[24];
 		float vecs[24 * DIM];
-		bool del = rng(&s) % 3 == 0;
+		bool del = t_rng(&s) % 3 == 0;
 		for (size_t i = 0; i < n; i++) {
-			ids[i] = base + rng(&s) % PER_WRITER;
+			ids[i] = base + t_rng(&s) % PER_WRITER;
 			for (int j = 0; j < DIM; j++)
-				vecs[i * DIM + j] = (float)(rng(&s) % 1000) / 100.0f;
+				vecs[i * DIM + j] = (float)(t_rng(&s) % 1000) / 100.0f;
 		}
 		int rc = del ? strata_delete(a->db, ids, n) : strata_upsert(a->db, ids, vecs, n);
-		CHECK(rc == 0, "writer %d: %s: %s", a->w, strata_strerror(rc), strata_last_error_detail());
+		T_CHECK(rc == 0, "writer %d: %s: %s", a->w, strata_strerror(rc), strata_last_error_detail());
 		for (size_t i = 0; i < n; i++) {
 			final_live[ids[i]] = !del;
 			if (!del)
@@ -100,11 +83,11 @@ static void check_results(const uint64_t *ids, const float *d, int k, const char
 	for (int i = 0; i < k; i++) {
 		if (ids[i] == STRATA_NO_ID)
 			continue;
-		CHECK(ids[i] < WRITERS * PER_WRITER, "%s: id %llu never written", who,
+		T_CHECK(ids[i] < WRITERS * PER_WRITER, "%s: id %llu never written", who,
 		      (unsigned long long)ids[i]);
-		CHECK(i == 0 || d[i] >= d[i - 1], "%s: results unsorted at %d", who, i);
+		T_CHECK(i == 0 || d[i] >= d[i - 1], "%s: results unsorted at %d", who, i);
 		for (int j = 0; j < i; j++)
-			CHECK(ids[j] != ids[i], "%s: id %llu twice", who, (unsigned long long)ids[i]);
+			T_CHECK(ids[j] != ids[i], "%s: id %llu twice", who, (unsigned long long)ids[i]);
 	}
 }
 
@@ -117,16 +100,16 @@ static void *searcher(void *p)
 	while (!atomic_load(&writers_done)) {
 		float q[DIM];
 		for (int j = 0; j < DIM; j++)
-			q[j] = (float)(rng(&s) % 1000) / 100.0f;
+			q[j] = (float)(t_rng(&s) % 1000) / 100.0f;
 		uint64_t ids[10];
 		float d[10];
-		so.ef = 16 + (uint32_t)(rng(&s) % 64);
+		so.ef = 16 + (uint32_t)(t_rng(&s) % 64);
 		int rc = strata_search(db, q, 1, 10, &so, ids, d);
-		CHECK(rc == 0, "search: %s", strata_last_error_detail());
+		T_CHECK(rc == 0, "search: %s", strata_last_error_detail());
 		check_results(ids, d, 10, "search");
 		float v[DIM];
-		rc = strata_get(db, rng(&s) % (WRITERS * PER_WRITER), v);
-		CHECK(rc == 0 || rc == STRATA_ENOTFOUND, "get: %s", strata_last_error_detail());
+		rc = strata_get(db, t_rng(&s) % (WRITERS * PER_WRITER), v);
+		T_CHECK(rc == 0 || rc == STRATA_ENOTFOUND, "get: %s", strata_last_error_detail());
 		atomic_fetch_add(&searches, 1);
 	}
 	return NULL;
@@ -137,7 +120,7 @@ static void *compacter(void *p)
 	strata_db *db = p;
 	while (!atomic_load(&writers_done)) {
 		int rc = strata_compact(db);
-		CHECK(rc == 0, "compact: %s", strata_last_error_detail());
+		T_CHECK(rc == 0, "compact: %s", strata_last_error_detail());
 		atomic_fetch_add(&compacts, 1);
 		struct timespec d = {0, 300 * 1000000L};
 		nanosleep(&d, NULL);
@@ -151,53 +134,19 @@ static void *reader(void *p)
 	while (!atomic_load(&writers_done)) {
 		strata_db *ro;
 		int rc = strata_open(g_dir, NULL, STRATA_READONLY, &ro);
-		CHECK(rc == 0, "read-only open: %s: %s", strata_strerror(rc), strata_last_error_detail());
+		T_CHECK(rc == 0, "read-only open: %s: %s", strata_strerror(rc), strata_last_error_detail());
 		if (rc)
 			continue;
 		float q[DIM] = {1, 2, 3, 4, 5, 6, 7, 8};
 		uint64_t ids[10];
 		float d[10];
 		rc = strata_search(ro, q, 1, 10, NULL, ids, d);
-		CHECK(rc == 0, "read-only search: %s", strata_last_error_detail());
+		T_CHECK(rc == 0, "read-only search: %s", strata_last_error_detail());
 		check_results(ids, d, 10, "read-only search");
 		strata_close(ro);
 		atomic_fetch_add(&ro_opens, 1);
 	}
 	return NULL;
-}
-
-static void check_final(strata_db *db, const char *when)
-{
-	for (uint64_t id = 0; id < WRITERS * PER_WRITER; id++) {
-		float v[DIM];
-		int rc = strata_get(db, id, v);
-		if (!final_live[id]) {
-			CHECK(rc == STRATA_ENOTFOUND, "%s: id %llu should be deleted (rc %d)", when,
-			      (unsigned long long)id, rc);
-			continue;
-		}
-		CHECK(rc == 0 && memcmp(v, final_vec[id], sizeof v) == 0, "%s: id %llu lost its last write",
-		      when, (unsigned long long)id);
-	}
-	/* An exact search (ef above the count) finds the brute-force nearest. */
-	float q[DIM] = {5, 5, 5, 5, 5, 5, 5, 5};
-	double best = INFINITY;
-	for (uint64_t id = 0; id < WRITERS * PER_WRITER; id++) {
-		if (!final_live[id])
-			continue;
-		double dd = 0;
-		for (int j = 0; j < DIM; j++)
-			dd += ((double)q[j] - final_vec[id][j]) * ((double)q[j] - final_vec[id][j]);
-		if (dd < best)
-			best = dd;
-	}
-	strata_search_options so;
-	strata_search_options_default(&so);
-	so.ef = 4 * WRITERS * PER_WRITER;
-	uint64_t ids[1];
-	float d[1];
-	CHECK(strata_search(db, q, 1, 1, &so, ids, d) == 0, "final search failed");
-	CHECK(fabs(d[0] - best) <= 1e-3, "%s: nearest at %g, brute force %g", when, d[0], best);
 }
 
 int main(void)
@@ -243,7 +192,7 @@ int main(void)
 		pthread_join(s[i], NULL);
 	pthread_join(c, NULL);
 	pthread_join(r, NULL);
-	check_final(db, "before reopen");
+	t_check_final(db, &final_vec[0][0], final_live, WRITERS * PER_WRITER, DIM, "before reopen");
 	struct strata_stats st;
 	strata_stats(db, &st);
 	printf("%llu upserts, %llu deletes, %llu flushes, %llu merges (%llu failed), %lu compacts, "
@@ -252,21 +201,21 @@ int main(void)
 	       (unsigned long long)st.flushes, (unsigned long long)st.merges,
 	       (unsigned long long)st.merge_errors, atomic_load(&compacts), st.segments,
 	       atomic_load(&searches), atomic_load(&ro_opens));
-	CHECK(st.merges > 0, "the compactor never merged");
-	CHECK(st.merge_errors == 0, "%llu merges failed (last error %d)",
+	T_CHECK(st.merges > 0, "the compactor never merged");
+	T_CHECK(st.merge_errors == 0, "%llu merges failed (last error %d)",
 	      (unsigned long long)st.merge_errors, st.last_merge_error);
-	CHECK(strata_close(db) == 0, "close: %s", strata_last_error_detail());
+	T_CHECK(strata_close(db) == 0, "close: %s", strata_last_error_detail());
 	rc = strata_open(g_dir, &o, STRATA_VERIFY, &db);
-	CHECK(rc == 0, "reopen: %s", strata_last_error_detail());
+	T_CHECK(rc == 0, "reopen: %s", strata_last_error_detail());
 	if (rc == 0) {
-		check_final(db, "after reopen");
+		t_check_final(db, &final_vec[0][0], final_live, WRITERS * PER_WRITER, DIM, "after reopen");
 		strata_close(db);
 	}
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
 	if (system(cmd) != 0)
 		return 1;
-	int f = atomic_load(&failures);
+	int f = atomic_load(&t_failures);
 	printf("%s: %d failures\n", f ? "FAIL" : "ok", f);
 	return f ? 1 : 0;
 }

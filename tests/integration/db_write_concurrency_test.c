@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "strata.h"
+#include "t_plain.h"
 
 #define DIM 8
 #define PER_WRITER 600
@@ -32,24 +33,6 @@
 static float final_vec[WRITERS * PER_WRITER][DIM];
 static bool final_live[WRITERS * PER_WRITER];
 static atomic_bool writers_done;
-static atomic_int failures;
-
-#define CHECK(cond, ...)                                                                        \
-	do {                                                                                         \
-		if (!(cond)) {                                                                           \
-			fprintf(stderr, __VA_ARGS__);                                                        \
-			fputc('\n', stderr);                                                                 \
-			atomic_fetch_add(&failures, 1);                                                      \
-		}                                                                                        \
-	} while (0)
-
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
 
 struct writer_arg {
 	strata_db *db;
@@ -62,17 +45,17 @@ static void *writer(void *p)
 	uint64_t s = 77 + (uint64_t)a->w;
 	uint64_t base = (uint64_t)a->w * PER_WRITER;
 	for (int r = 0; r < ROUNDS; r++) {
-		size_t n = a->w == 0 ? 1 : 1 + rng(&s) % 16;
+		size_t n = a->w == 0 ? 1 : 1 + t_rng(&s) % 16;
 		uint64_t ids[16];
 		float vecs[16 * DIM];
-		bool del = rng(&s) % 5 == 0;
+		bool del = t_rng(&s) % 5 == 0;
 		for (size_t i = 0; i < n; i++) {
-			ids[i] = base + rng(&s) % PER_WRITER;
+			ids[i] = base + t_rng(&s) % PER_WRITER;
 			for (int j = 0; j < DIM; j++)
-				vecs[i * DIM + j] = (float)(rng(&s) % 1000) / 100.0f;
+				vecs[i * DIM + j] = (float)(t_rng(&s) % 1000) / 100.0f;
 		}
 		int rc = del ? strata_delete(a->db, ids, n) : strata_upsert(a->db, ids, vecs, n);
-		CHECK(rc == 0, "writer %d: %s: %s", a->w, strata_strerror(rc), strata_last_error_detail());
+		T_CHECK(rc == 0, "writer %d: %s: %s", a->w, strata_strerror(rc), strata_last_error_detail());
 		for (size_t i = 0; i < n; i++) {
 			final_live[ids[i]] = !del;
 			if (!del)
@@ -80,7 +63,7 @@ static void *writer(void *p)
 		}
 		if (a->w == 1 && r % 300 == 299) {
 			rc = strata_flush(a->db);
-			CHECK(rc == 0, "flush: %s", strata_last_error_detail());
+			T_CHECK(rc == 0, "flush: %s", strata_last_error_detail());
 		}
 	}
 	return NULL;
@@ -93,59 +76,26 @@ static void *searcher(void *p)
 	while (!atomic_load(&writers_done)) {
 		float q[DIM];
 		for (int j = 0; j < DIM; j++)
-			q[j] = (float)(rng(&s) % 1000) / 100.0f;
+			q[j] = (float)(t_rng(&s) % 1000) / 100.0f;
 		uint64_t ids[10];
 		float d[10];
 		int rc = strata_search(db, q, 1, 10, NULL, ids, d);
-		CHECK(rc == 0, "search: %s", strata_last_error_detail());
+		T_CHECK(rc == 0, "search: %s", strata_last_error_detail());
 		for (int i = 0; i < 10; i++) {
 			if (ids[i] == STRATA_NO_ID)
 				continue;
-			CHECK(ids[i] < WRITERS * PER_WRITER, "search returned id %llu never written",
+			T_CHECK(ids[i] < WRITERS * PER_WRITER, "search returned id %llu never written",
 			      (unsigned long long)ids[i]);
-			CHECK(i == 0 || d[i] >= d[i - 1], "results unsorted at %d", i);
+			T_CHECK(i == 0 || d[i] >= d[i - 1], "results unsorted at %d", i);
 			for (int j = 0; j < i; j++)
-				CHECK(ids[j] != ids[i], "id %llu twice", (unsigned long long)ids[i]);
+				T_CHECK(ids[j] != ids[i], "id %llu twice", (unsigned long long)ids[i]);
 		}
 		float v[DIM];
-		uint64_t id = rng(&s) % (WRITERS * PER_WRITER);
+		uint64_t id = t_rng(&s) % (WRITERS * PER_WRITER);
 		rc = strata_get(db, id, v);
-		CHECK(rc == 0 || rc == STRATA_ENOTFOUND, "get: %s", strata_last_error_detail());
+		T_CHECK(rc == 0 || rc == STRATA_ENOTFOUND, "get: %s", strata_last_error_detail());
 	}
 	return NULL;
-}
-
-static void check_final(strata_db *db, const char *when)
-{
-	for (uint64_t id = 0; id < WRITERS * PER_WRITER; id++) {
-		float v[DIM];
-		int rc = strata_get(db, id, v);
-		if (!final_live[id]) {
-			CHECK(rc == STRATA_ENOTFOUND, "%s: id %llu should be deleted (rc %d)", when,
-			      (unsigned long long)id, rc);
-			continue;
-		}
-		CHECK(rc == 0 && memcmp(v, final_vec[id], sizeof v) == 0, "%s: id %llu lost its last write",
-		      when, (unsigned long long)id);
-	}
-	float q[DIM] = {5, 5, 5, 5, 5, 5, 5, 5};
-	double best = INFINITY;
-	for (uint64_t id = 0; id < WRITERS * PER_WRITER; id++) {
-		if (!final_live[id])
-			continue;
-		double dd = 0;
-		for (int j = 0; j < DIM; j++)
-			dd += ((double)q[j] - final_vec[id][j]) * ((double)q[j] - final_vec[id][j]);
-		if (dd < best)
-			best = dd;
-	}
-	strata_search_options so;
-	strata_search_options_default(&so);
-	so.ef = 2000;
-	uint64_t ids[1];
-	float d[1];
-	CHECK(strata_search(db, q, 1, 1, &so, ids, d) == 0, "final search failed");
-	CHECK(fabs(d[0] - best) <= 1e-3, "%s: nearest at %g, brute force %g", when, d[0], best);
 }
 
 int main(void)
@@ -183,24 +133,24 @@ int main(void)
 	atomic_store(&writers_done, true);
 	for (int i = 0; i < 2; i++)
 		pthread_join(s[i], NULL);
-	check_final(db, "before reopen");
+	t_check_final(db, &final_vec[0][0], final_live, WRITERS * PER_WRITER, DIM, "before reopen");
 	struct strata_stats st;
 	strata_stats(db, &st);
 	printf("%llu upserts, %llu deletes, %llu flushes, %u segments, %llu write stalls\n",
 	       (unsigned long long)st.upserts, (unsigned long long)st.deletes,
 	       (unsigned long long)st.flushes, st.segments, (unsigned long long)st.write_stalls);
-	CHECK(strata_close(db) == 0, "close: %s", strata_last_error_detail());
+	T_CHECK(strata_close(db) == 0, "close: %s", strata_last_error_detail());
 	rc = strata_open(dir, &o, STRATA_VERIFY, &db);
-	CHECK(rc == 0, "reopen: %s", strata_last_error_detail());
+	T_CHECK(rc == 0, "reopen: %s", strata_last_error_detail());
 	if (rc == 0) {
-		check_final(db, "after reopen");
+		t_check_final(db, &final_vec[0][0], final_live, WRITERS * PER_WRITER, DIM, "after reopen");
 		strata_close(db);
 	}
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		return 1;
-	int f = atomic_load(&failures);
+	int f = atomic_load(&t_failures);
 	printf("%s: %d failures\n", f ? "FAIL" : "ok", f);
 	return f ? 1 : 0;
 }

@@ -110,21 +110,6 @@ std::string ratio_str(double a, double b)
 	return fmt("%.2f", a / b);
 }
 
-// ---- databases ---------------------------------------------------------------
-
-strata_options base_opts(unsigned threads)
-{
-	strata_options o;
-	strata_options_default(&o);
-	o.dim = 128;
-	o.metric = STRATA_METRIC_L2;
-	o.M = kM;
-	o.ef_construction = kEfc;
-	o.threads = threads;
-	o.seed = kSeed;
-	return o;
-}
-
 // ---- part 1: acknowledged upserts per second -----------------------------------
 
 // The disk's own limit: 4 KiB pwrite + fdatasync in a loop for `secs`, in the
