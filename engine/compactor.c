@@ -544,14 +544,11 @@ static int merge_commit(strata_db *db, struct compactor *c, const struct merge_j
 	uint64_t *msnap = calloc(words, sizeof *msnap);
 	struct mf_manifest nm = {0};
 	struct db_version *nv = NULL;
-	char (*retire)[TOMB_NAME_LEN + 1] = calloc(2 * (size_t)job->n, sizeof *retire);
-	uint32_t n_retire = 0;
 	uint64_t gen = 0; /* the merged segment's deletion file, once written */
 	int rc = 0;
-	if (!mdisk || !msnap || !retire) {
+	if (!mdisk || !msnap) {
 		free(mdisk);
 		free(msnap);
-		free(retire);
 		return err_set(STRATA_ENOMEM, "merge commit");
 	}
 
@@ -601,13 +598,8 @@ static int merge_commit(strata_db *db, struct compactor *c, const struct merge_j
 		bool input = false;
 		for (uint32_t j = 0; j < job->n; j++)
 			input |= job->in[j] == s;
-		if (input) {
-			mf_segment_name(s->entry.seq, retire[n_retire++], sizeof retire[0]);
-			if (s->entry.tomb_gen)
-				tomb_file_name(s->entry.seq, s->entry.tomb_gen, retire[n_retire++],
-				               sizeof retire[0]);
+		if (input)
 			continue;
-		}
 		nm.segments[nm.segment_count++] = db->mf.segments[i];
 	}
 	assert(nm.segment_count == nseg);
@@ -666,8 +658,11 @@ static int merge_commit(strata_db *db, struct compactor *c, const struct merge_j
 		bool input = false;
 		for (uint32_t j = 0; j < job->n; j++)
 			input |= job->in[j] == s;
-		if (input)
+		if (input) {
+			/* Its files go when its last reader lets go (db_segment_unref), plus the grace. */
+			atomic_store(&s->retired, true);
 			continue;
+		}
 		atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 		nv->segs[nv->nseg++] = s;
 	}
@@ -691,15 +686,11 @@ unlock:
 		tomb_file_name(mo->e.seq, gen, name, sizeof name);
 		delete_file(db, name);
 	}
-	if (!rc)
-		for (uint32_t i = 0; i < n_retire; i++)
-			compactor_retire(db, retire[i]);
 	if (nv)
 		db_unpin(db, nv);
 	free(nm.segments);
 	free(mdisk);
 	free(msnap);
-	free(retire);
 	return rc;
 }
 

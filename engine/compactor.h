@@ -23,8 +23,9 @@
  *       are their in-memory ones (writes during the merge are not lost).
  *   C3. The manifest naming the merged segment is committed before the new
  *       version is installed and before any input file is deleted.
- *   C4. Replaced files are deleted only after the commit and a grace period,
- *       and a reader in this process keeps its mapping until it lets go.
+ *   C4. A replaced segment's files are deleted only after the commit, after
+ *       the last reader in this process let go of it (db_segment_unref), and
+ *       after a grace period for readers in other processes.
  */
 #ifndef STRATA_COMPACTOR_H
 #define STRATA_COMPACTOR_H

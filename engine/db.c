@@ -189,6 +189,14 @@ void db_segment_unref(struct db_segment *s)
 {
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (atomic_load(&s->retired)) {
+		compactor_retire(s->db, s->name);
+		if (s->entry.tomb_gen) {
+			char name[TOMB_NAME_LEN + 1];
+			tomb_file_name(s->entry.seq, s->entry.tomb_gen, name, sizeof name);
+			compactor_retire(s->db, name);
+		}
+	}
 	if (s->map)
 		fio_munmap(s->map, s->len);
 	if (s->fd >= 0)
@@ -293,6 +301,7 @@ int db_segment_open(strata_db *db, const struct mf_segment *e, struct db_segment
 	if (!s)
 		return err_set(STRATA_ENOMEM, "segment");
 	atomic_init(&s->refs, 1);
+	s->db = db;
 	s->fd = -1;
 	s->entry = *e;
 	mf_segment_name(e->seq, s->name, sizeof s->name);

@@ -32,6 +32,9 @@
  */
 struct db_segment {
 	_Atomic int refs;
+	strata_db *db;
+	/* A merge replaced it: when the last reference goes, its files are retired (compactor.c). */
+	_Atomic bool retired;
 	char name[MF_SEGMENT_NAME_LEN + 1];
 	int fd;
 	const uint8_t *map;

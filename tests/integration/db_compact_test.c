@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "strata.h"
 #include "t_support.h"
 
@@ -576,5 +577,44 @@ Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independen
 	t_mat_free(&base);
 	t_mat_free(&q);
 	t_mat_free(&gt);
+	t_dir_free(&dir);
+}
+
+/*
+ * Invariant C4 (compactor.h): a merged-away segment file stays while a reader
+ * in this process still holds the version that maps it (here: a pinned
+ * version, as a search in progress holds it), and goes after it lets go and
+ * the grace period passes.
+ */
+Test(db_compact, a_replaced_file_outlives_its_last_reader_then_goes)
+{
+	enum { DIM = 4 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.disable_background_merges = true;
+	o.memtable_max_vectors = 1000;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(600, DIM, 3);
+	uint64_t ids[600];
+	for (uint64_t i = 0; i < 600; i++)
+		ids[i] = i;
+	cr_assert_eq(strata_upsert(db, ids, vecs, 300), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, ids + 300, vecs + 300 * DIM, 300), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(count_files(dir.path, "seg-"), 2);
+	struct db_version *held = db_pin(db); /* a reader that has not let go */
+	cr_assert_eq(strata_compact(db), 0);
+	struct timespec d = {1, 300 * 1000000L}; /* past the grace period */
+	nanosleep(&d, NULL);
+	cr_assert_eq(count_files(dir.path, "seg-"), 3, "a file went while a reader held it");
+	db_unpin(db, held);
+	for (int i = 0; i < 300 && count_files(dir.path, "seg-") != 1; i++) {
+		struct timespec t = {0, 10 * 1000000L};
+		nanosleep(&t, NULL);
+	}
+	cr_assert_eq(count_files(dir.path, "seg-"), 1, "the replaced files outlived their reader");
+	cr_assert_eq(strata_close(db), 0);
+	free(vecs);
 	t_dir_free(&dir);
 }
