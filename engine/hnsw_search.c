@@ -119,9 +119,10 @@ const uint32_t *hnsw_links_upper(const struct hnsw_view *v, uint32_t node, uint3
 }
 
 /*
- * The search is written once and instantiated twice (hnsw_search): `live` is
- * a compile-time constant in each, so the segment path carries no test of
- * v->locks in its loops. The live path (hnsw_graph_view_live) copies each
+ * The search is written once and instantiated four times (hnsw_search_filtered):
+ * `live` and `filtered` are compile-time constants in each, so the segment
+ * path carries no test of v->locks in its loops and the unfiltered walk no
+ * filter code. The live path (hnsw_graph_view_live) copies each
  * list under its node's lock before reading it and skips neighbours >= count
  * (rows appended after the view was taken); the segment path reads the
  * lists in place and refuses such neighbours as corruption.
@@ -189,13 +190,35 @@ static inline void prefetch_node(const struct hnsw_view *v, uint32_t node)
 	__builtin_prefetch(p + 64, 0, 3);
 }
 
+static inline bool bit_get(const uint64_t *bits, uint64_t i)
+{
+	return (bits[i / 64] >> (i % 64)) & 1;
+}
+
+/* Does `node` pass filter f? Inlined into the walk: the tests of unset parts predict well. */
+HNSW_ALWAYS_INLINE bool filter_pass(const struct hnsw_filter *f, uint32_t node)
+{
+	if (f->dead &&
+	    ((atomic_load_explicit(&f->dead[node / 64], memory_order_relaxed) >> (node % 64)) & 1))
+		return false;
+	if (f->node_bits && !bit_get(f->node_bits, node))
+		return false;
+	if (f->id_bits) {
+		uint64_t id = le_load64(f->ids + (size_t)node * 8);
+		if (id >= f->id_bits_n || !bit_get(f->id_bits, id))
+			return false;
+	}
+	return !f->accept || f->accept(node, f->accept_ctx);
+}
+
 /*
- * Beam search on layer 0 from `ep`. Rejected nodes (accept == false) still
- * enter the candidate queue, so the walk goes through them, but never `top`.
+ * Beam search on layer 0 from `ep`. Nodes the filter rejects still enter the
+ * candidate queue, so the walk goes through them, but never `top`.
  */
 HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
-                                     float ep_dist, uint32_t ef, hnsw_accept_fn accept, void *actx,
-                                     struct hnsw_scratch *s, uint64_t *evals, const bool live)
+                                     float ep_dist, uint32_t ef, const struct hnsw_filter *filter,
+                                     struct hnsw_scratch *s, uint64_t *evals, const bool live,
+                                     const bool filtered)
 {
 	uint16_t *tags = s->tags;
 	const uint16_t epoch = s->epoch;
@@ -210,13 +233,17 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 	const dist_fn dist = v->dist;
 	atomic_uchar *const locks = v->locks;
 	uint32_t *const buf = s->list;
+	/* A copy, for the same reason: the filter's fields stay in registers. */
+	struct hnsw_filter fl = {0};
+	if (filtered)
+		fl = *filter;
 	float bound = ep_dist;
 	int rc;
 
 	tags[ep] = epoch;
 	if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){ep_dist, ep})))
 		return rc;
-	if (!accept || accept(ep, actx)) {
+	if (!filtered || filter_pass(&fl, ep)) {
 		if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){ep_dist, ep})))
 			return rc;
 	} else {
@@ -269,7 +296,7 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 					return rc;
 				/* The next node to expand: its list is read next, not its vector. */
 				__builtin_prefetch(nodes + (size_t)cand->a[0].node * stride + links_off, 0, 3);
-				if (!accept || accept(x, actx)) {
+				if (!filtered || filter_pass(&fl, x)) {
 					if (top->n < ef) {
 						if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){d, x})))
 							return rc;
@@ -286,8 +313,8 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 
 /* Descent and layer-0 beam; the result is in s->top. */
 HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *query, uint32_t ef,
-                                    hnsw_accept_fn accept, void *accept_ctx,
-                                    struct hnsw_scratch *s, uint64_t *evals, const bool live)
+                                    const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                                    uint64_t *evals, const bool live, const bool filtered)
 {
 	int rc;
 	uint32_t cur = v->entry;
@@ -297,19 +324,34 @@ HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *quer
 		if ((rc = descend_layer(v, query, level, &cur, &cur_dist, evals, s->list, live)))
 			return rc;
 	}
-	return search_layer0(v, query, cur, cur_dist, ef, accept, accept_ctx, s, evals, live);
+	return search_layer0(v, query, cur, cur_dist, ef, filter, s, evals, live, filtered);
 }
 
-static int search_segment(const struct hnsw_view *v, const float *query, uint32_t ef,
-                          hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
-                          uint64_t *evals)
+/*
+ * Four instances: segment or live view, with or without a filter, so that
+ * neither the unfiltered walk carries the filter's tests in its loop nor the
+ * segment walk the live view's locking. Each is its own function (noinline):
+ * inlined together into one, the unfiltered segment walk ran 7-10% slower
+ * (register allocation and layout of the shared body).
+ */
+#define HNSW_NOINLINE __attribute__((noinline))
+
+HNSW_NOINLINE static int search_segment(const struct hnsw_view *v, const float *query, uint32_t ef,
+                                        struct hnsw_scratch *s, uint64_t *evals)
 {
-	return search_graph(v, query, ef, accept, accept_ctx, s, evals, false);
+	return search_graph(v, query, ef, NULL, s, evals, false, false);
 }
 
-static int search_live(const struct hnsw_view *v, const float *query, uint32_t ef,
-                       hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
-                       uint64_t *evals)
+HNSW_NOINLINE static int search_segment_filtered(const struct hnsw_view *v, const float *query,
+                                                 uint32_t ef, const struct hnsw_filter *filter,
+                                                 struct hnsw_scratch *s, uint64_t *evals)
+{
+	return search_graph(v, query, ef, filter, s, evals, false, true);
+}
+
+HNSW_NOINLINE static int search_live(const struct hnsw_view *v, const float *query, uint32_t ef,
+                                     const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                                     uint64_t *evals)
 {
 	/* One list at a time is copied: M0 >= M, so 1 + M0 words hold any of them. */
 	size_t need = 1 + (size_t)v->M0;
@@ -320,12 +362,14 @@ static int search_live(const struct hnsw_view *v, const float *query, uint32_t e
 		s->list = l;
 		s->list_len = need;
 	}
-	return search_graph(v, query, ef, accept, accept_ctx, s, evals, true);
+	if (filter)
+		return search_graph(v, query, ef, filter, s, evals, true, true);
+	return search_graph(v, query, ef, NULL, s, evals, true, false);
 }
 
-int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
-                hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
-                struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
+int hnsw_search_filtered(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                         const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                         struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
 {
 	*n_out = 0;
 	if (v->count == 0 || k == 0 || v->entry == SEG_NO_NODE)
@@ -340,9 +384,11 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
 
 	uint64_t evals = 0;
 	if (v->locks)
-		rc = search_live(v, query, ef, accept, accept_ctx, s, &evals);
+		rc = search_live(v, query, ef, filter, s, &evals);
+	else if (filter)
+		rc = search_segment_filtered(v, query, ef, filter, s, &evals);
 	else
-		rc = search_segment(v, query, ef, accept, accept_ctx, s, &evals);
+		rc = search_segment(v, query, ef, s, &evals);
 	if (rc)
 		goto out;
 
@@ -356,6 +402,14 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
 out:
 	*dist_evals += evals;
 	return rc;
+}
+
+int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
+                struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
+{
+	struct hnsw_filter f = {.accept = accept, .accept_ctx = accept_ctx};
+	return hnsw_search_filtered(v, query, k, ef, accept ? &f : NULL, s, out, n_out, dist_evals);
 }
 
 int hnsw_scan(const struct hnsw_view *v, const float *query, uint32_t k, const uint32_t *nodes,
