@@ -163,29 +163,61 @@ Test(db_filter, recall_holds_at_every_selectivity, .timeout = 300)
 	t_mat_free(&s.q);
 }
 
-struct cb_set {
-	const uint64_t *ids;
-	size_t n;
-};
-
-static bool in_set(uint64_t id, void *ctx)
-{
-	const struct cb_set *c = ctx;
-	size_t lo = 0, hi = c->n;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (c->ids[mid] < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < c->n && c->ids[lo] == id;
-}
-
 static bool in_bits(uint64_t id, void *ctx)
 {
 	const uint64_t *bits = ctx;
 	return (bits[id / 64] >> (id % 64)) & 1;
+}
+
+/*
+ * One passing set of ids 0..n-1 in the four forms a filter can take: the
+ * sorted allow-list itself, a bitmap, the complement as a deny-list, and a
+ * callback (on the bitmap).
+ */
+enum { FORM_ALLOW, FORM_BITMAP, FORM_DENY, FORM_CALLBACK, FORMS };
+
+struct forms {
+	const uint64_t *pass;
+	size_t m, n;
+	uint64_t *bits;
+	uint64_t *deny;
+	size_t nd;
+};
+
+static struct forms forms_new(const uint64_t *pass, size_t m, size_t n)
+{
+	struct forms f = {.pass = pass, .m = m, .n = n};
+	f.bits = calloc(n / 64 + 1, sizeof *f.bits);
+	f.deny = malloc((n ? n : 1) * sizeof *f.deny);
+	cr_assert(f.bits && f.deny);
+	for (size_t i = 0; i < m; i++)
+		f.bits[pass[i] / 64] |= 1ull << (pass[i] % 64);
+	for (size_t i = 0; i < n; i++)
+		if (!in_bits(i, f.bits))
+			f.deny[f.nd++] = i;
+	return f;
+}
+
+static void forms_free(struct forms *f)
+{
+	free(f->bits);
+	free(f->deny);
+}
+
+/* Default search options with the filter in form `form`. */
+static strata_search_options forms_options(const struct forms *f, int form)
+{
+	strata_search_options so;
+	strata_search_options_default(&so);
+	if (form == FORM_ALLOW)
+		so.allow_ids = f->pass, so.allow_count = f->m;
+	if (form == FORM_BITMAP)
+		so.allow_bitmap = f->bits, so.allow_bitmap_bits = f->n;
+	if (form == FORM_DENY)
+		so.deny_ids = f->deny, so.deny_count = f->nd;
+	if (form == FORM_CALLBACK)
+		so.filter = in_bits, so.filter_ctx = f->bits;
+	return so;
 }
 
 static bool reject_all(uint64_t id, void *ctx)
@@ -211,34 +243,18 @@ Test(db_filter, allow_list_bitmap_deny_list_and_callback_agree, .timeout = 300)
 	for (size_t t = 0; t < 3; t++) {
 		size_t m = (size_t)(sel[t] * n);
 		uint64_t *pass = random_subset(n, m, 77 + t);
-		uint64_t *bitmap = calloc(n / 64 + 1, 8);
-		for (size_t i = 0; i < m; i++)
-			bitmap[pass[i] / 64] |= 1ull << (pass[i] % 64);
-		uint64_t *deny = malloc(n * sizeof *deny);
-		size_t nd = 0;
-		for (size_t i = 0; i < n; i++)
-			if (!((bitmap[i / 64] >> (i % 64)) & 1))
-				deny[nd++] = i;
-		struct cb_set cb = {pass, m};
-		for (int form = 0; form < 4; form++) {
-			strata_search_options so;
-			strata_search_options_default(&so);
+		struct forms f = forms_new(pass, m, n);
+		for (int form = 0; form < FORMS; form++) {
+			strata_search_options so = forms_options(&f, form);
 			so.threads = 2;
-			if (form == 0)
-				so.allow_ids = pass, so.allow_count = m;
-			if (form == 1)
-				so.allow_bitmap = bitmap, so.allow_bitmap_bits = n;
-			if (form == 2)
-				so.deny_ids = deny, so.deny_count = nd;
-			if (form == 3)
-				so.filter = in_set, so.filter_ctx = &cb;
 			cr_assert_eq(strata_search(db, s.q.f, s.q.rows, k, &so, found, NULL), 0);
 			check_passing(found, s.q.rows * k, pass, m);
 			double r = filtered_recall(&s, pass, m, found, k);
 			fprintf(stderr, "selectivity %.3f form %d: recall@10 %.4f\n", sel[t], form, r);
 			cr_assert_geq(r, FLOOR, "selectivity %g form %d: recall %.4f", sel[t], form, r);
 		}
-		free(pass), free(bitmap), free(deny);
+		forms_free(&f);
+		free(pass);
 	}
 	/* A callback that rejects everything: empty result. */
 	strata_search_options so;
@@ -345,24 +361,16 @@ Test(db_filter, filtered_walk_keeps_recall_on_50k_vectors, .timeout = 600)
 	cr_assert_eq(strata_open(dir, NULL, STRATA_READONLY, &db), 0);
 	struct sift s = {{.f = v, .rows = n, .dim = dim}, {.f = q, .rows = nq, .dim = dim}};
 	uint64_t *found = malloc(nq * k * sizeof *found);
-	uint64_t *bits = calloc(n / 64 + 1, sizeof *bits);
 	static const double sel[] = {0.5, 0.3, 0.2};
 	for (size_t t = 0; t < 3; t++) {
 		size_t m = (size_t)(sel[t] * n);
 		uint64_t *pass = random_subset(n, m, 900 + t);
-		memset(bits, 0, (n / 64 + 1) * sizeof *bits);
-		for (size_t i = 0; i < m; i++)
-			bits[pass[i] / 64] |= 1ull << (pass[i] % 64);
+		struct forms f = forms_new(pass, m, n);
 		/* The walk tests an allow-list by a call, a bitmap inline, a callback by a call. */
-		for (int form = 0; form < 3; form++) {
-			strata_search_options so;
-			strata_search_options_default(&so);
-			if (form == 0)
-				so.allow_ids = pass, so.allow_count = m;
-			if (form == 1)
-				so.allow_bitmap = bits, so.allow_bitmap_bits = n;
-			if (form == 2)
-				so.filter = in_bits, so.filter_ctx = bits;
+		for (int form = 0; form < FORMS; form++) {
+			if (form == FORM_DENY)
+				continue; /* a list, as the allow-list */
+			strata_search_options so = forms_options(&f, form);
 			struct strata_stats a, b;
 			strata_stats(db, &a);
 			for (size_t i = 0; i < nq; i++) /* one query per call, as most users call it */
@@ -376,9 +384,9 @@ Test(db_filter, filtered_walk_keeps_recall_on_50k_vectors, .timeout = 600)
 			        sel[t], form, r, (double)(b.distance_evals - a.distance_evals) / nq);
 			cr_assert_geq(r, FLOOR, "share %.2f form %d: recall %.4f", sel[t], form, r);
 		}
+		forms_free(&f);
 		free(pass);
 	}
-	free(bits);
 	free(found);
 	strata_close(db);
 	t_dir_free(&d);
@@ -585,41 +593,25 @@ static void check_filters(strata_db *db, const struct sift *s, const struct live
 	size_t nq = s->q.rows, n = m->n_ids;
 	uint64_t *ids = malloc(nq * k * sizeof *ids), *ids2 = malloc(nq * k * sizeof *ids2);
 	float *d = malloc(nq * k * sizeof *d), *d2 = malloc(nq * k * sizeof *d2);
-	uint64_t *bits = calloc(n / 64 + 1, sizeof *bits);
-	uint64_t *deny = malloc(n * sizeof *deny);
 	char what[160];
 	for (size_t t = 0; t < sizeof sel / sizeof *sel; t++) {
 		size_t cnt = (size_t)(sel[t] * n + 0.5);
 		if (cnt == 0)
 			cnt = 1;
 		uint64_t *pass = random_subset(n, cnt, 4000 + t);
-		memset(bits, 0, (n / 64 + 1) * sizeof *bits);
-		for (size_t i = 0; i < cnt; i++)
-			bits[pass[i] / 64] |= 1ull << (pass[i] % 64);
-		size_t nd = 0;
-		for (size_t i = 0; i < n; i++)
-			if (!in_bits(i, bits))
-				deny[nd++] = i;
+		struct forms f = forms_new(pass, cnt, n);
+		const uint64_t *bits = f.bits;
 		struct live_truth truth = live_truth_new(s, m, bits, k);
-		for (int form = 0; form < 4; form++) {
-			strata_search_options so;
-			strata_search_options_default(&so); /* default ef */
-			if (form == 0)
-				so.allow_ids = pass, so.allow_count = cnt;
-			if (form == 1)
-				so.allow_bitmap = bits, so.allow_bitmap_bits = n;
-			if (form == 2) /* the deny-list also names ids never written: n.. are absent anyway */
-				so.deny_ids = deny, so.deny_count = nd;
-			if (form == 3)
-				so.filter = in_bits, so.filter_ctx = bits;
+		for (int form = 0; form < FORMS; form++) {
+			strata_search_options so = forms_options(&f, form); /* default ef */
 			snprintf(what, sizeof what, "%s, selectivity %g, form %d", phase, sel[t], form);
 			cr_assert_eq(strata_search(db, s->q.f, nq, k, &so, ids, d), 0, "%s: %s", what,
 			             strata_last_error_detail());
 			double r = check_answer(s, m, bits, &truth, ids, d, k, what);
-			if (form == 0)
+			if (form == FORM_ALLOW)
 				fprintf(stderr, "%s: recall@10 %.4f\n", what, r);
 			cr_assert_geq(r, FLOOR, "%s: recall %.4f", what, r);
-			if (form == 1) {
+			if (form == FORM_BITMAP) {
 				/* One query per call: no batch to resolve the bitmap to nodes for, so the
 				 * walk tests ids against it (and tombstones) inline. */
 				for (size_t q = 0; q < nq; q++)
@@ -638,6 +630,7 @@ static void check_filters(strata_db *db, const struct sift *s, const struct live
 			}
 		}
 		live_truth_free(&truth);
+		forms_free(&f);
 		free(pass);
 	}
 	/* Filters that pass nothing live: an empty list, and only deleted ids. */
@@ -658,7 +651,7 @@ static void check_filters(strata_db *db, const struct sift *s, const struct live
 			          f == 0 ? "empty" : "deleted-only", (unsigned long long)ids[i]);
 	}
 	free(dead);
-	free(ids), free(ids2), free(d), free(d2), free(bits), free(deny);
+	free(ids), free(ids2), free(d), free(d2);
 }
 
 static strata_db *open_rw(const char *dir, uint32_t dim, bool merges, unsigned flags)
@@ -706,14 +699,38 @@ static void write_layers(strata_db *db, const struct sift *s, struct live_model 
 		db_supersede(db, m, s, id, &rs);
 }
 
+/* A database written by write_layers, with its model. */
+struct layered {
+	struct sift s;
+	struct t_dir d;
+	struct live_model m;
+	strata_db *db;
+};
+
+static struct layered layered_new(bool merges)
+{
+	struct layered l = {.s = load_sift(), .d = t_dir_new_mem()};
+	l.m = model_new(l.s.base.rows, l.s.base.dim);
+	l.db = open_rw(l.d.path, (uint32_t)l.s.base.dim, merges, STRATA_CREATE);
+	write_layers(l.db, &l.s, &l.m);
+	return l;
+}
+
+static void layered_free(struct layered *l)
+{
+	cr_assert_eq(strata_close(l->db), 0);
+	model_free(&l->m);
+	t_dir_free(&l->d);
+	t_mat_free(&l->s.base);
+	t_mat_free(&l->s.q);
+}
+
 Test(db_filter, filters_with_deletes_memtable_and_flushed_segments, .timeout = 600)
 {
-	struct sift s = load_sift();
-	size_t dim = s.base.dim;
-	struct t_dir d = t_dir_new_mem();
-	struct live_model m = model_new(s.base.rows, dim);
-	strata_db *db = open_rw(d.path, (uint32_t)dim, false, STRATA_CREATE);
-	write_layers(db, &s, &m);
+	struct layered l = layered_new(false);
+	strata_db *db = l.db;
+	struct sift s = l.s;
+	struct live_model m = l.m;
 	wait_indexed(db);
 	struct strata_stats st;
 	strata_stats(db, &st);
@@ -725,7 +742,7 @@ Test(db_filter, filters_with_deletes_memtable_and_flushed_segments, .timeout = 6
 
 	/* Reopened: the deletion files are read back and the memtable replayed from the WAL. */
 	cr_assert_eq(strata_close(db), 0);
-	db = open_rw(d.path, (uint32_t)dim, false, 0);
+	db = l.db = open_rw(l.d.path, (uint32_t)s.base.dim, false, 0);
 	wait_indexed(db);
 	strata_stats(db, &st);
 	cr_assert_eq(st.segments, 3);
@@ -738,21 +755,15 @@ Test(db_filter, filters_with_deletes_memtable_and_flushed_segments, .timeout = 6
 	cr_assert_eq(st.segments, 4);
 	cr_assert_eq(st.memtable_vectors, 0);
 	check_filters(db, &s, &m, true, "all flushed");
-	cr_assert_eq(strata_close(db), 0);
-	model_free(&m);
-	t_dir_free(&d);
-	t_mat_free(&s.base);
-	t_mat_free(&s.q);
+	layered_free(&l);
 }
 
 Test(db_filter, filters_while_background_merges_run, .timeout = 600)
 {
-	struct sift s = load_sift();
-	size_t dim = s.base.dim;
-	struct t_dir d = t_dir_new_mem();
-	struct live_model m = model_new(s.base.rows, dim);
-	strata_db *db = open_rw(d.path, (uint32_t)dim, true, STRATA_CREATE);
-	write_layers(db, &s, &m);
+	struct layered l = layered_new(true);
+	strata_db *db = l.db;
+	struct sift s = l.s;
+	struct live_model m = l.m;
 	/* Three segments of one tier with merge_factor 2: the compactor merges by itself. */
 	struct strata_stats st;
 	for (int i = 0; i < 6000; i++) {
@@ -775,9 +786,5 @@ Test(db_filter, filters_while_background_merges_run, .timeout = 600)
 	cr_assert_eq(st.segments, 1);
 	cr_assert_eq(st.tombstones, 0);
 	check_filters(db, &s, &m, true, "compacted");
-	cr_assert_eq(strata_close(db), 0);
-	model_free(&m);
-	t_dir_free(&d);
-	t_mat_free(&s.base);
-	t_mat_free(&s.q);
+	layered_free(&l);
 }
