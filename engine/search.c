@@ -144,7 +144,7 @@ static bool has_filter(const strata_search_options *so)
  * word2vec-300 (10k each) and random 64-d 100k, for a recall above the
  * unfiltered recall at that ef. Narrowing the beam to ef * sqrt(s) brings
  * recall back to about the unfiltered recall of ef (within 0.01 on those
- * sets at ef 10-128, 0.001 at ef 64) for 0.75-0.8x of the work at s = 0.5;
+ * sets at ef 10-128, 0.001 at ef 64) for about 0.8x of the work at s = 0.5;
  * ef * s would lose recall (tools/bench/README-figures.md, "Filtered search").
  * The narrowing applies from PLAN_NARROW_BELOW (s = 1, a filter passing
  * everything, keeps ef); between it and PLAN_WIDEN_BELOW the factor returns
@@ -260,12 +260,11 @@ static int plan_resolve(const struct db_segment *seg, const strata_search_option
 }
 
 /* What the walk pays to test one node against the filter, in distance computations. */
-static double walk_test_cost(const struct filter *flt)
+static double walk_test_cost(const strata_search_options *so)
 {
-	const strata_search_options *so = flt->so;
-	if ((so->allow_ids && !flt->allow_bits) || so->deny_ids || so->filter)
-		return 1.0 / 8;
-	return 1.0 / 40;
+	if (so->allow_ids || so->deny_ids || so->filter)
+		return 1.0 / 8; /* a call (accept_node_rest): a binary search, the caller's callback */
+	return 1.0 / 40;    /* an allow bitmap, inline */
 }
 
 static int plan_segment(const struct db_segment *seg, const struct filter *flt, uint32_t ef,
@@ -333,15 +332,13 @@ static int plan_segment(const struct db_segment *seg, const struct filter *flt, 
 		double resolve = so->allow_ids ? 0.05 * merge : 0.25 * count;
 		double graph = plan_choose(p, count, ef, resolve / (double)nq);
 		/*
-		 * A walk tests about one node per two distances. Against an
-		 * allow-list, a deny-list or a callback a test costs ~1/8 of a
-		 * distance (a binary search, a call), against bits over ids ~1/40
-		 * (the id, then its bit); a bit per node found once for the batch
-		 * makes it one load. Worth it when the batch walks enough:
+		 * A walk tests about one node per two distances (walk_test_cost
+		 * each); a bit per node found once for the batch makes a test one
+		 * load. Worth it when the batch walks enough:
 		 * resolve < nq * graph / 2 * test.
 		 */
 		bool resolve_for_walk = p->mode == PLAN_GRAPH &&
-		                        resolve < (double)nq * graph / 2 * walk_test_cost(flt);
+		                        resolve < (double)nq * graph / 2 * walk_test_cost(so);
 		if ((p->mode == PLAN_SCAN_LIST || resolve_for_walk) && (rc = plan_resolve(seg, so, p)))
 			return rc;
 		if (resolve_for_walk && p->n_nodes == 0)
