@@ -3,20 +3,21 @@
  * database, each searched in place on its mapping, merged into one top-k.
  *
  * Determinism: each segment's answer depends only on its graph, the query and
- * the plan (which depends only on the filter); the merge orders by
- * (distance, id). So the result does not depend on the number of threads or
- * on the order in which segments are visited.
+ * the plan (which depends only on the filter, the tombstones and the batch
+ * size); the merge orders by (distance, id). So the result does not depend on
+ * the number of threads or on the order in which segments are visited.
  *
  * Filters are applied inside the graph walk: filtered-out nodes keep the graph
  * connected but never enter the results. Before the queries run, each segment
- * gets a plan from the share of its vectors that pass (filter_plan()):
+ * gets a plan from the share of its vectors that pass (plan_segment()):
  *   - exact, for an allow-list small next to the segment: its ids are looked
  *     up in the segment's id index, giving the passing nodes themselves;
  *   - estimated otherwise, by testing an evenly spaced sample of nodes.
  * Few passing vectors: the segment is answered by an exact scan of them (a
- * walk would visit more nodes than pass). Many: the graph walk, with ef
- * widened as the share falls, since the beam fills with passing nodes more
- * slowly. See plan_choose() for the cost model.
+ * walk would visit more nodes than pass). Many: the graph walk, its beam
+ * sized by the share (plan_beam_factor()), the filter tested inline by the
+ * walk or resolved to a bit per node for a large batch. See plan_choose() for
+ * the cost model.
  */
 #include <math.h>
 #include <pthread.h>
