@@ -98,6 +98,29 @@ void hnsw_scratch_free(struct hnsw_scratch *s);
 typedef bool (*hnsw_accept_fn)(uint32_t node, void *ctx);
 
 /*
+ * What a filtered walk lets into its results, in a form the walk tests
+ * inline (no call per node for the common filters): a node passes when every
+ * part that is set passes. The walk tests only the nodes it would put into
+ * its results, so a filter costs per candidate, not per distance.
+ */
+struct hnsw_filter {
+	/* Bit per node (word node / 64): set = rejected. Read relaxed: set meanwhile (tombstones). */
+	const _Atomic uint64_t *dead;
+	/* Bit per node: set = passes (the other filters resolved to nodes once for a batch). */
+	const uint64_t *node_bits;
+	/*
+	 * Bit per id: a node passes when its id (little-endian u64 at ids + 8 * node)
+	 * is < id_bits_n and has its bit set.
+	 */
+	const uint64_t *id_bits;
+	uint64_t id_bits_n;
+	const uint8_t *ids;
+	/* Anything else: a call per tested node. */
+	hnsw_accept_fn accept;
+	void *accept_ctx;
+};
+
+/*
  * k nearest nodes of `query` (already normalised for cosine): greedy descent
  * through the upper layers, then a beam search of width max(ef, k) on layer 0.
  * A view whose entry is SEG_NO_NODE (an incremental graph with nothing
@@ -112,8 +135,13 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
                 hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
                 struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals);
 
+/* hnsw_search with a filter (NULL = none) given as struct hnsw_filter. */
+int hnsw_search_filtered(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                         const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                         struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals);
+
 /*
- * hnsw_search with a `limit`: the caller already holds k results no farther
+ * hnsw_search_filtered with a `limit`: the caller already holds k results no farther
  * than it (from other segments of the same query), so a node beyond it can
  * never be among the answers. The layer-0 beam then stops at the first
  * candidate beyond both the limit and its own max(k, 10)-th best, not at its
@@ -123,9 +151,8 @@ int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint3
  * share their bar in the same spirit). limit = +inf: hnsw_search exactly.
  */
 int hnsw_search_bounded(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
-                        float limit, hnsw_accept_fn accept, void *accept_ctx,
-                        struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out,
-                        uint64_t *dist_evals);
+                        float limit, const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                        struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals);
 
 /*
  * Exact k nearest of `query` among `nodes[0..n)` (or among all nodes when

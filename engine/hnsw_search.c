@@ -120,22 +120,15 @@ const uint32_t *hnsw_links_upper(const struct hnsw_view *v, uint32_t node, uint3
 }
 
 /*
- * The search is written once and instantiated twice (hnsw_search): `live` is
- * a compile-time constant in each, so the segment path carries no test of
- * v->locks in its loops. The live path (hnsw_graph_view_live) copies each
+ * The search is written once and instantiated four times (hnsw_search_filtered):
+ * `live` and `filtered` are compile-time constants in each, so the segment
+ * path carries no test of v->locks in its loops and the unfiltered walk no
+ * filter code. The live path (hnsw_graph_view_live) copies each
  * list under its node's lock before reading it and skips neighbours >= count
  * (rows appended after the view was taken); the segment path reads the
  * lists in place and refuses such neighbours as corruption.
  */
 #define HNSW_ALWAYS_INLINE static inline __attribute__((always_inline))
-
-/*
- * A bounded search (hnsw_search_bounded) narrows its beam to max(k, this):
- * with k = 1 a beam of one is a greedy walk, which misses the query's own
- * neighbourhood in a graph it barely enters (measured: 0.97 instead of 1.0
- * self-recall at k = 1 over two sources of 4000).
- */
-#define HNSW_BOUNDED_BEAM_MIN 10u
 
 /* Copy the list at l (its node locked by the caller) into buf; false if its count exceeds max. */
 HNSW_ALWAYS_INLINE bool list_copy_locked(const uint32_t *l, uint32_t max, uint32_t *buf)
@@ -198,18 +191,51 @@ static inline void prefetch_node(const struct hnsw_view *v, uint32_t node)
 	__builtin_prefetch(p + 64, 0, 3);
 }
 
+static inline bool bit_get(const uint64_t *bits, uint64_t i)
+{
+	return (bits[i / 64] >> (i % 64)) & 1;
+}
+
+/* Does `node` pass filter f? Inlined into the walk: the tests of unset parts predict well. */
+HNSW_ALWAYS_INLINE bool filter_pass(const struct hnsw_filter *f, uint32_t node)
+{
+	if (f->dead &&
+	    ((atomic_load_explicit(&f->dead[node / 64], memory_order_relaxed) >> (node % 64)) & 1))
+		return false;
+	if (f->node_bits && !bit_get(f->node_bits, node))
+		return false;
+	if (f->id_bits) {
+		uint64_t id = le_load64(f->ids + (size_t)node * 8);
+		if (id >= f->id_bits_n || !bit_get(f->id_bits, id))
+			return false;
+	}
+	return !f->accept || f->accept(node, f->accept_ctx);
+}
+
 /*
- * Beam search on layer 0 from `ep`. Rejected nodes (accept == false) still
- * enter the candidate queue, so the walk goes through them, but never `top`.
+ * A bounded search (hnsw_search_bounded) narrows its beam to max(k, this):
+ * with k = 1 a beam of one is a greedy walk, which misses the query's own
+ * neighbourhood in a graph it barely enters (measured: 0.97 instead of 1.0
+ * self-recall at k = 1 over two sources of 4000).
+ */
+#define HNSW_BOUNDED_BEAM_MIN 10u
+
+/*
+ * Beam search on layer 0 from `ep`. Nodes the filter rejects still enter the
+ * candidate queue, so the walk goes through them, but never `top`.
+ * `bounded`: past both `limit` and the walk's own nb-th best (nb = max(k,
+ * HNSW_BOUNDED_BEAM_MIN)), the beam narrows from ef to nb (see hnsw.h).
  */
 HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, uint32_t ep,
-                                     float ep_dist, uint32_t k, uint32_t ef, float limit,
-                                     hnsw_accept_fn accept, void *actx, struct hnsw_scratch *s,
-                                     uint64_t *evals, const bool live, const bool bounded)
+                                     float ep_dist, uint32_t ef, const struct hnsw_filter *filter,
+                                     struct hnsw_scratch *s, uint64_t *evals_io, const bool live,
+                                     const bool filtered, const bool bounded, uint32_t k,
+                                     float limit)
 {
 	uint16_t *tags = s->tags;
 	const uint16_t epoch = s->epoch;
 	struct hnsw_heap *cand = &s->cand, *top = &s->top, *kbest = &s->kbest;
+	const uint32_t nb = k > HNSW_BOUNDED_BEAM_MIN ? k : HNSW_BOUNDED_BEAM_MIN;
 	const uint32_t count = v->count, M0 = v->M0;
 	/*
 	 * Locals, not v->...: the heap stores below may alias the view's fields as
@@ -220,20 +246,23 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 	const dist_fn dist = v->dist;
 	atomic_uchar *const locks = v->locks;
 	uint32_t *const buf = s->list;
+	/* A copy, for the same reason: the filter's fields stay in registers. */
+	struct hnsw_filter fl = {0};
+	if (filtered)
+		fl = *filter;
 	float bound = ep_dist;
-	/* The narrowed beam: k, but never below HNSW_BOUNDED_BEAM_MIN (k = 1 would walk greedily). */
-	const uint32_t nb = k > HNSW_BOUNDED_BEAM_MIN ? k : HNSW_BOUNDED_BEAM_MIN;
+	uint64_t evals = 0; /* counted here, in a register: through the pointer, a load and a store each */
 	int rc;
 
 	tags[ep] = epoch;
 	if (bounded)
 		kbest->n = 0;
 	if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){ep_dist, ep})))
-		return rc;
-	if (!accept || accept(ep, actx)) {
+		goto out;
+	if (!filtered || filter_pass(&fl, ep)) {
 		if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){ep_dist, ep})) ||
 		    (bounded && (rc = hnsw_heap_push_max(kbest, (struct hnsw_hit){ep_dist, ep}))))
-			return rc;
+			goto out;
 	} else {
 		bound = __builtin_inff();
 	}
@@ -244,9 +273,9 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 			break;
 		/*
 		 * Bounded: beyond the caller's limit nothing can be an answer, so past
-		 * both the limit and this walk's own k-th best the beam narrows from
-		 * ef to k. A graph with nothing competitive is thus walked as with
-		 * ef = k (it still reaches the query's neighbourhood, so what it does
+		 * both the limit and this walk's own nb-th best the beam narrows from
+		 * ef to nb. A graph with nothing competitive is thus walked as with
+		 * ef = nb (it still reaches the query's neighbourhood, so what it does
 		 * hold that beats the limit is found); one that has competes at ef.
 		 */
 		if (bounded && kbest->n >= nb && c.dist > limit && c.dist > kbest->a[0].dist)
@@ -257,15 +286,18 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 			hnsw_node_lock(locks, c.node);
 			bool ok = list_copy_locked(l, M0, buf);
 			hnsw_node_unlock(locks, c.node);
-			if (!ok)
-				return ERR_CORRUPT("graph: node %u lists too many neighbours on layer 0",
-				                   c.node);
+			if (!ok) {
+				rc = ERR_CORRUPT("graph: node %u lists too many neighbours on layer 0", c.node);
+				goto out;
+			}
 			l = buf;
 		}
 		uint32_t n = l[0];
-		if (n > M0)
-			return ERR_CORRUPT("graph: node %u lists %u neighbours on layer 0 (M0 = %u)", c.node,
-			                   n, M0);
+		if (n > M0) {
+			rc = ERR_CORRUPT("graph: node %u lists %u neighbours on layer 0 (M0 = %u)", c.node,
+			                 n, M0);
+			goto out;
+		}
 		if (n && l[1] < count) {
 			__builtin_prefetch(tags + l[1]);
 			prefetch_node(v, l[1]);
@@ -275,8 +307,9 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 			if (x >= count) {
 				if (live)
 					continue;
-				return ERR_CORRUPT("graph: node %u links to %u on layer 0, beyond the %u nodes",
-				                   c.node, x, count);
+				rc = ERR_CORRUPT("graph: node %u links to %u on layer 0, beyond the %u nodes",
+				                 c.node, x, count);
+				goto out;
 			}
 			if (j < n && l[j + 1] < count) {
 				__builtin_prefetch(tags + l[j + 1]);
@@ -287,16 +320,16 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 			tags[x] = epoch;
 			float d = hnsw_dist_ordered(
 			        dist(q, (const float *)(const void *)(nodes + (size_t)x * stride), dim));
-			(*evals)++;
+			evals++;
 			if (top->n < ef || d < bound) {
 				if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){d, x})))
-					return rc;
+					goto out;
 				/* The next node to expand: its list is read next, not its vector. */
 				__builtin_prefetch(nodes + (size_t)cand->a[0].node * stride + links_off, 0, 3);
-				if (!accept || accept(x, actx)) {
+				if (!filtered || filter_pass(&fl, x)) {
 					if (top->n < ef) {
 						if ((rc = hnsw_heap_push_max(top, (struct hnsw_hit){d, x})))
-							return rc;
+							goto out;
 					} else {
 						hnsw_heap_replace_max(top, (struct hnsw_hit){d, x});
 					}
@@ -304,7 +337,7 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 					if (bounded) {
 						if (kbest->n < nb) {
 							if ((rc = hnsw_heap_push_max(kbest, (struct hnsw_hit){d, x})))
-								return rc;
+								goto out;
 						} else if (d < kbest->a[0].dist) {
 							hnsw_heap_replace_max(kbest, (struct hnsw_hit){d, x});
 						}
@@ -313,14 +346,17 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 			}
 		}
 	}
-	return 0;
+	rc = 0;
+out:
+	*evals_io += evals;
+	return rc;
 }
 
 /* Descent and layer-0 beam; the result is in s->top. */
-HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *query, uint32_t k,
-                                    uint32_t ef, float limit, hnsw_accept_fn accept,
-                                    void *accept_ctx, struct hnsw_scratch *s, uint64_t *evals,
-                                    const bool live)
+HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *query, uint32_t ef,
+                                    const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                                    uint64_t *evals, const bool live, const bool filtered,
+                                    const bool bounded, uint32_t k, float limit)
 {
 	int rc;
 	uint32_t cur = v->entry;
@@ -330,23 +366,46 @@ HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *quer
 		if ((rc = descend_layer(v, query, level, &cur, &cur_dist, evals, s->list, live)))
 			return rc;
 	}
-	if (limit < __builtin_inff())
-		return search_layer0(v, query, cur, cur_dist, k, ef, limit, accept, accept_ctx, s, evals,
-		                     live, true);
-	return search_layer0(v, query, cur, cur_dist, k, ef, limit, accept, accept_ctx, s, evals, live,
-	                     false);
+	return search_layer0(v, query, cur, cur_dist, ef, filter, s, evals, live, filtered, bounded, k,
+	                     limit);
 }
 
-static int search_segment(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
-                          float limit, hnsw_accept_fn accept, void *accept_ctx,
-                          struct hnsw_scratch *s, uint64_t *evals)
+/*
+ * Four instances: segment or live view, with or without a filter, so that
+ * neither the unfiltered walk carries the filter's tests in its loop nor the
+ * segment walk the live view's locking. Each is its own function (noinline):
+ * inlined together into one, the unfiltered segment walk ran 7-10% slower
+ * (register allocation and layout of the shared body).
+ */
+#define HNSW_NOINLINE __attribute__((noinline))
+
+HNSW_NOINLINE static int search_segment(const struct hnsw_view *v, const float *query, uint32_t ef,
+                                        struct hnsw_scratch *s, uint64_t *evals)
 {
-	return search_graph(v, query, k, ef, limit, accept, accept_ctx, s, evals, false);
+	return search_graph(v, query, ef, NULL, s, evals, false, false, false, 0, 0);
 }
 
-static int search_live(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
-                       float limit, hnsw_accept_fn accept, void *accept_ctx,
-                       struct hnsw_scratch *s, uint64_t *evals)
+HNSW_NOINLINE static int search_segment_filtered(const struct hnsw_view *v, const float *query,
+                                                 uint32_t ef, const struct hnsw_filter *filter,
+                                                 struct hnsw_scratch *s, uint64_t *evals)
+{
+	return search_graph(v, query, ef, filter, s, evals, false, true, false, 0, 0);
+}
+
+/* The later sources of a multi-source search (search.c), filtered or not. */
+HNSW_NOINLINE static int search_segment_bounded(const struct hnsw_view *v, const float *query,
+                                                uint32_t k, uint32_t ef, float limit,
+                                                const struct hnsw_filter *filter,
+                                                struct hnsw_scratch *s, uint64_t *evals)
+{
+	if (filter)
+		return search_graph(v, query, ef, filter, s, evals, false, true, true, k, limit);
+	return search_graph(v, query, ef, NULL, s, evals, false, false, true, k, limit);
+}
+
+HNSW_NOINLINE static int search_live(const struct hnsw_view *v, const float *query, uint32_t k,
+                                     uint32_t ef, float limit, const struct hnsw_filter *filter,
+                                     struct hnsw_scratch *s, uint64_t *evals)
 {
 	/* One list at a time is copied: M0 >= M, so 1 + M0 words hold any of them. */
 	size_t need = 1 + (size_t)v->M0;
@@ -357,21 +416,49 @@ static int search_live(const struct hnsw_view *v, const float *query, uint32_t k
 		s->list = l;
 		s->list_len = need;
 	}
-	return search_graph(v, query, k, ef, limit, accept, accept_ctx, s, evals, true);
+	bool bounded = limit < __builtin_inff();
+	if (filter && bounded)
+		return search_graph(v, query, ef, filter, s, evals, true, true, true, k, limit);
+	if (filter)
+		return search_graph(v, query, ef, filter, s, evals, true, true, false, 0, 0);
+	if (bounded)
+		return search_graph(v, query, ef, NULL, s, evals, true, false, true, k, limit);
+	return search_graph(v, query, ef, NULL, s, evals, true, false, false, 0, 0);
 }
 
-int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
-                hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
-                struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
+/*
+ * The k best hits of the beam (the max-heap `top`), closest first, into out:
+ * one pass that keeps them sorted by insertion, from the heap's leaves (its
+ * smaller hits) up, so that once k are in most hits fail the first test.
+ * Popping the ef - k worst instead took most of the 7.7% perf put outside
+ * the walk at ef 128, unfiltered.
+ */
+static uint32_t beam_best(const struct hnsw_heap *top, uint32_t k, struct hnsw_hit *out)
 {
-	return hnsw_search_bounded(v, query, k, ef, __builtin_inff(), accept, accept_ctx, s, out,
-	                           n_out, dist_evals);
+	uint32_t n = 0;
+	for (size_t i = top->n; i > 0; i--) {
+		struct hnsw_hit h = top->a[i - 1];
+		if (n == k && !hnsw_hit_less(h, out[k - 1]))
+			continue;
+		uint32_t j = n < k ? n++ : k - 1;
+		for (; j > 0 && hnsw_hit_less(h, out[j - 1]); j--)
+			out[j] = out[j - 1];
+		out[j] = h;
+	}
+	return n;
+}
+
+int hnsw_search_filtered(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                         const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                         struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
+{
+	return hnsw_search_bounded(v, query, k, ef, __builtin_inff(), filter, s, out, n_out,
+	                           dist_evals);
 }
 
 int hnsw_search_bounded(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
-                        float limit, hnsw_accept_fn accept, void *accept_ctx,
-                        struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out,
-                        uint64_t *dist_evals)
+                        float limit, const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                        struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
 {
 	*n_out = 0;
 	if (v->count == 0 || k == 0 || v->entry == SEG_NO_NODE)
@@ -383,28 +470,37 @@ int hnsw_search_bounded(const struct hnsw_view *v, const float *query, uint32_t 
 	int rc = hnsw_scratch_prepare(s, v->count, ef);
 	if (rc)
 		return rc;
-	if (limit < __builtin_inff() &&
-	    hnsw_heap_reserve(&s->kbest, (size_t)(k > HNSW_BOUNDED_BEAM_MIN ? k : HNSW_BOUNDED_BEAM_MIN) + 1))
+	bool bounded = limit < __builtin_inff();
+	if (bounded && hnsw_heap_reserve(&s->kbest, (size_t)(k > HNSW_BOUNDED_BEAM_MIN
+	                                                          ? k
+	                                                          : HNSW_BOUNDED_BEAM_MIN) + 1))
 		return err_set(STRATA_ENOMEM, "search scratch: heap for k %u", k);
 
 	uint64_t evals = 0;
 	if (v->locks)
-		rc = search_live(v, query, k, ef, limit, accept, accept_ctx, s, &evals);
+		rc = search_live(v, query, k, ef, limit, filter, s, &evals);
+	else if (bounded)
+		rc = search_segment_bounded(v, query, k, ef, limit, filter, s, &evals);
+	else if (filter)
+		rc = search_segment_filtered(v, query, ef, filter, s, &evals);
 	else
-		rc = search_segment(v, query, k, ef, limit, accept, accept_ctx, s, &evals);
+		rc = search_segment(v, query, ef, s, &evals);
 	if (rc)
 		goto out;
 
-	struct hnsw_heap *top = &s->top;
-	while (top->n > k)
-		hnsw_heap_pop_max(top);
-	uint32_t n = (uint32_t)top->n;
-	for (uint32_t i = n; i > 0; i--)
-		out[i - 1] = hnsw_heap_pop_max(top);
-	*n_out = n;
+	*n_out = beam_best(&s->top, k, out);
+	s->top.n = 0;
 out:
 	*dist_evals += evals;
 	return rc;
+}
+
+int hnsw_search(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                hnsw_accept_fn accept, void *accept_ctx, struct hnsw_scratch *s,
+                struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
+{
+	struct hnsw_filter f = {.accept = accept, .accept_ctx = accept_ctx};
+	return hnsw_search_filtered(v, query, k, ef, accept ? &f : NULL, s, out, n_out, dist_evals);
 }
 
 int hnsw_scan(const struct hnsw_view *v, const float *query, uint32_t k, const uint32_t *nodes,

@@ -314,7 +314,8 @@ int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, 
 	if (indexed > appended)
 		indexed = appended;
 	if (indexed > 0) {
-		int rc = hnsw_search_bounded(&v, query, k, ef, limit, accept_row, &w, s, out, n_out, evals);
+		struct hnsw_filter f = {.accept = accept_row, .accept_ctx = &w};
+		int rc = hnsw_search_bounded(&v, query, k, ef, limit, &f, s, out, n_out, evals);
 		if (rc)
 			return rc;
 	}

@@ -7,20 +7,22 @@
  * (hnsw_search_bounded): a segment with nothing competitive is left after a
  * beam of k instead of ef. Determinism: the order is fixed per pinned version
  * (live counts, ties by position), each source's answer depends only on its
- * graph, the query, the plan (which depends only on the filter) and that
- * bound, and the merge orders by (distance, id). So the result does not
- * depend on the number of threads, nor on anything but the version searched.
+ * graph, the query, the plan (which depends only on the filter, the
+ * tombstones and the batch size) and that bound, and the merge orders by
+ * (distance, id). So the result does not depend on the number of threads,
+ * nor on anything but the version searched.
  *
  * Filters are applied inside the graph walk: filtered-out nodes keep the graph
  * connected but never enter the results. Before the queries run, each segment
- * gets a plan from the share of its vectors that pass (filter_plan()):
+ * gets a plan from the share of its vectors that pass (plan_segment()):
  *   - exact, for an allow-list small next to the segment: its ids are looked
  *     up in the segment's id index, giving the passing nodes themselves;
  *   - estimated otherwise, by testing an evenly spaced sample of nodes.
  * Few passing vectors: the segment is answered by an exact scan of them (a
- * walk would visit more nodes than pass). Many: the graph walk, with ef
- * widened as the share falls, since the beam fills with passing nodes more
- * slowly. See plan_choose() for the cost model.
+ * walk would visit more nodes than pass). Many: the graph walk, its beam
+ * sized by the share (plan_beam_factor()), the filter tested inline by the
+ * walk or resolved to a bit per node for a large batch. See plan_choose() for
+ * the cost model.
  */
 #include <math.h>
 #include <pthread.h>
@@ -36,7 +38,9 @@
 #define PLAN_SAMPLE 256u
 /* An allow-list this short is resolved to nodes up front whatever the plan. */
 #define PLAN_RESOLVE_MAX 4096u
-/* Below this passing share the walk widens ef (see plan_choose). */
+/* The walk's beam, by passing share (see plan_beam_factor): narrowed from here up to 1, */
+#define PLAN_NARROW_BELOW 0.5
+/* ... back to ef at this share, and widened below it. */
 #define PLAN_WIDEN_BELOW 0.3
 /* Past this k the running bound across segments is not kept (its upkeep is O(k) per hit). */
 #define BOUND_K_MAX 256u
@@ -50,7 +54,7 @@ struct seg_plan {
 	uint32_t ef;
 	uint32_t *nodes;       /* the passing nodes, when resolved (always for PLAN_SCAN_LIST) */
 	size_t n_nodes;
-	uint8_t *node_bits;    /* exact allow-list resolved: bit per node, for the graph walk */
+	uint64_t *node_bits;   /* the passing nodes as a bit per node, for the graph walk */
 	double share;          /* passing share, exact or estimated */
 };
 
@@ -63,8 +67,7 @@ struct filter {
 
 struct filter_ctx {
 	const struct db_segment *seg;
-	const struct filter *flt;  /* NULL: tombstones only */
-	const uint8_t *node_bits;
+	const struct filter *flt;
 };
 
 static bool sorted_has(const uint64_t *a, size_t n, uint64_t id)
@@ -80,54 +83,55 @@ static bool sorted_has(const uint64_t *a, size_t n, uint64_t id)
 	return lo < n && a[lo] == id;
 }
 
-/* Every filter but the allow-list, on a caller id. */
-static bool id_passes_rest(const strata_search_options *so, uint64_t id)
+static bool bit_has(const uint64_t *bits, uint64_t n_bits, uint64_t id)
 {
-	if (so->allow_bitmap &&
-	    (id >= so->allow_bitmap_bits || !((so->allow_bitmap[id / 64] >> (id % 64)) & 1)))
-		return false;
+	return id < n_bits && ((bits[id / 64] >> (id % 64)) & 1);
+}
+
+/* The deny-list and the callback, on a caller id. */
+static bool id_passes_deny_fn(const strata_search_options *so, uint64_t id)
+{
 	if (so->deny_ids && sorted_has(so->deny_ids, so->deny_count, id))
 		return false;
 	return !so->filter || so->filter(id, so->filter_ctx);
 }
 
-static bool id_passes(const struct filter *f, uint64_t id)
+/* Every filter but the allow-list, on a caller id. */
+static bool id_passes_rest(const strata_search_options *so, uint64_t id)
 {
-	if (f->allow_bits) {
-		if (id >= f->allow_bits_n || !((f->allow_bits[id / 64] >> (id % 64)) & 1))
-			return false;
-	} else if (f->so->allow_ids && !sorted_has(f->so->allow_ids, f->so->allow_count, id)) {
+	if (so->allow_bitmap && !bit_has(so->allow_bitmap, so->allow_bitmap_bits, id))
 		return false;
-	}
-	return id_passes_rest(f->so, id);
+	return id_passes_deny_fn(so, id);
 }
 
-static bool accept_node(uint32_t node, void *arg)
+/* The allow-list alone (true when there is none). */
+static bool id_in_allow_list(const struct filter *f, uint64_t id)
 {
-	const struct filter_ctx *f = arg;
-	if (seg_is_dead(f->seg, node))
-		return false;
-	if (f->node_bits) /* allow-list and the other filters already applied per node */
-		return (f->node_bits[node / 8] >> (node % 8)) & 1;
-	return !f->flt || id_passes(f->flt, le_load64(f->seg->info.ids + (size_t)node * 8));
+	if (f->allow_bits)
+		return bit_has(f->allow_bits, f->allow_bits_n, id);
+	return !f->so->allow_ids || sorted_has(f->so->allow_ids, f->so->allow_count, id);
+}
+
+static bool id_passes(const struct filter *f, uint64_t id)
+{
+	return id_in_allow_list(f, id) && id_passes_rest(f->so, id);
 }
 
 /*
- * The commonest filter alone (an allow bitmap over ids, nothing else, no
- * tombstones): one function, no calls, for the walk's hot path (at a 50%
- * share the nested tests above cost ~7% of the query).
+ * The filters the walk does not test inline (hnsw_filter takes tombstones,
+ * node bits and the allow bitmap): allow-list, deny-list, callback.
  */
-static bool accept_bitmap_only(uint32_t node, void *arg)
+static bool accept_node_rest(uint32_t node, void *arg)
 {
 	const struct filter_ctx *f = arg;
-	const strata_search_options *so = f->flt->so;
 	uint64_t id = le_load64(f->seg->info.ids + (size_t)node * 8);
-	return id < so->allow_bitmap_bits && ((so->allow_bitmap[id / 64] >> (id % 64)) & 1);
+	return id_in_allow_list(f->flt, id) && id_passes_deny_fn(f->flt->so, id);
 }
 
-static bool bitmap_only(const strata_search_options *so)
+/* A scanned list is filtered already: only deletes that came after the plan remain to test. */
+static bool accept_live(uint32_t node, void *arg)
 {
-	return so->allow_bitmap && !so->allow_ids && !so->deny_ids && !so->filter;
+	return !seg_is_dead(arg, node);
 }
 
 static bool accept_row(const struct memtable *mt, uint32_t row, void *arg)
@@ -141,24 +145,46 @@ static bool has_filter(const strata_search_options *so)
 }
 
 /*
+ * The beam a filtered walk gets, as a factor of ef, for a passing share s.
+ * The walk keeps ef *passing* nodes in its beam, so it goes on longer than an
+ * unfiltered walk with the same ef: measured at ef 64, 1.5-1.8x the distance
+ * computations at s = 0.5 and 2.2-2.7x at s = 0.3 on SIFT, GloVe-25 and
+ * word2vec-300 (10k each) and random 64-d 100k, for a recall above the
+ * unfiltered recall at that ef. Narrowing the beam to ef * sqrt(s) brings
+ * recall back to about the unfiltered recall of ef (within 0.01 on those
+ * sets at ef 10-128, 0.001 at ef 64) for about 0.8x of the work at s = 0.5;
+ * ef * s would lose recall (tools/bench/README-figures.md, "Filtered search").
+ * The narrowing applies from PLAN_NARROW_BELOW (s = 1, a filter passing
+ * everything, keeps ef); between it and PLAN_WIDEN_BELOW the factor returns
+ * linearly to 1, and below, where the passing nodes thin out, it grows as
+ * sqrt(PLAN_WIDEN_BELOW / s), at most PLAN_EF_WIDEN_MAX. The narrowing thus
+ * leaves the beam of low shares as it was.
+ */
+static double plan_beam_factor(double share)
+{
+	if (share >= PLAN_NARROW_BELOW)
+		return sqrt(fmin(share, 1.0));
+	if (share >= PLAN_WIDEN_BELOW)
+		return 1.0 - (1.0 - sqrt(PLAN_NARROW_BELOW)) * (share - PLAN_WIDEN_BELOW) /
+		                     (PLAN_NARROW_BELOW - PLAN_WIDEN_BELOW);
+	return fmin(PLAN_EF_WIDEN_MAX, sqrt(PLAN_WIDEN_BELOW / fmax(share, 1e-12)));
+}
+
+/*
  * Cost model, per query, in distance computations. A filtered graph walk
- * keeps going until ef passing nodes are in its beam, so it visits about
- * ef / share nodes; measured, it computes ~20 distances per unit of
- * ef / share (SIFT 10k and random 100k). That longer walk alone keeps recall
- * at or above the unfiltered recall down to a share of about 0.3 (measured on
- * random 100k: 0.83 unfiltered, 0.94 at 0.5, 0.97 at 0.3); below it, ef is
- * widened by sqrt(PLAN_WIDEN_BELOW / share), at most PLAN_EF_WIDEN_MAX times.
- * An exact scan computes one distance per passing node, plus, when the passing
- * nodes are not known yet, the cost of finding them once for the batch
- * (resolve_cost, already divided by the number of queries).
+ * keeps going until its beam holds ef' = ef * plan_beam_factor(share) passing
+ * nodes, so it visits about ef' / share nodes; the model charges ~20 distances
+ * per unit of ef' / share (fitted on SIFT 10k and random 100k; it
+ * overestimates easy sets such as SIFT 10k about 2x, which errs towards the
+ * walk's rival, the exact scan, whose recall is 1). An exact scan computes one
+ * distance per passing node, plus, when the passing nodes are not known yet,
+ * the cost of finding them once for the batch (resolve_cost, already divided
+ * by the number of queries).
  */
 static double plan_choose(struct seg_plan *p, uint32_t count, uint32_t ef, double resolve_cost)
 {
 	double share = p->share;
-	double widen = share >= PLAN_WIDEN_BELOW
-	                       ? 1.0
-	                       : fmin(PLAN_EF_WIDEN_MAX, sqrt(PLAN_WIDEN_BELOW / fmax(share, 1e-9)));
-	double ef_eff = ef * widen;
+	double ef_eff = fmax(1.0, round(ef * plan_beam_factor(share)));
 	double graph = 20.0 * ef_eff / fmax(share, 1.0 / (count + 1.0));
 	if (graph > 20.0 * count)
 		graph = 20.0 * count; /* a walk cannot visit more than everything */
@@ -241,6 +267,14 @@ static int plan_resolve(const struct db_segment *seg, const strata_search_option
 	return 0;
 }
 
+/* What the walk pays to test one node against the filter, in distance computations. */
+static double walk_test_cost(const strata_search_options *so)
+{
+	if (so->allow_ids || so->deny_ids || so->filter)
+		return 1.0 / 8; /* a call (accept_node_rest): a binary search, the caller's callback */
+	return 1.0 / 40;    /* an allow bitmap, inline */
+}
+
 static int plan_segment(const struct db_segment *seg, const struct filter *flt, uint32_t ef,
                         size_t nq, struct seg_plan *p)
 {
@@ -306,26 +340,27 @@ static int plan_segment(const struct db_segment *seg, const struct filter *flt, 
 		double resolve = so->allow_ids ? 0.05 * merge : 0.25 * count;
 		double graph = plan_choose(p, count, ef, resolve / (double)nq);
 		/*
-		 * A walk tests the nodes it meets against the allow-list by binary
-		 * search (~1/8 of a distance each, about one test per two distances);
-		 * one merge pass over the list and the id index (~1/10 of a distance
-		 * per step) turns that into a bit per node. Worth it when the batch
-		 * walks enough: (A + N) / 10 < nq * graph / 8.
+		 * A walk tests about one node per two distances (walk_test_cost
+		 * each); a bit per node found once for the batch makes a test one
+		 * load. Worth it when the batch walks enough:
+		 * resolve < nq * graph / 2 * test.
 		 */
-		bool resolve_for_walk = p->mode == PLAN_GRAPH && so->allow_ids && !flt->allow_bits &&
-		                        merge < 1.25 * (double)nq * graph;
+		bool resolve_for_walk = p->mode == PLAN_GRAPH &&
+		                        resolve < (double)nq * graph / 2 * walk_test_cost(so);
 		if ((p->mode == PLAN_SCAN_LIST || resolve_for_walk) && (rc = plan_resolve(seg, so, p)))
 			return rc;
+		if (resolve_for_walk && p->n_nodes == 0)
+			p->mode = PLAN_NONE; /* nothing here passes */
 	}
 	if (p->mode == PLAN_SCAN_LIST && p->n_nodes == 0)
 		p->mode = PLAN_NONE;
 	if (p->mode == PLAN_GRAPH && p->n_nodes) {
 		/* The walk tests nodes, not ids: a bit per node answers in O(1). */
-		p->node_bits = calloc((size_t)count / 8 + 1, 1);
+		p->node_bits = calloc((size_t)count / 64 + 1, sizeof *p->node_bits);
 		if (!p->node_bits)
 			return err_set(STRATA_ENOMEM, "filter plan of %u nodes", count);
 		for (size_t i = 0; i < p->n_nodes; i++)
-			p->node_bits[p->nodes[i] / 8] |= (uint8_t)(1u << (p->nodes[i] % 8));
+			p->node_bits[p->nodes[i] / 64] |= 1ull << (p->nodes[i] % 64);
 	}
 	return 0;
 }
@@ -430,14 +465,13 @@ static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t 
 	const struct seg_plan *p = &b->plans[i];
 	bool filtered = has_filter(b->so);
 	bool tombs = atomic_load_explicit(&seg->tomb_n, memory_order_relaxed) != 0;
-	struct filter_ctx f = {.seg = seg, .flt = filtered ? b->flt : NULL, .node_bits = p->node_bits};
 	switch (p->mode) {
 	case PLAN_NONE:
 		*n = 0;
 		return 0;
 	case PLAN_SCAN_LIST:
-		return hnsw_scan(&seg->view, query, b->k, p->nodes, p->n_nodes, tombs ? accept_node : NULL,
-		                 &f, s->hs, s->hits, n, evals);
+		return hnsw_scan(&seg->view, query, b->k, p->nodes, p->n_nodes, tombs ? accept_live : NULL,
+		                 (void *)seg, s->hs, s->hits, n, evals);
 	case PLAN_GRAPH:
 		break;
 	}
@@ -445,11 +479,30 @@ static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t 
 	if (p->ef >= seg->info.count)
 		limit = __builtin_inff();
 	if (!filtered && !tombs)
-		return hnsw_search_bounded(&seg->view, query, b->k, p->ef, limit, NULL, NULL, s->hs,
-		                           s->hits, n, evals);
-	hnsw_accept_fn acc = filtered && !tombs && !p->node_bits && bitmap_only(b->so) ? accept_bitmap_only
-	                                                                              : accept_node;
-	return hnsw_search_bounded(&seg->view, query, b->k, p->ef, limit, acc, &f, s->hs, s->hits, n,
+		return hnsw_search_bounded(&seg->view, query, b->k, p->ef, limit, NULL, s->hs, s->hits,
+		                           n, evals);
+	/*
+	 * The walk tests tombstones, a per-node bitmap and an allow bitmap over
+	 * ids inline; only the other filters (allow-list not resolved to nodes,
+	 * deny-list, callback) cost a call per tested node.
+	 */
+	struct filter_ctx f = {.seg = seg, .flt = b->flt};
+	struct hnsw_filter hf = {.dead = tombs ? seg->tomb : NULL};
+	if (filtered && p->node_bits) {
+		hf.node_bits = p->node_bits; /* every filter, resolved */
+	} else if (filtered) {
+		const strata_search_options *so = b->so;
+		if (so->allow_bitmap) {
+			hf.id_bits = so->allow_bitmap;
+			hf.id_bits_n = so->allow_bitmap_bits;
+			hf.ids = seg->info.ids;
+		}
+		if (so->allow_ids || so->deny_ids || so->filter) {
+			hf.accept = accept_node_rest;
+			hf.accept_ctx = &f;
+		}
+	}
+	return hnsw_search_bounded(&seg->view, query, b->k, p->ef, limit, &hf, s->hs, s->hits, n,
 	                           evals);
 }
 

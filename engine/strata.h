@@ -271,8 +271,13 @@ typedef struct strata_search_options {
 	 * results. Per segment, strata estimates the share of vectors that pass
 	 * (exactly for allow_ids through the segment's id index, by sampling
 	 * otherwise); when few pass it answers that segment by an exact scan of
-	 * the passing vectors, and between the two it widens ef. The callback may
-	 * thus be called for every vector of a segment when very few pass.
+	 * the passing vectors. Otherwise the walk's beam is sized from the share,
+	 * since a filtered walk that keeps ef passing vectors visits more than an
+	 * unfiltered one: ef x sqrt(share) from a share of 0.5 up (recall about
+	 * that of the unfiltered search at ef, for less work), back to ef at 0.3,
+	 * and wider below (at most 8 ef). Deleted vectors count as failing. For
+	 * a large batch the filters may be resolved to a bit per vector first.
+	 * The callback may thus be called for every vector of a segment.
 	 */
 	const uint64_t *allow_ids;
 	size_t allow_count;

@@ -17,8 +17,17 @@
 //                 non-passing ids are marked deleted for the duration of the
 //                 selectivity and unmarked after. Swept over ef; the table gives
 //                 hnswlib's QPS interpolated at strata's recall.
+// Recall is measured once per setting (it is deterministic). The QPS that are
+// compared are timed together: strata at its default ef alternates, round
+// after round, with hnswlib at the two ef values whose recall brackets
+// strata's; for the equal-recall column, both engines' brackets of each recall
+// level are timed the same way. Load from other jobs that comes and goes thus
+// falls on both alike; each run keeps its best round (ann-benchmarks' rule).
 //
-// Usage: strata-filter-bench [--data DIR] [--markdown] [--min-seconds S]
+// Usage: strata-filter-bench [--data DIR] [--markdown] [--min-seconds S] [--clock wall|cpu]
+//                            [--selectivity LIST] [--curves]
+//   --selectivity 0.5,0.1   only these shares (default: all six above)
+//   --curves                also print both ef sweeps, point by point
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpedantic"
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -34,6 +43,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -99,35 +109,62 @@ struct Curve {
 	std::vector<double> recall, qps;
 };
 
-// QPS where the curve reaches `target` recall (linear between points), or NAN.
-double qps_at(const Curve &c, double target)
+using Run = std::function<void(size_t)>;
+
+// Where a curve reaches `target` recall: between points lo and hi, at
+// fraction t (linear in recall); lo = hi = 0 when its smallest ef is already
+// there (that point is then compared, at a higher recall); !ok if never.
+struct Bracket {
+	bool ok;
+	size_t lo, hi;
+	double t;
+};
+
+Bracket bracket(const Curve &c, double target)
 {
 	for (size_t i = 0; i < c.recall.size(); i++) {
 		if (c.recall[i] >= target) {
 			if (i == 0)
-				return c.qps[0];
-			double t = (target - c.recall[i - 1]) / (c.recall[i] - c.recall[i - 1]);
-			return c.qps[i - 1] + t * (c.qps[i] - c.qps[i - 1]);
+				return {true, 0, 0, 0.0};
+			return {true, i - 1, i, (target - c.recall[i - 1]) / (c.recall[i] - c.recall[i - 1])};
 		}
 	}
-	return NAN;
+	return {false, 0, 0, 0.0};
 }
 
-// Run `one(q)` over all queries until min_s has passed; best of 3 rounds; queries per second.
+// Run `one(q)` over all queries until min_s has passed; queries per second.
+template <typename F> double qps_once(size_t nq, double min_s, const F &one)
+{
+	size_t done = 0;
+	double t0 = search_clock(), el = 0;
+	do {
+		for (size_t q = 0; q < nq; q++)
+			one(q);
+		done += nq;
+		el = search_clock() - t0;
+	} while (el < min_s);
+	return done / el;
+}
+
+// The best of 3 rounds of qps_once.
 template <typename F> double time_qps(size_t nq, double min_s, F one)
 {
 	double best = 0;
-	for (int round = 0; round < 3; round++) {
-		size_t done = 0;
-		double t0 = search_clock(), el = 0;
-		do {
-			for (size_t q = 0; q < nq; q++)
-				one(q);
-			done += nq;
-			el = search_clock() - t0;
-		} while (el < min_s);
-		best = std::max(best, done / el);
-	}
+	for (int round = 0; round < 3; round++)
+		best = std::max(best, qps_once(nq, min_s, one));
+	return best;
+}
+
+// Several runs timed in turn, round after round (`rounds` rounds of at least
+// min_s each), so that load from other jobs falls on all alike; the best QPS
+// of each.
+std::vector<double> time_alternating(size_t nq, double min_s, int rounds,
+                                     const std::vector<Run> &runs)
+{
+	std::vector<double> best(runs.size(), 0.0);
+	for (int round = 0; round < rounds; round++)
+		for (size_t i = 0; i < runs.size(); i++)
+			best[i] = std::max(best[i], qps_once(nq, min_s, runs[i]));
 	return best;
 }
 
@@ -158,8 +195,10 @@ double recall_of(const std::vector<uint64_t> &found, const std::vector<uint64_t>
 int main(int argc, char **argv)
 {
 	std::string data = std::string(STRATA_SOURCE_ROOT) + "/../shared/data";
-	bool markdown = false;
+	bool markdown = false, curves = false;
 	double min_s = 0.3;
+	int rounds = 7;
+	std::vector<double> sel = {1.0, 0.5, 0.1, 0.01, 0.001, 0.0001};
 	for (int i = 1; i < argc; i++) {
 		std::string a = argv[i];
 		if (a == "--data" && i + 1 < argc)
@@ -168,13 +207,43 @@ int main(int argc, char **argv)
 			markdown = true;
 		else if (a == "--min-seconds" && i + 1 < argc)
 			min_s = atof(argv[++i]);
-		else if (a == "--clock" && i + 1 < argc && (std::string(argv[i + 1]) == "cpu" ||
+		else if (a == "--curves")
+			curves = true;
+		else if (a == "--rounds" && i + 1 < argc && atoi(argv[i + 1]) > 0)
+			rounds = atoi(argv[++i]);
+		else if (a == "--selectivity" && i + 1 < argc) {
+			sel.clear();
+			for (const char *p = argv[++i]; *p;) {
+				char *end;
+				double v = strtod(p, &end);
+				if (end == p || !(v > 0 && v <= 1)) {
+					fprintf(stderr, "strata-filter-bench: --selectivity wants shares in (0, 1]\n");
+					return 2;
+				}
+				sel.push_back(v);
+				p = *end == ',' ? end + 1 : end;
+			}
+		} else if (a == "--clock" && i + 1 < argc && (std::string(argv[i + 1]) == "cpu" ||
 		                                           std::string(argv[i + 1]) == "wall"))
 			g_cpu_clock = std::string(argv[++i]) == "cpu";
 		else {
-			fprintf(stderr, "usage: strata-filter-bench [--data DIR] [--markdown] [--min-seconds S] "
-			                "[--clock wall|cpu]\n");
-			return 2;
+			bool help = a == "--help" || a == "-h";
+			fprintf(help ? stdout : stderr,
+			        "usage: strata-filter-bench [--data DIR] [--markdown] [--min-seconds S] "
+			        "[--clock wall|cpu] [--selectivity LIST] [--curves] [--rounds N]\n"
+			        "  --data DIR          datasets folder holding siftsmall/ (default ../shared/data)\n"
+			        "  --markdown          the table as Markdown\n"
+			        "  --min-seconds S     a timing runs the queries for at least S s (default 0.3);\n"
+			        "                      S/2 per round of the default-ef comparison, S/3 per\n"
+			        "                      round of the equal-recall ones and of --curves\n"
+			        "  --clock wall|cpu    time with the wall clock (default) or the searching thread's\n"
+			        "                      CPU time, for a machine shared with other jobs\n"
+			        "  --selectivity LIST  comma-separated shares in (0, 1] (default\n"
+			        "                      1,0.5,0.1,0.01,0.001,0.0001)\n"
+			        "  --curves            also print both ef sweeps point by point, with QPS\n"
+			        "  --rounds N          rounds of the alternating timings behind the ratios\n"
+			        "                      (default 7; best of them per run)\n");
+			return help ? 0 : 2;
 		}
 	}
 	size_t n, dim, nq, qdim;
@@ -223,15 +292,14 @@ int main(int argc, char **argv)
 	       "0.6.2");
 	if (markdown)
 		printf("| selectivity | passing | strata recall (default ef) | strata QPS | post-filter recall | "
-		       "post-filter QPS | hnswlib QPS at strata's recall (ef) | strata / hnswlib | "
+		       "post-filter QPS | hnswlib QPS at strata's recall (its ef) | strata / hnswlib | "
 		       "min over recall 0.90/0.95/0.99 of strata / hnswlib QPS (both ef-swept) |\n"
 		       "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	else
-		printf("%11s %8s | %13s %10s | %11s %10s | %14s %8s | %-10s | %s\n", "selectivity",
+		printf("%11s %8s | %13s %10s | %11s %10s | %20s %8s | %-10s | %s\n", "selectivity",
 		       "passing", "strata recall", "QPS", "post recall", "QPS", "hnswlib QPS@r", "max r",
 		       "ratio", "equal-recall ratio (worst)");
 
-	static const double sel[] = {1.0, 0.5, 0.1, 0.01, 0.001, 0.0001};
 	static const size_t efs[] = {10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048};
 	uint64_t rng = 2026;
 	for (double s : sel) {
@@ -269,7 +337,7 @@ int main(int argc, char **argv)
 				truth[q * k + i] = d[i].second;
 		}
 
-		// strata, default ef.
+		// strata: the filter as a bitmap of ids, built once.
 		strata_search_options so;
 		strata_search_options_default(&so);
 		std::vector<uint64_t> bitmap(n / 64 + 1, 0);
@@ -277,23 +345,34 @@ int main(int argc, char **argv)
 			bitmap[id / 64] |= 1ull << (id % 64);
 		so.allow_bitmap = bitmap.data();
 		so.allow_bitmap_bits = n;
-		std::vector<uint64_t> found(nq * k);
-		double s_qps = time_qps(nq, min_s, [&](size_t q) {
-			strata_search(db, &queries[q * dim], 1, k, &so, &found[q * k], nullptr);
-		});
-		double s_rec = recall_of(found, truth, nq, k);
-
-		// strata over the same ef sweep: the QPS-at-equal-recall comparison.
-		Curve sc;
-		for (size_t ef : efs) {
-			so.ef = (uint32_t)ef;
-			double qps = time_qps(nq, min_s / 3, [&](size_t q) {
-				strata_search(db, &queries[q * dim], 1, k, &so, &found[q * k], nullptr);
-			});
-			sc.recall.push_back(recall_of(found, truth, nq, k));
-			sc.qps.push_back(qps);
-		}
-		so.ef = 0;
+		std::vector<uint64_t> found(nq * k), hf(nq * k);
+		auto strata_at = [&](uint32_t ef) -> Run {
+			return [&, ef](size_t q) {
+				strata_search_options o2 = so;
+				o2.ef = ef;
+				strata_search(db, &queries[q * dim], 1, k, &o2, &found[q * k], nullptr);
+			};
+		};
+		auto hnsw_at = [&](size_t ef) -> Run {
+			return [&, ef](size_t q) {
+				h.setEf(ef);
+				auto r = h.searchKnn(&queries[q * dim], k);
+				size_t i = r.size();
+				for (size_t j = i; j < k; j++)
+					hf[q * k + j] = UINT64_MAX;
+				while (!r.empty()) {
+					hf[q * k + --i] = r.top().second;
+					r.pop();
+				}
+			};
+		};
+		// Recall is deterministic: one untimed pass gives it.
+		auto recall_run = [&](const Run &run, std::vector<uint64_t> &out) {
+			for (size_t q = 0; q < nq; q++)
+				run(q);
+			return recall_of(out, truth, nq, k);
+		};
+		double s_rec = recall_run(strata_at(0), found);
 
 		// Post-filtering: fetch 1,000 unfiltered, keep the first k that pass.
 		strata_search_options po;
@@ -311,63 +390,85 @@ int main(int argc, char **argv)
 		});
 		double p_rec = recall_of(post, truth, nq, k);
 
-		// hnswlib's filtered traversal: non-passing ids marked deleted meanwhile.
+		// hnswlib's filtered traversal: the non-passing ids marked deleted meanwhile.
 		for (size_t i = 0; i < n; i++)
 			if (!passes[i])
 				h.markDelete(i);
-		Curve hc;
-		std::vector<uint64_t> hf(nq * k);
+		// Both swept over the same ef values (recall; QPS for --curves, each
+		// point timed in rounds alternating between the two engines).
+		Curve sc, hc;
 		for (size_t ef : efs) {
-			h.setEf(ef);
-			double qps = time_qps(nq, min_s / 3, [&](size_t q) {
-				auto r = h.searchKnn(&queries[q * dim], k);
-				size_t i = r.size();
-				for (size_t j = i; j < k; j++)
-					hf[q * k + j] = UINT64_MAX;
-				while (!r.empty()) {
-					hf[q * k + --i] = r.top().second;
-					r.pop();
-				}
-			});
-			hc.recall.push_back(recall_of(hf, truth, nq, k));
-			hc.qps.push_back(qps);
-		}
-		for (size_t i = 0; i < n; i++)
-			if (!passes[i])
-				h.unmarkDelete(i);
-		double h_qps = qps_at(hc, s_rec);
-		size_t h_ef = 0;
-		for (size_t i = 0; i < hc.recall.size(); i++)
-			if (hc.recall[i] >= s_rec) {
-				h_ef = efs[i];
-				break;
+			sc.recall.push_back(recall_run(strata_at((uint32_t)ef), found));
+			hc.recall.push_back(recall_run(hnsw_at(ef), hf));
+			if (curves) {
+				auto q = time_alternating(nq, min_s / 3, 3, {strata_at((uint32_t)ef), hnsw_at(ef)});
+				sc.qps.push_back(q[0]);
+				hc.qps.push_back(q[1]);
 			}
+		}
+		if (curves) {
+			printf("%s  ef sweep at %.2f%%: ef, strata recall / QPS, hnswlib recall / QPS\n",
+			       markdown ? "<!--" : "", s * 100);
+			for (size_t i = 0; i < sc.recall.size(); i++)
+				printf("    %5zu  %.4f %8.0f   %.4f %8.0f\n", efs[i], sc.recall[i], sc.qps[i],
+				       hc.recall[i], hc.qps[i]);
+			if (markdown)
+				printf("-->\n");
+		}
+
+		// strata at its default ef against hnswlib at the same recall: the
+		// two hnswlib ef values that bracket strata's recall, timed in rounds
+		// alternating with strata's (so that the ratio does not depend on
+		// when each was timed), interpolated linearly in recall.
+		Bracket hb = bracket(hc, s_rec);
 		double h_max = *std::max_element(hc.recall.begin(), hc.recall.end());
+		double s_qps, h_qps = NAN;
+		if (hb.ok) {
+			auto q = time_alternating(nq, min_s / 2, rounds,
+			                          {strata_at(0), hnsw_at(efs[hb.lo]), hnsw_at(efs[hb.hi])});
+			s_qps = q[0];
+			h_qps = q[1] + hb.t * (q[2] - q[1]);
+		} else {
+			s_qps = time_qps(nq, min_s, strata_at(0));
+		}
 		char ratio[32] = "n/a (never reaches)";
-		if (!std::isnan(h_qps))
+		if (hb.ok)
 			snprintf(ratio, sizeof ratio, "%.2fx", s_qps / h_qps);
-		// Equal recall: the worst strata/hnswlib QPS ratio over the recall levels both reach.
+		// Equal recall, both swept: at each recall level both reach, the two
+		// brackets timed together the same way; the worst ratio is shown.
 		double worst = INFINITY, worst_at = NAN;
 		for (double target : {0.90, 0.95, 0.99}) {
-			double a = qps_at(sc, target), hq = qps_at(hc, target);
-			if (!std::isnan(a) && !std::isnan(hq) && a / hq < worst) {
+			Bracket sb = bracket(sc, target), tb = bracket(hc, target);
+			if (!sb.ok || !tb.ok)
+				continue;
+			auto q = time_alternating(nq, min_s / 3, rounds,
+			                          {strata_at((uint32_t)efs[sb.lo]), strata_at((uint32_t)efs[sb.hi]),
+			                           hnsw_at(efs[tb.lo]), hnsw_at(efs[tb.hi])});
+			double a = q[0] + sb.t * (q[1] - q[0]), hq = q[2] + tb.t * (q[3] - q[2]);
+			if (a / hq < worst) {
 				worst = a / hq;
 				worst_at = target;
 			}
 		}
+		for (size_t i = 0; i < n; i++)
+			if (!passes[i])
+				h.unmarkDelete(i);
 		char eq[48] = "n/a";
 		if (!std::isinf(worst))
 			snprintf(eq, sizeof eq, "%.2fx (at %.2f)", worst, worst_at);
+		std::string h_cell = "max recall " + std::to_string(h_max);
+		if (hb.ok) {
+			h_cell = std::to_string((long)h_qps) + " (ef " + std::to_string(efs[hb.lo]);
+			if (hb.lo != hb.hi)
+				h_cell += "-" + std::to_string(efs[hb.hi]);
+			h_cell += ")";
+		}
 		if (markdown)
 			printf("| %.2f%% | %zu | %.4f | %.0f | %.4f | %.0f | %s | %s | %s |\n", s * 100, m, s_rec,
-			       s_qps, p_rec, p_qps,
-			       std::isnan(h_qps) ? ("max recall " + std::to_string(h_max)).c_str()
-			                         : (std::to_string((long)h_qps) + " (ef ~" +
-			                            std::to_string(h_ef) + ")").c_str(),
-			       ratio, eq);
+			       s_qps, p_rec, p_qps, h_cell.c_str(), ratio, eq);
 		else
-			printf("%10.2f%% %8zu | %13.4f %10.0f | %11.4f %10.0f | %14.0f %8.4f | %-10s | %s\n",
-			       s * 100, m, s_rec, s_qps, p_rec, p_qps, h_qps, h_max, ratio, eq);
+			printf("%10.2f%% %8zu | %13.4f %10.0f | %11.4f %10.0f | %20s %8.4f | %-10s | %s\n",
+			       s * 100, m, s_rec, s_qps, p_rec, p_qps, h_cell.c_str(), h_max, ratio, eq);
 		fflush(stdout);
 	}
 	strata_close(db);
