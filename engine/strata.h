@@ -149,8 +149,8 @@ typedef struct strata_options {
 	uint32_t tombstone_pct;
 	/*
 	 * Graph-building threads of a merge. 0 = 1: merges leave the other cores
-	 * to queries. Background merges also run at a lower CPU priority (nice
-	 * +10) than the handle's other threads. Default 0
+	 * to queries. Background merges also run under SCHED_IDLE (a core only
+	 * when nothing else wants it; nice +10 where that is refused). Default 0
 	 */
 	uint32_t compaction_threads;
 	/* No background merges or rewrites: only strata_compact merges. Default false */

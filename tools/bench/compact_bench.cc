@@ -10,7 +10,7 @@
 //      deleted and compacted, against a fresh build of the survivors.
 //   2. Query latency while a background merge runs, against idle: one search
 //      thread (one query per call, ef 64) and one writer (batches, a fixed
-//      rate) throughout; the merge is the background one (nice +10) that two
+//      rate) throughout; the merge is the background one (SCHED_IDLE) that two
 //      segments of one size tier start.
 //   3. An ingestion of --n rows in batches by one writer thread with default
 //      options (background merges on): every tenth, the segment count, tiers,
@@ -55,6 +55,7 @@ struct Config {
 	size_t n = 1000000;        // part 3: rows ingested
 	double seconds = 5;        // part 2: idle phase; parts 2, 3: QPS loops use 1 s
 	double write_rate = 2000;  // part 2: writer vectors per second
+	double ingest_rate = 0;    // part 3: writer vectors per second (0: as fast as it can)
 	unsigned parts = 7;        // bit mask: 1, 2, 4
 	bool quick = false;
 	std::string cmdline;
@@ -69,6 +70,10 @@ void usage(FILE *out)
 	      "  --n N            part 3: rows ingested (default 1000000)\n"
 	      "  --seconds S      part 2: length of the idle phase (default 5)\n"
 	      "  --write-rate R   part 2: vectors per second the writer upserts (default 2000)\n"
+	      "  --ingest-rate R  part 3: vectors per second of the ingestion (default 0: as fast\n"
+	      "                   as acknowledgements come; then the writer outruns the graph\n"
+	      "                   indexer and every search also scans up to memtable_max_unindexed\n"
+	      "                   fresh vectors exactly)\n"
 	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
 	      "  --tmp DIR        where the databases are made (default /tmp)\n"
@@ -115,6 +120,8 @@ Config parse_args(int argc, char **argv)
 			secs_set = true;
 		} else if (a == "--write-rate") {
 			c.write_rate = strtod(val(), nullptr);
+		} else if (a == "--ingest-rate") {
+			c.ingest_rate = strtod(val(), nullptr);
 		} else if (a == "--parts") {
 			c.parts = 0;
 			for (const char *p = val(); *p; p++)
@@ -286,114 +293,145 @@ double pct(std::vector<double> v, double p)
 	return v[i];
 }
 
+/*
+ * One search thread and one writer on `db` until stop(): latencies of the
+ * queries that finished while phase_on() held, and the writer's progress.
+ */
+struct Load {
+	std::atomic<bool> stop{false};
+	std::vector<Lat> lats;
+	std::atomic<size_t> written{0};
+	std::thread searcher, writer;
+
+	void start(strata_db *db, const Data &data, const Config &cfg, size_t first_row, uint64_t first_id)
+	{
+		searcher = std::thread([this, db, &data]() {
+			strata_search_options so;
+			strata_search_options_default(&so);
+			so.ef = 64;
+			uint64_t ids[K];
+			float d[K];
+			for (size_t i = 0; !stop.load(); i++) {
+				const float *q = data.query.f.data() + (i % data.query.rows) * 128;
+				double t0 = now_s();
+				check_strata(strata_search(db, q, 1, K, &so, ids, d), "strata_search");
+				double t1 = now_s();
+				lats.push_back({t1, (t1 - t0) * 1e6});
+			}
+		});
+		writer = std::thread([this, db, &data, &cfg, first_row, first_id]() {
+			std::vector<uint64_t> ids(100);
+			size_t span = data.base.rows - first_row - 100;
+			double t0 = now_s();
+			size_t done = 0;
+			while (!stop.load()) {
+				double wait = t0 + (double)(done + 100) / cfg.write_rate - now_s();
+				if (wait > 0)
+					usleep((useconds_t)(wait * 1e6));
+				for (size_t i = 0; i < 100; i++)
+					ids[i] = first_id + done + i;
+				size_t row = first_row + done % span;
+				check_strata(strata_upsert(db, ids.data(), data.base.f.data() + row * 128, 100),
+				             "strata_upsert");
+				done += 100;
+				written.store(done);
+			}
+		});
+	}
+	void finish()
+	{
+		stop.store(true);
+		searcher.join();
+		writer.join();
+	}
+	std::vector<double> between(double from, double to) const
+	{
+		std::vector<double> v;
+		for (const Lat &l : lats)
+			if (l.at >= from && l.at < to)
+				v.push_back(l.us);
+		return v;
+	}
+};
+
+/*
+ * The same database state in both phases: segments A and B of one size tier
+ * (plus the writer's rows). Phase 1, merges off: idle. Phase 2, reopened with
+ * merge factor 2: the background merge of A and B starts at once and the
+ * phase lasts while it runs, at most --seconds, the idle phase's length (the
+ * memtable grows the same way in both).
+ */
 void part2(const Config &cfg, const Data &data, const std::string &work)
 {
 	const size_t n = cfg.latency_n, half = n / 2;
-	// Writer rows come after the segments' rows (synthetic rows if need be).
-	const size_t writer_rows = data.base.rows - n;
+	const size_t writer_first_row = n; /* the writer's rows come after the segments' */
 	std::string dir = work + "/p2";
 	strata_options o = base_opts(0);
 	o.disable_background_merges = true;
 	o.sync_mode = STRATA_SYNC_NONE;
 	o.memtable_max_vectors = half + 16;
-	note(fmt("part 2: segment A of %zu rows", half));
+	note(fmt("part 2: segments A and B of %zu rows", half));
 	strata_db *db = open_fresh(dir, o);
 	upsert_rows(db, data, 0, half);
 	check_strata(strata_flush(db), "strata_flush");
+	upsert_rows(db, data, half, 2 * half);
+	check_strata(strata_flush(db), "strata_flush");
 	check_strata(strata_close(db), "strata_close");
-	o.disable_background_merges = false;
-	o.merge_factor = 2;
+
 	o.sync_mode = STRATA_SYNC_ALWAYS;
 	o.memtable_max_vectors = 4 * n;
 	check_strata(strata_open(dir.c_str(), &o, 0, &db), "strata_open");
-
-	std::atomic<bool> stop(false);
-	std::vector<Lat> lats;
-	std::thread searcher([&]() {
-		strata_search_options so;
-		strata_search_options_default(&so);
-		so.ef = 64;
-		uint64_t ids[K];
-		float d[K];
-		for (size_t i = 0; !stop.load(); i++) {
-			const float *q = data.query.f.data() + (i % data.query.rows) * 128;
-			double t0 = now_s();
-			check_strata(strata_search(db, q, 1, K, &so, ids, d), "strata_search");
-			double t1 = now_s();
-			lats.push_back({t1, (t1 - t0) * 1e6});
-		}
-	});
-	std::atomic<size_t> written(0);
-	std::thread writer([&]() {
-		std::vector<uint64_t> ids(100);
-		double t0 = now_s();
-		size_t done = 0;
-		while (!stop.load()) {
-			double due = t0 + (double)(done + 100) / cfg.write_rate;
-			double wait = due - now_s();
-			if (wait > 0)
-				usleep((useconds_t)(wait * 1e6));
-			for (size_t i = 0; i < 100; i++)
-				ids[i] = 10000000 + done + i;
-			size_t row = n + done % std::max<size_t>(writer_rows - 100, 1);
-			check_strata(strata_upsert(db, ids.data(), data.base.f.data() + row * 128, 100),
-			             "strata_upsert");
-			done += 100;
-			written.store(done);
-		}
-	});
 	note(fmt("part 2: idle phase, %.0f s", cfg.seconds));
-	usleep((useconds_t)(0.5 * 1e6)); // let both settle
+	Load idle;
+	idle.start(db, data, cfg, writer_first_row, 10000000);
+	usleep(500000); /* let both settle */
 	double idle_from = now_s();
 	usleep((useconds_t)(cfg.seconds * 1e6));
 	double idle_to = now_s();
-	/* B holds the writer's rows so far too: as many of the rest as make it A's size (one tier). */
-	size_t b_rows = half > written.load() + 100 ? half - written.load() : 100;
-	note(fmt("part 2: segment B (%zu rows + the writer's), then the background merge", b_rows));
-	upsert_rows(db, data, half, half + b_rows);
-	check_strata(strata_flush(db), "strata_flush");
-	double merge_from = 0, merge_to = 0;
+	idle.finish();
+	check_strata(strata_flush(db), "strata_flush"); /* the writer's rows: a small segment apart */
+	check_strata(strata_close(db), "strata_close");
+
+	o.disable_background_merges = false;
+	o.merge_factor = 2;
+	check_strata(strata_open(dir.c_str(), &o, 0, &db), "strata_open");
+	note("part 2: the background merge of A and B");
+	Load busy;
+	busy.start(db, data, cfg, writer_first_row, 20000000);
+	double merge_from = 0, merge_to = 0, deadline = now_s() + cfg.seconds + 10;
 	for (;;) {
 		struct strata_stats st = stats_of(db);
+		double t = now_s();
 		if (st.compaction_running && !merge_from)
-			merge_from = now_s();
-		if (merge_from && !st.compaction_running) {
-			merge_to = now_s();
+			merge_from = t;
+		if (merge_from && (!st.compaction_running || t - merge_from >= cfg.seconds)) {
+			merge_to = t;
 			break;
 		}
-		if (!merge_from && st.merges > 0)
-			die("part 2: the merge ended before it was seen running");
+		if (!merge_from && (st.merges > 0 || t > deadline))
+			die("part 2: the merge was never seen running");
 		usleep(2000);
 	}
-	stop.store(true);
-	searcher.join();
-	writer.join();
+	busy.finish();
 	struct strata_stats st = stats_of(db);
-	std::vector<double> idle, merging;
-	for (const Lat &l : lats) {
-		if (l.at >= idle_from && l.at < idle_to)
-			idle.push_back(l.us);
-		else if (l.at >= merge_from && l.at < merge_to)
-			merging.push_back(l.us);
-	}
+	std::vector<double> a = idle.between(idle_from, idle_to), m = busy.between(merge_from, merge_to);
 	Table t;
-	t.title = fmt("2. Query latency during a background merge of two segments of ~%zu rows vs idle",
-	              half);
+	t.title = fmt("2. Query latency during a background merge of two segments of %zu rows vs idle", half);
 	t.head = {"", "idle", "merge running", "ratio", "target"};
 	t.right = {false, true, true, true, false};
-	t.rows.push_back({"queries", fmt("%zu", idle.size()), fmt("%zu", merging.size()), "", ""});
-	t.rows.push_back({"p50 latency", fmt("%.1f us", pct(idle, 0.5)), fmt("%.1f us", pct(merging, 0.5)),
-	                  fmt("%.2f", pct(merging, 0.5) / pct(idle, 0.5)), ""});
-	t.rows.push_back({"p99 latency", fmt("%.1f us", pct(idle, 0.99)),
-	                  fmt("%.1f us", pct(merging, 0.99)),
-	                  fmt("%.2f", pct(merging, 0.99) / pct(idle, 0.99)), "<= 2.00"});
-	t.notes.push_back(fmt("one search thread (ef 64, k 10, one query per call) and one writer (%.0f "
-	                      "vectors/s, batches of 100, SYNC_ALWAYS) in both phases;",
+	t.rows.push_back({"queries", fmt("%zu", a.size()), fmt("%zu", m.size()), "", ""});
+	t.rows.push_back({"p50 latency", fmt("%.1f us", pct(a, 0.5)), fmt("%.1f us", pct(m, 0.5)),
+	                  fmt("%.2f", pct(m, 0.5) / pct(a, 0.5)), ""});
+	t.rows.push_back({"p99 latency", fmt("%.1f us", pct(a, 0.99)), fmt("%.1f us", pct(m, 0.99)),
+	                  fmt("%.2f", pct(m, 0.99) / pct(a, 0.99)), "<= 2.00"});
+	t.notes.push_back(fmt("the same segments in both phases; one search thread (ef 64, k 10, one query "
+	                      "per call) and one writer (%.0f vectors/s, batches of 100, SYNC_ALWAYS);",
 	                      cfg.write_rate));
-	t.notes.push_back(fmt("the merge: %.1f s, %" PRIu64 " merge(s), at nice +10 on %u cores; "
-	                      "%u segment(s) after",
-	                      merge_to - merge_from, st.merges, std::thread::hardware_concurrency(),
-	                      st.segments));
+	t.notes.push_back(fmt("merge phase: %.1f s measured (%s), merge under SCHED_IDLE on %u cores; "
+	                      "%" PRIu64 " merge(s) committed, %u segment(s) at the end",
+	                      merge_to - merge_from,
+	                      st.merges ? "the whole merge" : "the merge had not finished: cut",
+	                      std::thread::hardware_concurrency(), st.merges, st.segments));
 	check_strata(strata_close(db), "strata_close");
 	render_text(stdout, t);
 	fflush(stdout);
@@ -424,8 +462,14 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	double t0 = now_s();
 	std::thread writer([&]() {
 		std::vector<uint64_t> ids(1000);
+		double w0 = now_s();
 		for (size_t at = 0; at < n && !stop_writer.load(); at += 1000) {
 			size_t m = std::min<size_t>(1000, n - at);
+			if (cfg.ingest_rate > 0) {
+				double wait = w0 + (double)at / cfg.ingest_rate - now_s();
+				if (wait > 0)
+					usleep((useconds_t)(wait * 1e6));
+			}
 			for (size_t i = 0; i < m; i++)
 				ids[i] = at + i;
 			check_strata(strata_upsert(db, ids.data(), data.base.f.data() + at * 128, m),
@@ -434,11 +478,13 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		}
 	});
 	Table t;
-	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, default options", n,
-	              data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "");
-	t.head = {"rows", "time", "segments", "tiers", "memtable", "merges", "write ampl.",
-	          "QPS (ef 64)"};
-	t.right = {true, true, true, false, true, true, true, true};
+	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, default options, %s", n,
+	              data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "",
+	              cfg.ingest_rate > 0 ? fmt("%.0f vectors/s", cfg.ingest_rate).c_str()
+	                                  : "as fast as acknowledged");
+	t.head = {"rows", "time", "segments", "tiers", "memtable", "unindexed", "merges",
+	          "write ampl.", "QPS (ef 64)"};
+	t.right = {true, true, true, false, true, true, true, true, true};
 	std::vector<double> qps_writing;
 	for (int step = 1; step <= 10; step++) {
 		size_t mark = n * (size_t)step / 10;
@@ -450,6 +496,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 			qps_writing.push_back(q);
 		t.rows.push_back({fmt("%zu", mark), fmt("%.0f s", now_s() - t0), fmt("%u", st.segments),
 		                  tiers_of(st), fmt("%" PRIu64, st.memtable_vectors),
+		                  fmt("%" PRIu64, st.memtable_unindexed),
 		                  fmt("%" PRIu64, st.merges), fmt("%.2f", st.write_amplification),
 		                  step < 10 ? fmt("%.0f", q) : "(done)"});
 		note(fmt("part 3: %zu rows", mark));
