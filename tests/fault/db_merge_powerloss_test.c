@@ -138,10 +138,16 @@ static uint64_t run(strata_sync_mode mode, uint64_t seed, uint64_t crash_at, enu
 		x->del = rng(&s) % 3 == 0;
 		float vecs[BATCH * DIM];
 		for (size_t j = 0; j < x->n; j++) {
+			/* Distinct within the batch: step on until no earlier id is met. */
 			x->ids[j] = rng(&s) % IDS;
-			for (size_t t = 0; t < j; t++)
-				if (x->ids[t] == x->ids[j])
+			for (size_t t = 0; t < j;) {
+				if (x->ids[t] == x->ids[j]) {
 					x->ids[j] = (x->ids[j] + 1) % IDS;
+					t = 0;
+				} else {
+					t++;
+				}
+			}
 			x->ver[j] = ++next_ver[x->ids[j]];
 			vec_of(x->ids[j], x->ver[j], vecs + j * DIM);
 		}
