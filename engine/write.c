@@ -31,6 +31,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "failpoint.h"
 #include "fio.h"
 #include "tombstone.h"
 #include "wal.h"
@@ -333,18 +334,22 @@ static int flush_frozen(strata_db *db)
 		old_gens[i] = s->entry.tomb_gen;
 		nm.segments[i].tomb_gen = gen;
 	}
+	fp_step("flush.deletion_files_written");
 	struct mf_segment e = {0};
 	uint64_t seq = nm.next_seq++;
 	if ((rc = write_frozen(db, fz, db->frozen_drop, seq, &e, &old_of_new, &empty)))
 		goto done;
 	if (!empty)
 		nm.segments[nm.segment_count++] = e;
+	fp_step("flush.segment_written");
 	if ((rc = fio_fsync_dir(db->dir)))
 		goto done;
+	fp_step("flush.dir_synced");
 	nm.checkpoint_lsn = db->checkpoint_pending;
 	nm.generation++;
 	if ((rc = mf_commit(db->dir, &nm)))
 		goto done;
+	fp_step("flush.manifest_committed");
 	if (!empty && (rc = db_segment_open(db, &e, &newseg)))
 		goto done; /* committed but unreadable: the next open reports it */
 

@@ -237,8 +237,10 @@ int wal_remove_upto(struct wal *w, uint64_t lsn)
 			break;
 		char name[WAL_FILE_NAME_LEN + 1], path[WAL_PATH_MAX];
 		walrec_file_name(lsns[i], name, sizeof name);
-		if (!(rc = wal_path_join(path, sizeof path, w->dir, name)) && !(rc = fio_unlink(path)))
+		if (!(rc = wal_path_join(path, sizeof path, w->dir, name)) && !(rc = fio_unlink(path))) {
 			removed++;
+			fp_step("wal.file_removed");
+		}
 	}
 	free(lsns);
 	if (removed) {
