@@ -36,6 +36,8 @@ static bool fp_site_ok(enum fp_site site)
 	return (unsigned)site < FP_SITE_COUNT;
 }
 
+static void fp_trace_put(const char *name); /* fp_lock held */
+
 int fp_inject(enum fp_site site)
 {
 	int rc = 0;
@@ -45,8 +47,10 @@ int fp_inject(enum fp_site site)
 	struct fp_state *s = &fp_sites[site];
 	if (s->hits < INT_MAX)
 		s->hits++;
-	if (s->nth > 0 && (s->sticky ? s->hits >= s->nth : s->hits == s->nth))
+	if (s->nth > 0 && (s->sticky ? s->hits >= s->nth : s->hits == s->nth)) {
 		rc = -s->errno_value;
+		fp_trace_put(FP_INJECTED);
+	}
 	pthread_mutex_unlock(&fp_lock);
 	return rc;
 }
@@ -98,16 +102,21 @@ static struct {
 	const char *trace[FP_TRACE_MAX];
 } fp_steps;
 
+static void fp_trace_put(const char *name)
+{
+	if (!fp_steps.tracing)
+		return;
+	if (fp_steps.trace_n < FP_TRACE_MAX)
+		fp_steps.trace[fp_steps.trace_n] = name;
+	if (fp_steps.trace_n < INT_MAX)
+		fp_steps.trace_n++;
+}
+
 void fp_step(const char *name)
 {
 	bool crash = false;
 	pthread_mutex_lock(&fp_lock);
-	if (fp_steps.tracing) {
-		if (fp_steps.trace_n < FP_TRACE_MAX)
-			fp_steps.trace[fp_steps.trace_n] = name;
-		if (fp_steps.trace_n < INT_MAX)
-			fp_steps.trace_n++;
-	}
+	fp_trace_put(name);
 	if (fp_steps.name && !fp_steps.crashed && strcmp(fp_steps.name, name) == 0 &&
 	    ++fp_steps.hits == fp_steps.nth) {
 		crash = true;

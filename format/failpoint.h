@@ -85,10 +85,13 @@ void fp_arm_crash(const char *name, int nth, enum fp_crash how);
 bool fp_crashed(void);
 /*
  * Record the steps passed from now on, in order, up to FP_TRACE_MAX
- * (later ones are counted, not kept). fp_trace_get copies at most `max`
- * names to names_out and returns how many steps were passed in all.
+ * (later ones are counted, not kept), and every failure an armed site
+ * injects as the pseudo-step FP_INJECTED, so a test can tell between which
+ * steps it happened. fp_trace_get copies at most `max` names to names_out
+ * and returns how many entries were traced in all.
  */
 #define FP_TRACE_MAX 4096
+#define FP_INJECTED "fp.injected"
 void fp_trace_start(void);
 int fp_trace_get(const char **names_out, int max);
 #else

@@ -32,134 +32,11 @@
 
 #if STRATA_FAILPOINTS
 #include "fio_record.h"
+#include "t_workload.h"
 
-#define DIM 4
-#define IDS 120
-#define BATCH 6
-#define OPS 44
 #define MAX_STEPS 64
 
-enum op_kind { OP_UPSERT, OP_DELETE, OP_FLUSH, OP_REOPEN };
-
-struct op {
-	enum op_kind kind;
-	size_t n;
-	uint64_t ids[BATCH];
-	uint32_t ver[BATCH];
-};
-
-static struct op ops[OPS];
-
-static uint64_t rng(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static void vec_of(uint64_t id, uint32_t ver, float *v)
-{
-	uint64_t s = id * 7919u + ver;
-	for (int j = 0; j < DIM; j++)
-		v[j] = (float)(rng(&s) % 1000) / 10.0f;
-}
-
-/* The workload: upserts and deletes of a few ids, flushes (deletion files too), one reopen. */
-static void make_ops(void)
-{
-	uint32_t next_ver[IDS] = {0};
-	uint64_t s = 12345;
-	for (int i = 0; i < OPS; i++) {
-		struct op *o = &ops[i];
-		memset(o, 0, sizeof *o);
-		if (i % 11 == 10) {
-			o->kind = OP_FLUSH;
-			continue;
-		}
-		if (i == 27) {
-			o->kind = OP_REOPEN;
-			continue;
-		}
-		o->kind = i > 12 && rng(&s) % 4 == 0 ? OP_DELETE : OP_UPSERT;
-		o->n = 1 + rng(&s) % BATCH;
-		for (size_t k = 0; k < o->n; k++) {
-			uint64_t id = rng(&s) % IDS;
-			for (size_t j = 0; j < k; j++)
-				if (o->ids[j] == id)
-					id = (id + 1) % IDS, j = (size_t)-1; /* again from the start */
-			o->ids[k] = id;
-			o->ver[k] = ++next_ver[id];
-		}
-	}
-}
-
-static strata_options opts(void)
-{
-	strata_options o;
-	strata_options_default(&o);
-	o.dim = DIM;
-	o.M = 4;
-	o.ef_construction = 16;
-	o.threads = 1;
-	o.memtable_max_vectors = 1000; /* flushes only where the workload asks: steps in a fixed order */
-	o.wal_file_bytes = 1024;       /* rotations, and removals of flushed files */
-	return o;
-}
-
-/*
- * Run the workload on `dir` (which exists). Each acknowledged op's index goes
- * to ack(ctx, i). Returns the index of the op that failed, or OPS.
- */
-static int workload(const char *dir, void (*ack)(void *ctx, int i), void *ctx)
-{
-	strata_options o = opts();
-	strata_db *db = NULL;
-	if (strata_open(dir, &o, 0, &db) != 0)
-		return -1;
-	int i;
-	for (i = 0; i < OPS; i++) {
-		const struct op *op = &ops[i];
-		float vecs[BATCH * DIM];
-		int rc = 0;
-		switch (op->kind) {
-		case OP_UPSERT:
-			for (size_t k = 0; k < op->n; k++)
-				vec_of(op->ids[k], op->ver[k], vecs + k * DIM);
-			rc = strata_upsert(db, op->ids, vecs, op->n);
-			break;
-		case OP_DELETE:
-			rc = strata_delete(db, op->ids, op->n);
-			break;
-		case OP_FLUSH:
-			rc = strata_flush(db);
-			break;
-		case OP_REOPEN:
-			rc = strata_close(db);
-			db = NULL;
-			if (!rc)
-				rc = strata_open(dir, &o, 0, &db);
-			break;
-		}
-		if (rc)
-			break;
-		ack(ctx, i);
-	}
-	if (db)
-		strata_close(db); /* after a crash its syncs fail: that is the point */
-	return i;
-}
-
-struct acks {
-	int n; /* ops 0..n-1 acknowledged (a prefix: the workload stops at the first failure) */
-};
-
-static void ack_mem(void *ctx, int i)
-{
-	struct acks *a = ctx;
-	if (i == a->n)
-		a->n = i + 1;
-}
+static struct t_workload wl;
 
 static void ack_pipe(void *ctx, int i)
 {
@@ -168,62 +45,12 @@ static void ack_pipe(void *ctx, int i)
 		_exit(3);
 }
 
-/* What the first n ops leave: version of each id, 0 = absent. */
-static void model_after(int n, uint32_t ver[IDS])
-{
-	memset(ver, 0, IDS * sizeof *ver);
-	for (int i = 0; i < n && i < OPS; i++)
-		for (size_t k = 0; k < ops[i].n; k++)
-			ver[ops[i].ids[k]] = ops[i].kind == OP_UPSERT ? ops[i].ver[k] : 0;
-}
-
-static bool holds(strata_db *db, uint64_t id, uint32_t ver)
-{
-	float got[DIM], want[DIM];
-	int rc = strata_get(db, id, got);
-	if (!ver)
-		return rc == STRATA_ENOTFOUND;
-	vec_of(id, ver, want);
-	return rc == 0 && memcmp(got, want, sizeof got) == 0;
-}
-
-/* Reopen after the crash and check the contract; `acked` ops were acknowledged. */
-static void check_reopen(const char *dir, int acked, const char *what)
-{
-	strata_options o = opts();
-	strata_db *db = NULL;
-	int rc = strata_open(dir, &o, STRATA_VERIFY, &db);
-	cr_assert_eq(rc, 0, "%s: reopen: %s: %s", what, strata_strerror(rc), strata_last_error_detail());
-	uint32_t pre[IDS], post[IDS];
-	model_after(acked, pre);
-	model_after(acked + 1, post); /* the op in flight, applied */
-	bool is_pre = true, is_post = true;
-	for (uint64_t id = 0; id < IDS; id++) {
-		bool a = holds(db, id, pre[id]), b = holds(db, id, post[id]);
-		cr_assert(a || b, "%s: id %llu lost or damaged (%u acknowledged, %u in flight)", what,
-		          (unsigned long long)id, pre[id], post[id]);
-		is_pre &= a;
-		is_post &= b;
-	}
-	cr_assert(is_pre || is_post, "%s: the call in flight (op %d) is half applied", what, acked);
-	/* It takes writes again. */
-	float v[DIM];
-	uint64_t id = 7;
-	vec_of(id, 1000, v);
-	rc = strata_upsert(db, &id, v, 1);
-	cr_assert_eq(rc, 0, "%s: write after reopen: %s", what, strata_last_error_detail());
-	rc = strata_flush(db);
-	cr_assert_eq(rc, 0, "%s: flush after reopen: %s", what, strata_last_error_detail());
-	cr_assert(holds(db, id, 1000));
-	cr_assert_eq(strata_close(db), 0);
-}
-
 /* A fresh database directory, created and closed (the crash runs start from it). */
 static void fresh_db(struct t_dir *d, char *dir, size_t len)
 {
 	*d = t_dir_new_mem();
 	t_path(d, "db", dir, len);
-	strata_options o = opts();
+	strata_options o = t_wl_options();
 	strata_db *db;
 	cr_assert_eq(strata_open(dir, &o, STRATA_CREATE, &db), 0, "%s", strata_last_error_detail());
 	cr_assert_eq(strata_close(db), 0);
@@ -242,14 +69,14 @@ static int trace_steps(struct step_count *out)
 	fresh_db(&d, dir, sizeof dir);
 	fp_disarm_all();
 	fp_trace_start();
-	struct acks a = {0};
-	int end = workload(dir, ack_mem, &a);
+	struct t_wl_acks a = {0};
+	int end = t_wl_run_dir(&wl, dir, t_wl_ack_mem, &a);
 	static const char *trace[FP_TRACE_MAX];
 	int n = fp_trace_get(trace, FP_TRACE_MAX);
 	fp_disarm_all();
-	cr_assert_eq(end, OPS, "the clean run failed at op %d: %s", end, strata_last_error_detail());
+	cr_assert_eq(end, T_WL_OPS, "the clean run failed at op %d: %s", end, strata_last_error_detail());
 	cr_assert(n <= FP_TRACE_MAX);
-	check_reopen(dir, OPS, "clean run");
+	t_wl_check_reopen(&wl, dir, T_WL_OPS, "clean run");
 	t_dir_free(&d);
 	int kinds = 0;
 	for (int i = 0; i < n; i++) {
@@ -281,8 +108,8 @@ static bool crash_exit(const char *step, int nth)
 		close(p[0]);
 		fp_disarm_all();
 		fp_arm_crash(step, nth, FP_CRASH_EXIT);
-		int end = workload(dir, ack_pipe, &p[1]);
-		_exit(end == OPS ? 0 : 1);
+		int end = t_wl_run_dir(&wl, dir, ack_pipe, &p[1]);
+		_exit(end == T_WL_OPS ? 0 : 1);
 	}
 	close(p[1]);
 	int i, acked = 0;
@@ -296,7 +123,7 @@ static bool crash_exit(const char *step, int nth)
 	int code = WEXITSTATUS(status);
 	cr_assert(code == FP_CRASH_EXIT_CODE || code == 0, "%s: a write failed without a crash (exit %d)",
 	          what, code);
-	check_reopen(dir, acked, what);
+	t_wl_check_reopen(&wl, dir, acked, what);
 	t_dir_free(&d);
 	return code == FP_CRASH_EXIT_CODE;
 }
@@ -312,14 +139,14 @@ static bool crash_power(const char *step, int nth, enum fio_tear tear)
 	fio_record_set_tear(tear, (uint64_t)nth * 131 + strlen(step));
 	fp_disarm_all();
 	fp_arm_crash(step, nth, FP_CRASH_POWER);
-	struct acks a = {0};
-	int end = workload(dir, ack_mem, &a);
+	struct t_wl_acks a = {0};
+	int end = t_wl_run_dir(&wl, dir, t_wl_ack_mem, &a);
 	bool crashed = fp_crashed();
 	fp_disarm_all();
-	cr_assert(crashed || end == OPS, "%s: op %d failed without a crash: %s", what, end,
+	cr_assert(crashed || end == T_WL_OPS, "%s: op %d failed without a crash: %s", what, end,
 	          strata_last_error_detail());
 	cr_assert_eq(fio_record_powerloss(), 0, "%s: %s", what, strata_last_error_detail());
-	check_reopen(dir, a.n, what);
+	t_wl_check_reopen(&wl, dir, a.n, what);
 	t_dir_free(&d);
 	return crashed;
 }
@@ -338,7 +165,7 @@ Test(db_steps, crash_at_every_named_step_keeps_acknowledged_writes, .timeout = 9
 	T_NEED_FAILPOINTS();
 #if STRATA_FAILPOINTS
 	setenv("STRATA_WAL_IO", "pwrite", 1);
-	make_ops();
+	t_wl_make(&wl);
 	struct step_count steps[MAX_STEPS];
 	int kinds = trace_steps(steps);
 	for (size_t e = 0; e < sizeof expected_steps / sizeof *expected_steps; e++) {
@@ -372,20 +199,19 @@ Test(db_steps, crash_between_tail_cut_and_its_sync_recovers, .timeout = 120)
 	T_NEED_FAILPOINTS();
 #if STRATA_FAILPOINTS
 	setenv("STRATA_WAL_IO", "pwrite", 1);
-	make_ops();
 	for (int way = 0; way < 2; way++) {
 		struct t_dir d;
 		char dir[700];
 		fresh_db(&d, dir, sizeof dir);
 		/* Ten acknowledged upserts, then the log's last bytes torn off. */
-		strata_options o = opts();
+		strata_options o = t_wl_options();
 		o.wal_file_bytes = 1 << 20;
 		strata_db *db;
 		cr_assert_eq(strata_open(dir, &o, 0, &db), 0);
 		for (int i = 0; i < 10; i++) {
 			uint64_t id = (uint64_t)i;
-			float v[DIM];
-			vec_of(id, 1, v);
+			float v[T_WL_DIM];
+			t_wl_vec(id, 1, v);
 			cr_assert_eq(strata_upsert(db, &id, v, 1), 0);
 		}
 		cr_assert_eq(strata_close(db), 0);
@@ -427,8 +253,8 @@ Test(db_steps, crash_between_tail_cut_and_its_sync_recovers, .timeout = 120)
 		cr_assert_eq(st.replay_torn_bytes != 0, way == 1, "torn bytes %llu",
 		             (unsigned long long)st.replay_torn_bytes);
 		for (uint64_t id = 0; id < 9; id++)
-			cr_assert(holds(db, id, 1), "whole record of id %llu lost", (unsigned long long)id);
-		cr_assert(holds(db, 9, 0), "the torn record came back");
+			cr_assert(t_wl_holds(db, id, 1), "whole record of id %llu lost", (unsigned long long)id);
+		cr_assert(t_wl_holds(db, 9, 0), "the torn record came back");
 		cr_assert_eq(strata_close(db), 0);
 		t_dir_free(&d);
 	}
