@@ -124,6 +124,22 @@ static uint8_t *zframe(const uint8_t *raw, size_t len, size_t *out_len)
 	return f;
 }
 
+/* A frame with a 1 KiB window and no content size: its decoder needs 1 KiB, whatever it inflates to. */
+static uint8_t *zframe_small_window(const uint8_t *raw, size_t len, size_t *out_len)
+{
+	size_t cap = ZSTD_compressBound(len);
+	uint8_t *f = malloc(cap);
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	cr_assert(cc && f);
+	cr_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 10)));
+	cr_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0)));
+	size_t n = ZSTD_compress2(cc, f, cap, raw, len);
+	cr_assert(!ZSTD_isError(n), "%s", ZSTD_getErrorName(n));
+	ZSTD_freeCCtx(cc);
+	*out_len = n;
+	return f;
+}
+
 static struct blob craft(const struct ent *e, size_t n, const struct craft *c)
 {
 	struct craft none = {0};
@@ -628,11 +644,15 @@ Test(bundle, refuses_a_declared_size_over_the_free_space)
 Test(bundle, refuses_a_zip_bomb_at_the_first_byte_past_the_declared_size)
 {
 	struct fixture f = fixture_new();
-	/* 64 MiB of zeros compress to a few KiB; the entry declares the segment's real size. */
+	/*
+	 * 64 MiB of zeros compress to a few KiB; the entry declares the segment's
+	 * real size. With a small window the frame decodes until the first byte
+	 * past the declared size.
+	 */
 	size_t big = (size_t)64 << 20;
 	uint8_t *zeros = calloc(1, big);
 	size_t flen;
-	uint8_t *frame = zframe(zeros, big, &flen);
+	uint8_t *frame = zframe_small_window(zeros, big, &flen);
 	struct ent s = seg_ent(&f);
 	s.frame = frame;
 	s.frame_len = flen;
@@ -642,6 +662,17 @@ Test(bundle, refuses_a_zip_bomb_at_the_first_byte_past_the_declared_size)
 	                    .raw_len = f.manifest.len, .frame = frame, .frame_len = flen}};
 	struct craft c = {.uuid = f.mf.db_uuid};
 	expect_refusal(&f, craft(e, 1, &c), STRATA_ECORRUPT, "more than the");
+	free(frame);
+	/*
+	 * Compressed as zstd does by default, the frame asks for a window as large
+	 * as its 64 MiB: refused before the decoder allocates it, since the entry
+	 * declares far less (bundle_reader_next bounds the window by that).
+	 */
+	frame = zframe(zeros, big, &flen);
+	s = seg_ent(&f);
+	s.frame = frame;
+	s.frame_len = flen;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "too much memory");
 	free(frame);
 	free(zeros);
 	fixture_free(&f);
