@@ -67,6 +67,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
+	/* The log's writer is not under test here: skip io_uring's per-open ring setup (~20% per input). */
+	setenv("STRATA_WAL_IO", "pwrite", 0);
 	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
 	snprintf(fz_dir, sizeof fz_dir, "%s/strata-fuzz-wal-XXXXXX", base ? base : "/tmp");
 	FZ_ASSERT(mkdtemp(fz_dir) != NULL, "mkdtemp %s", fz_dir);
