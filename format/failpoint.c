@@ -91,6 +91,9 @@ int fp_hits(enum fp_site site)
 
 /* ---- named steps ---- */
 
+/* libgcov's, in coverage builds only (a weak reference is null elsewhere): a crash keeps its counts. */
+extern void __gcov_dump(void) __attribute__((weak));
+
 static struct {
 	const char *name; /* armed step, NULL = none */
 	int nth;
@@ -126,8 +129,11 @@ void fp_step(const char *name)
 	pthread_mutex_unlock(&fp_lock);
 	if (!crash)
 		return;
-	if (how == FP_CRASH_EXIT)
+	if (how == FP_CRASH_EXIT) {
+		if (__gcov_dump)
+			__gcov_dump();
 		_exit(FP_CRASH_EXIT_CODE);
+	}
 	fio_record_crash_after(1); /* already past: the next mutating call dies */
 }
 

@@ -109,7 +109,7 @@ static bool crash_exit(const char *step, int nth)
 		fp_disarm_all();
 		fp_arm_crash(step, nth, FP_CRASH_EXIT);
 		int end = t_wl_run_dir(&wl, dir, ack_pipe, &p[1]);
-		_exit(end == T_WL_OPS ? 0 : 1);
+		t_child_exit(end == T_WL_OPS ? 0 : 1);
 	}
 	close(p[1]);
 	int i, acked = 0;

@@ -15,6 +15,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* libgcov's, present only in coverage builds (a weak reference is null elsewhere). */
+extern void __gcov_dump(void) __attribute__((weak));
+
+_Noreturn void t_child_exit(int code)
+{
+	if (__gcov_dump)
+		__gcov_dump();
+	_exit(code);
+}
+
 static void t_die(const char *what, const char *path)
 {
 	fprintf(stderr, "t_support: %s: %s: %s\n", what, path, strerror(errno));

@@ -397,7 +397,7 @@ static struct blob write_through_pipe(const struct bundle_file *files, uint32_t 
 		struct bundle_pack_opts o = {.level = 3, .threads = 2, .spill_dir = spill_dir};
 		int rc = bundle_write(p[1], "pipe", files, count, uuid, &o, NULL);
 		close(p[1]);
-		_exit(rc == 0 ? 0 : 1);
+		t_child_exit(rc == 0 ? 0 : 1);
 	}
 	close(p[1]);
 	size_t cap = 1 << 20, len = 0;
