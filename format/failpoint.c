@@ -91,8 +91,9 @@ int fp_hits(enum fp_site site)
 
 /* ---- named steps ---- */
 
-/* libgcov's, in coverage builds only (a weak reference is null elsewhere): a crash keeps its counts. */
-extern void __gcov_dump(void) __attribute__((weak));
+#if STRATA_COVERAGE
+void __gcov_dump(void); /* libgcov's: a crash keeps what it counted */
+#endif
 
 static struct {
 	const char *name; /* armed step, NULL = none */
@@ -130,8 +131,9 @@ void fp_step(const char *name)
 	if (!crash)
 		return;
 	if (how == FP_CRASH_EXIT) {
-		if (__gcov_dump)
-			__gcov_dump();
+#if STRATA_COVERAGE
+		__gcov_dump();
+#endif
 		_exit(FP_CRASH_EXIT_CODE);
 	}
 	fio_record_crash_after(1); /* already past: the next mutating call dies */

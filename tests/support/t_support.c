@@ -15,13 +15,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* libgcov's, present only in coverage builds (a weak reference is null elsewhere). */
-extern void __gcov_dump(void) __attribute__((weak));
+#if STRATA_COVERAGE
+void __gcov_dump(void); /* libgcov's: write the counters now */
+#endif
 
 _Noreturn void t_child_exit(int code)
 {
-	if (__gcov_dump)
-		__gcov_dump();
+#if STRATA_COVERAGE
+	__gcov_dump();
+#endif
 	_exit(code);
 }
 

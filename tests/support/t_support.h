@@ -27,7 +27,7 @@ const char *t_path(const struct t_dir *d, const char *name, char *buf, size_t le
 /*
  * End a fork()ed child at once (_exit: no atexit handlers, no stdio flush),
  * but first write its coverage counters when the build measures coverage
- * (-Db_coverage=true), so that what the child ran counts.
+ * (-Db_coverage=true, STRATA_COVERAGE=1), so that what the child ran counts.
  */
 _Noreturn void t_child_exit(int code);
 
