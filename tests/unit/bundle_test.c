@@ -998,3 +998,97 @@ Test(bundle, every_failing_write_fsync_or_rename_leaves_nothing)
 	fixture_free(&f);
 }
 #endif
+
+/* Mappings of `path` in this process. */
+static int t_mappings_of_file(const char *path)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, path) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * What pack reads must check out before a byte is written: a MANIFEST that is
+ * missing, oversized or damaged, a segment missing, of another size, damaged,
+ * of another database's header or parameters, or with a deletion file (which
+ * bundles of this version cannot carry). Each is refused with its code and a
+ * detail naming the file, and nothing is left mapped.
+ */
+Test(bundle, snapshot_refuses_a_database_that_does_not_check_out)
+{
+	struct fixture f = fixture_new();
+	char mf_path[700], seg_path[700];
+	snprintf(mf_path, sizeof mf_path, "%s/MANIFEST", f.db);
+	snprintf(seg_path, sizeof seg_path, "%s/seg-0000000000000001.seg", f.db);
+	struct bundle_snapshot s;
+
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), 0, "%s", err_detail());
+	cr_assert_eq(s.count, 2);
+	cr_assert_eq(s.vectors, N);
+	bundle_snapshot_free(&s);
+	cr_assert_eq(bundle_snapshot_open(NULL, &s), STRATA_EINVAL);
+
+	/* The MANIFEST: missing, larger than any valid one, damaged. */
+	unlink(mf_path);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ENOTFOUND, "%s", err_detail());
+	size_t big = MF_HEADER_SIZE + (size_t)MF_ENTRY_SIZE * MF_SEGMENTS_MAX + 1;
+	uint8_t *zeros = calloc(1, big);
+	t_write_file(mf_path, zeros, big);
+	free(zeros);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "larger than"), "%s", err_detail());
+	t_write_file(mf_path, f.manifest.data, f.manifest.len - 1);
+	int rc = bundle_snapshot_open(f.db, &s);
+	cr_assert(STRATA_IS_DATA_ERROR(rc) && strstr(err_detail(), "MANIFEST"), "%d %s", rc, err_detail());
+
+	/* The segment: another size, missing, damaged behind a right size. */
+	struct mf_manifest m = f.mf;
+	struct mf_segment e = f.mf.segments[0];
+	m.segments = &e;
+	e.file_size += 64;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ETRUNCATED, "%s", err_detail());
+	e.file_size -= 128;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	e = f.mf.segments[0];
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	unlink(seg_path);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "missing"), "%s", err_detail());
+	uint8_t *bad = malloc(f.seg.len);
+	memcpy(bad, f.seg.data, f.seg.len);
+	bad[0] ^= 1; /* the magic */
+	t_write_file(seg_path, bad, f.seg.len);
+	free(bad);
+	rc = bundle_snapshot_open(f.db, &s);
+	cr_assert(STRATA_IS_DATA_ERROR(rc) && strstr(err_detail(), "seg-0000000000000001.seg"), "%d %s",
+	          rc, err_detail());
+	t_write_file(seg_path, f.seg.data, f.seg.len);
+
+	/* The entry does not describe the file: another header, count or parameters. */
+	e.header_xxh3 ^= 1;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "header checksum"), "%s", err_detail());
+	e = f.mf.segments[0];
+	m.M = f.mf.M + 1;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "differ from the MANIFEST"), "%s", err_detail());
+	m.M = f.mf.M;
+
+	/* A deletion file: refused as a newer version's feature, not silently dropped. */
+	e.tomb_gen = m.next_seq;
+	m.next_seq++;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_EVERSION, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "deletion file"), "%s", err_detail());
+	cr_assert_eq(t_mappings_of_file(seg_path), 0, "a refused snapshot left the segment mapped");
+	fixture_free(&f);
+}
