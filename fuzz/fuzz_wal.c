@@ -270,6 +270,8 @@ static void fz_engine(const uint8_t *data, size_t size, uint64_t first, uint64_t
                       int rc_ro, const struct wal_recovery *ro, struct fz_rng *r)
 {
 	fz_clear();
+	if (after > WAL_LSN_MAX)
+		return; /* no valid MANIFEST holds such a checkpoint (fuzz_manifest checks it is refused) */
 	static const uint32_t metrics[] = {STRATA_METRIC_L2, STRATA_METRIC_IP, STRATA_METRIC_COSINE};
 	struct mf_manifest mf = {
 		.dim = FZ_WAL_DIM,
@@ -300,6 +302,13 @@ static void fz_engine(const uint8_t *data, size_t size, uint64_t first, uint64_t
 		          rc_ro, rc);
 		FZ_ASSERT(err_detail()[0] != '\0', "open refused without a detail");
 		FZ_ASSERT(db == untouched, "a failed open wrote *db_out");
+		return;
+	}
+	if (rc == STRATA_ELIMIT) {
+		/* A log that ends at the largest LSN cannot be continued: a writer may not open it. */
+		FZ_ASSERT(ro->last_lsn == WAL_LSN_MAX || after == WAL_LSN_MAX,
+		          "ELIMIT from an open whose log ends at %llu (checkpoint %llu)",
+		          (unsigned long long)ro->last_lsn, (unsigned long long)after);
 		return;
 	}
 	if (rc) {

@@ -625,3 +625,67 @@ Test(db_limits, searches_at_and_past_the_limits, .timeout = 120)
 	}
 	free(v);
 }
+
+/*
+ * LSNs end at 2^63-1 (FORMAT.md 10.1), so that the next one never wraps.
+ * fuzz_wal found a MANIFEST whose checkpoint was 2^64-1 making a writer's
+ * open fail with STRATA_EINVAL (the next LSN wrapped to 0): now such a
+ * MANIFEST, or a WAL file starting past the bound, is corrupt, and a valid
+ * log that ends at the bound cannot be continued (STRATA_ELIMIT), though it
+ * still opens read-only.
+ */
+Test(db_limits, lsns_past_the_largest_are_corrupt_and_the_last_one_ends_the_log)
+{
+	struct t_blob seg = t_golden_file("seg-0000000000000001.seg");
+	static const uint64_t checkpoints[] = {UINT64_MAX, 1ull << 63, (1ull << 63) - 1};
+	for (size_t c = 0; c < 3; c++) {
+		struct t_dir d = t_dir_new();
+		char dir[700], p[1024];
+		t_path(&d, "db", dir, sizeof dir);
+		cr_assert_eq(mkdir(dir, 0755), 0);
+		snprintf(p, sizeof p, "%s/seg-0000000000000001.seg", dir);
+		t_write_file(p, seg.data, seg.len);
+		struct t_blob mf = t_golden_file("MANIFEST");
+		le_store32(mf.data + MF_OFF_VERSION, 2); /* a checkpoint has meaning from version 2 */
+		le_store64(mf.data + MF_OFF_CHECKPOINT_LSN, checkpoints[c]);
+		le_store64(mf.data + MF_OFF_HEADER_XXH3, xsum64(mf.data, MF_OFF_HEADER_XXH3));
+		snprintf(p, sizeof p, "%s/MANIFEST", dir);
+		t_write_file(p, mf.data, mf.len);
+		free(mf.data);
+		strata_db *db = NULL;
+		if (checkpoints[c] > (1ull << 63) - 1) {
+			t_assert_refused(dir, STRATA_ECORRUPT, "checkpoint_lsn", "checkpoint past 2^63-1");
+		} else {
+			cr_assert_eq(strata_open(dir, NULL, STRATA_READONLY, &db), 0, "%s",
+			             strata_last_error_detail());
+			strata_close(db);
+			int rc = strata_open(dir, NULL, 0, &db);
+			cr_assert_eq(rc, STRATA_ELIMIT, "a writer at the last LSN: %d (%s)", rc,
+			             strata_last_error_detail());
+			cr_assert(strstr(strata_last_error_detail(), "2^63-1"), "%s", strata_last_error_detail());
+		}
+		t_dir_free(&d);
+	}
+
+	/* A WAL file whose header starts past the bound (make_seeds --limits wrote it; dim 3). */
+	static const uint8_t uuid[16] = {0x57, 0x41, 0x4c, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
+	                                 0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31};
+	struct t_blob wal = t_regress_file("wal/first-lsn-2p63.log");
+	struct t_dir d = t_dir_new();
+	char dir[700], p[1024];
+	t_path(&d, "db", dir, sizeof dir);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	struct mf_manifest m = {.dim = 3, .metric = STRATA_METRIC_L2, .M = 4, .ef_construction = 8,
+	                        .ef_search = 8, .generation = 1, .next_seq = 1};
+	memcpy(m.db_uuid, uuid, 16);
+	cr_assert_eq(mf_commit(dir, &m), 0);
+	snprintf(p, sizeof p, "%s/wal-8000000000000000.log", dir);
+	t_write_file(p, wal.data, wal.len);
+	strata_db *db = NULL;
+	int rc = strata_open(dir, NULL, 0, &db);
+	cr_assert_eq(rc, STRATA_ECORRUPT, "%d (%s)", rc, strata_last_error_detail());
+	cr_assert(strstr(strata_last_error_detail(), "first_lsn"), "%s", strata_last_error_detail());
+	free(wal.data);
+	free(seg.data);
+	t_dir_free(&d);
+}
