@@ -1092,3 +1092,78 @@ Test(bundle, snapshot_refuses_a_database_that_does_not_check_out)
 	cr_assert_eq(t_mappings_of_file(seg_path), 0, "a refused snapshot left the segment mapped");
 	fixture_free(&f);
 }
+
+/* Listing from the back (bundle_index_decode, `strata inspect`) refuses what the stream refuses. */
+Test(bundle, the_index_refuses_duplicate_names_and_an_overdrawn_total)
+{
+	struct fixture f = fixture_new();
+	struct ent e[3] = {
+		{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data, .raw_len = f.manifest.len},
+		seg_ent(&f),
+		seg_ent(&f),
+	};
+	struct craft c = {.uuid = f.mf.db_uuid};
+	struct blob b = craft(e, 3, &c);
+	struct bundle_index idx;
+	cr_assert_eq(bundle_index_decode(b.b, b.len, &idx), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "appears twice"), "%s", err_detail());
+	free(b.b);
+
+	c.total_set = true;
+	c.total = f.manifest.len + f.seg.len - 1;
+	b = craft(e, 2, &c);
+	cr_assert_eq(bundle_index_decode(b.b, b.len, &idx), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "header's total"), "%s", err_detail());
+	free(b.b);
+
+	c.total = f.manifest.len + f.seg.len;
+	b = craft(e, 2, &c);
+	cr_assert_eq(bundle_index_decode(b.b, b.len, &idx), 0, "%s", err_detail());
+	cr_assert_eq(idx.count, 2);
+	bundle_index_free(&idx);
+	free(b.b);
+	fixture_free(&f);
+}
+
+/* The writer never writes what the reader refuses: each bad request fails before a byte is out. */
+Test(bundle, the_writer_refuses_what_readers_refuse_before_writing)
+{
+	struct t_dir d = t_dir_new();
+	char p[700];
+	t_path(&d, "out.strata", p, sizeof p);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0);
+	const uint8_t m[1] = {'m'};
+	struct bundle_file ok[2] = {
+		{.kind = BUNDLE_KIND_MANIFEST, .name = "MANIFEST", .data = m, .size = 1},
+		{.kind = BUNDLE_KIND_SEGMENT, .name = "seg-0000000000000001.seg", .data = m, .size = 1},
+	};
+	struct bundle_pack_opts o = {.level = 20};
+	cr_assert_eq(bundle_write(fd, p, ok, 2, NULL, &o, NULL), STRATA_EINVAL, "level 20");
+	o.level = -1000;
+	cr_assert_eq(bundle_write(fd, p, ok, 2, NULL, &o, NULL), STRATA_EINVAL, "level -1000");
+	cr_assert_eq(bundle_write(fd, p, ok, 0, NULL, NULL, NULL), STRATA_EINVAL, "no file");
+	cr_assert_eq(bundle_write(fd, p, NULL, 2, NULL, NULL, NULL), STRATA_EINVAL, "null files");
+	struct bundle_file bad[2];
+	memcpy(bad, ok, sizeof bad);
+	bad[1].kind = BUNDLE_KIND_WAL;
+	cr_assert_eq(bundle_write(fd, p, bad, 2, NULL, NULL, NULL), STRATA_EINVAL, "kind 3");
+	memcpy(bad, ok, sizeof bad);
+	snprintf(bad[1].name, sizeof bad[1].name, "../seg-0000000000000001.seg");
+	cr_assert_eq(bundle_write(fd, p, bad, 2, NULL, NULL, NULL), STRATA_EINVAL, "a path");
+	memcpy(bad, ok, sizeof bad);
+	bad[1].data = NULL;
+	cr_assert_eq(bundle_write(fd, p, bad, 2, NULL, NULL, NULL), STRATA_EINVAL, "no bytes");
+	memcpy(bad, ok, sizeof bad);
+	snprintf(bad[1].name, sizeof bad[1].name, "MANIFEST");
+	bad[1].kind = BUNDLE_KIND_MANIFEST;
+	cr_assert_eq(bundle_write(fd, p, bad, 2, NULL, NULL, NULL), STRATA_EINVAL, "twice");
+	cr_assert(strstr(err_detail(), "twice"), "%s", err_detail());
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(st.st_size, 0, "a refused bundle_write wrote %lld bytes", (long long)st.st_size);
+	o.level = 1;
+	cr_assert_eq(bundle_write(fd, p, ok, 2, NULL, &o, NULL), 0, "%s", err_detail());
+	close(fd);
+	t_dir_free(&d);
+}
