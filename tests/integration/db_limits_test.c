@@ -248,6 +248,22 @@ static void t_assert_refused(const char *dir, int want, const char *needle, cons
 	}
 }
 
+/* A hostile file of tests/fuzz-regress/, the code its refusal must have, a word of its detail. */
+struct t_hostile {
+	const char *file;
+	int want; /* 0: any data error */
+	const char *needle;
+};
+
+/* Make directory `dir` and put `seg` in it as segment 1 (no MANIFEST yet). */
+static void t_dir_with_segment(const char *dir, const struct t_blob *seg)
+{
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	char p[1024];
+	snprintf(p, sizeof p, "%s/seg-0000000000000001.seg", dir);
+	t_write_file(p, seg->data, seg->len);
+}
+
 /* A database directory holding `seg` as segment 1, named by a MANIFEST that binds it. */
 static void t_db_with_segment(const char *dir, const struct t_blob *seg, uint32_t mf_dim)
 {
@@ -259,21 +275,14 @@ static void t_db_with_segment(const char *dir, const struct t_blob *seg, uint32_
 	e->count = le_load64(seg->data + SEG_OFF_COUNT);
 	if (mf_dim)
 		m.dim = mf_dim;
-	cr_assert_eq(mkdir(dir, 0755), 0);
-	char p[1024];
-	snprintf(p, sizeof p, "%s/seg-0000000000000001.seg", dir);
-	t_write_file(p, seg->data, seg->len);
+	t_dir_with_segment(dir, seg);
 	cr_assert_eq(mf_commit(dir, &m), 0, "%s", strata_last_error_detail());
 	mf_free(&m);
 }
 
 Test(db_limits, hostile_segment_headers_are_refused_before_allocation)
 {
-	static const struct {
-		const char *file;
-		int want;
-		const char *needle;
-	} cases[] = {
+	static const struct t_hostile cases[] = {
 		{"count-2p40.seg", STRATA_ECORRUPT, "count"},
 		{"count-u64-max.seg", STRATA_ECORRUPT, "count"},
 		{"dim-2p31.seg", STRATA_ECORRUPT, "dim"},
@@ -301,11 +310,7 @@ Test(db_limits, hostile_segment_headers_are_refused_before_allocation)
 
 Test(db_limits, hostile_manifests_are_refused_before_allocation)
 {
-	static const struct {
-		const char *file;
-		int want;
-		const char *needle;
-	} cases[] = {
+	static const struct t_hostile cases[] = {
 		{"manifest/segment-count-65537.manifest", STRATA_ECORRUPT, "segment"},
 		{"manifest/segment-count-u32-max.manifest", STRATA_ECORRUPT, "segment"},
 		{"manifest/dim-2p31.manifest", STRATA_ECORRUPT, "dim"},
@@ -317,9 +322,7 @@ Test(db_limits, hostile_manifests_are_refused_before_allocation)
 		struct t_dir d = t_dir_new();
 		char dir[700], p[1024];
 		t_path(&d, "db", dir, sizeof dir);
-		cr_assert_eq(mkdir(dir, 0755), 0);
-		snprintf(p, sizeof p, "%s/seg-0000000000000001.seg", dir);
-		t_write_file(p, seg.data, seg.len);
+		t_dir_with_segment(dir, &seg);
 		snprintf(p, sizeof p, "%s/MANIFEST", dir);
 		t_write_file(p, mf.data, mf.len);
 		t_assert_refused(dir, cases[c].want, cases[c].needle, cases[c].file);
@@ -355,9 +358,7 @@ Test(db_limits, hostile_deletion_files_are_refused_before_allocation)
 		cr_assert_eq(tomb_encode(e->seq, e->header_xxh3, e->tomb_gen, bits, e->count, &b, &len), 0);
 		le_store64(b + cases[c].off, cases[c].value);
 		le_store64(b + TOMB_OFF_HEADER_XXH3, xsum64(b, TOMB_OFF_HEADER_XXH3));
-		cr_assert_eq(mkdir(dir, 0755), 0);
-		snprintf(p, sizeof p, "%s/seg-0000000000000001.seg", dir);
-		t_write_file(p, seg.data, seg.len);
+		t_dir_with_segment(dir, &seg);
 		tomb_file_name(e->seq, e->tomb_gen, name, sizeof name);
 		snprintf(p, sizeof p, "%s/%s", dir, name);
 		t_write_file(p, b, len);
@@ -371,19 +372,17 @@ Test(db_limits, hostile_deletion_files_are_refused_before_allocation)
 }
 
 /*
- * WAL files whose record headers claim 256 MiB: at the tail (a torn write:
- * cut, the open succeeds) and followed by a valid record (refused). Either
- * way nothing of the claimed size is allocated. uuid and dim are those of
- * fuzz/make_seeds.c's WAL seeds (dim 3).
+ * A database of the uuid and dim (3) of fuzz/make_seeds.c's WAL seeds, no
+ * segment, whose one WAL file is tests/fuzz-regress/<rel>, named by the
+ * first LSN its header holds. `dir` receives its path.
  */
-Test(db_limits, wal_records_claiming_256_mib_cost_nothing)
+static void t_db_with_wal(const struct t_dir *d, const char *rel, char *dir, size_t dir_len)
 {
 	static const uint8_t uuid[16] = {0x57, 0x41, 0x4c, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
 	                                 0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31};
-	struct t_blob wal = t_regress_file("wal/tail-header-claims-256mib.log");
-	struct t_dir d = t_dir_new();
-	char dir[700], p[1024];
-	t_path(&d, "db", dir, sizeof dir);
+	struct t_blob wal = t_regress_file(rel);
+	char p[1024];
+	t_path(d, "db", dir, dir_len);
 	cr_assert_eq(mkdir(dir, 0755), 0);
 	struct mf_manifest m = {.dim = 3, .metric = STRATA_METRIC_L2, .M = 4, .ef_construction = 8,
 	                        .ef_search = 8, .generation = 1, .next_seq = 1};
@@ -392,6 +391,18 @@ Test(db_limits, wal_records_claiming_256_mib_cost_nothing)
 	snprintf(p, sizeof p, "%s/wal-%016llx.log", dir,
 	         (unsigned long long)le_load64(wal.data + 32)); /* its first LSN */
 	t_write_file(p, wal.data, wal.len);
+	free(wal.data);
+}
+
+/*
+ * A WAL file whose last record header claims 256 MiB (a torn write: cut, the
+ * open succeeds): nothing of the claimed size is allocated.
+ */
+Test(db_limits, wal_records_claiming_256_mib_cost_nothing)
+{
+	struct t_dir d = t_dir_new();
+	char dir[700];
+	t_db_with_wal(&d, "wal/tail-header-claims-256mib.log", dir, sizeof dir);
 	strata_options o;
 	strata_options_default(&o);
 	o.memtable_max_vectors = 64;
@@ -407,7 +418,6 @@ Test(db_limits, wal_records_claiming_256_mib_cost_nothing)
 	t_assert_small(mt, "WAL tail claiming 256 MiB");
 	printf("%-44s -> cut %llu torn bytes; largest allocation %zu B, all %zu B\n",
 	       "tail-header-claims-256mib.log", (unsigned long long)st.replay_torn_bytes, mt.max, mt.total);
-	free(wal.data);
 	t_dir_free(&d);
 }
 
@@ -642,9 +652,7 @@ Test(db_limits, lsns_past_the_largest_are_corrupt_and_the_last_one_ends_the_log)
 		struct t_dir d = t_dir_new();
 		char dir[700], p[1024];
 		t_path(&d, "db", dir, sizeof dir);
-		cr_assert_eq(mkdir(dir, 0755), 0);
-		snprintf(p, sizeof p, "%s/seg-0000000000000001.seg", dir);
-		t_write_file(p, seg.data, seg.len);
+		t_dir_with_segment(dir, &seg);
 		struct t_blob mf = t_golden_file("MANIFEST");
 		le_store32(mf.data + MF_OFF_VERSION, 2); /* a checkpoint has meaning from version 2 */
 		le_store64(mf.data + MF_OFF_CHECKPOINT_LSN, checkpoints[c]);
@@ -667,25 +675,14 @@ Test(db_limits, lsns_past_the_largest_are_corrupt_and_the_last_one_ends_the_log)
 		t_dir_free(&d);
 	}
 
-	/* A WAL file whose header starts past the bound (make_seeds --limits wrote it; dim 3). */
-	static const uint8_t uuid[16] = {0x57, 0x41, 0x4c, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
-	                                 0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31};
-	struct t_blob wal = t_regress_file("wal/first-lsn-2p63.log");
+	/* A WAL file whose header starts past the bound (make_seeds --limits wrote it). */
 	struct t_dir d = t_dir_new();
-	char dir[700], p[1024];
-	t_path(&d, "db", dir, sizeof dir);
-	cr_assert_eq(mkdir(dir, 0755), 0);
-	struct mf_manifest m = {.dim = 3, .metric = STRATA_METRIC_L2, .M = 4, .ef_construction = 8,
-	                        .ef_search = 8, .generation = 1, .next_seq = 1};
-	memcpy(m.db_uuid, uuid, 16);
-	cr_assert_eq(mf_commit(dir, &m), 0);
-	snprintf(p, sizeof p, "%s/wal-8000000000000000.log", dir);
-	t_write_file(p, wal.data, wal.len);
+	char dir[700];
+	t_db_with_wal(&d, "wal/first-lsn-2p63.log", dir, sizeof dir);
 	strata_db *db = NULL;
 	int rc = strata_open(dir, NULL, 0, &db);
 	cr_assert_eq(rc, STRATA_ECORRUPT, "%d (%s)", rc, strata_last_error_detail());
 	cr_assert(strstr(strata_last_error_detail(), "first_lsn"), "%s", strata_last_error_detail());
-	free(wal.data);
 	free(seg.data);
 	t_dir_free(&d);
 }

@@ -564,14 +564,20 @@ Test(bundle, refuses_a_name_with_a_nul_or_control_byte)
 	fixture_free(&f);
 }
 
+/* The MANIFEST, then the segment twice (entries 0..2; the first two alone are sound). */
+static void manifest_and_segment_twice(const struct fixture *f, struct ent e[3])
+{
+	e[0] = (struct ent){.kind = 1, .name = "MANIFEST", .raw = f->manifest.data,
+	                    .raw_len = f->manifest.len};
+	e[1] = seg_ent(f);
+	e[2] = seg_ent(f);
+}
+
 Test(bundle, refuses_duplicate_names)
 {
 	struct fixture f = fixture_new();
-	struct ent e[3] = {
-		{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data, .raw_len = f.manifest.len},
-		seg_ent(&f),
-		seg_ent(&f),
-	};
+	struct ent e[3];
+	manifest_and_segment_twice(&f, e);
 	struct craft c = {.uuid = f.mf.db_uuid};
 	expect_refusal(&f, craft(e, 3, &c), STRATA_ECORRUPT, "appears twice");
 	fixture_free(&f);
@@ -1097,11 +1103,8 @@ Test(bundle, snapshot_refuses_a_database_that_does_not_check_out)
 Test(bundle, the_index_refuses_duplicate_names_and_an_overdrawn_total)
 {
 	struct fixture f = fixture_new();
-	struct ent e[3] = {
-		{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data, .raw_len = f.manifest.len},
-		seg_ent(&f),
-		seg_ent(&f),
-	};
+	struct ent e[3];
+	manifest_and_segment_twice(&f, e);
 	struct craft c = {.uuid = f.mf.db_uuid};
 	struct blob b = craft(e, 3, &c);
 	struct bundle_index idx;
