@@ -727,6 +727,16 @@ int strata_stats(strata_db *db, struct strata_stats *out)
 		out->last_lsn = wal_last_lsn(db->wal);
 	}
 	out->write_error = atomic_load(&db->failed);
+	if (out->write_error) {
+		snprintf(out->write_error_detail, sizeof out->write_error_detail, "%s", db->fail_detail);
+	} else if (db->wal) {
+		pthread_mutex_lock(&db->flush_lock);
+		out->write_error = db->bg_error;
+		if (db->bg_error)
+			snprintf(out->write_error_detail, sizeof out->write_error_detail, "flush: %.240s",
+			         db->bg_detail);
+		pthread_mutex_unlock(&db->flush_lock);
+	}
 	out->flush_bytes = atomic_load(&db->flush_bytes);
 	compactor_stats(db, out);
 	out->searches = atomic_load(&db->searches);

@@ -137,6 +137,8 @@ struct strata_db {
 	int bg_error;               /* a failed flush: writes stop and report it */
 	char bg_detail[256];
 	_Atomic int failed;         /* the WAL failed (fsync): every write returns this */
+	_Atomic int fail_claimed;   /* db_fail: the first failure writes fail_detail, then `failed` */
+	char fail_detail[256];      /* what the failure said (valid once `failed` is set) */
 	struct hnsw_build_params gp;/* parameters of memtable graphs */
 	size_t mt_capacity;
 	uint64_t tail_max;          /* options.memtable_max_unindexed */

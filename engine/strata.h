@@ -382,7 +382,14 @@ struct strata_stats {
 	uint64_t replay_bytes;
 	uint64_t replay_torn_bytes;/* bytes of a torn WAL tail cut at open */
 	double replay_seconds;
-	int write_error;           /* non-zero: the WAL failed (fsync); writes return this code */
+	/*
+	 * Non-zero: writes stopped, every write returns this code until the
+	 * database is reopened (reopening recovers every acknowledged write).
+	 * Set when a write or sync of the WAL failed (STRATA_EFSYNC for a failed
+	 * fsync, else STRATA_EIO, STRATA_ENOSPC, ...) or a flush failed.
+	 */
+	int write_error;
+	char write_error_detail[256]; /* what failed and where, "" when write_error is 0 */
 	/* ---- compaction ---- */
 	uint32_t tier_segments[8]; /* segments per size tier (see merge_factor); the last counts tiers >= 7 */
 	uint32_t compaction_pending; /* merges and rewrites the policy would start now */

@@ -33,6 +33,7 @@
 #include "compactor.h"
 #include "db.h"
 #include "err.h"
+#include "failpoint.h"
 #include "fio.h"
 #include "tombstone.h"
 #include "wal.h"
@@ -56,12 +57,27 @@ static void deadline_in(struct timespec *ts, long ms)
 	ts->tv_nsec %= 1000000000L;
 }
 
+/*
+ * The WAL failed with `rc` (the current error detail says how): every later
+ * write returns it, and stats report it (write_error, write_error_detail).
+ * The first failure wins; it is published after its detail. Returns rc.
+ */
+static int db_fail(strata_db *db, int rc)
+{
+	int no = 0;
+	if (atomic_compare_exchange_strong(&db->fail_claimed, &no, 1)) {
+		snprintf(db->fail_detail, sizeof db->fail_detail, "%s", err_detail());
+		atomic_store(&db->failed, rc);
+	}
+	return rc;
+}
+
 static int write_refused(strata_db *db)
 {
 	int f = atomic_load(&db->failed);
 	if (f)
-		return err_set(f, "the WAL failed earlier; the database accepts no more writes "
-		                  "(reopen it to recover what was acknowledged)");
+		return err_set(f, "the WAL failed earlier (%s); the database accepts no more writes "
+		                  "(reopen it to recover what was acknowledged)", db->fail_detail);
 	pthread_mutex_lock(&db->flush_lock);
 	int rc = db->bg_error;
 	if (rc)
@@ -190,7 +206,7 @@ static int freeze(strata_db *db, size_t capacity)
 	}
 	/* Rotate first: files before the new one then hold only records up to `last`. */
 	if (db->wal && (rc = wal_rotate(db->wal))) {
-		atomic_store(&db->failed, rc);
+		db_fail(db, rc);
 		goto out;
 	}
 	for (uint32_t i = 0; i < cur->nseg; i++) {
@@ -331,16 +347,19 @@ static int flush_commit(strata_db *db, struct memtable *fz, const struct mf_segm
 		}
 		nm.segments[i].tomb_gen = gen;
 	}
+	fp_step("flush.deletion_files_written");
 	atomic_fetch_add_explicit(&db->flush_bytes, tomb_bytes, memory_order_relaxed);
 	if (!empty)
 		nm.segments[nm.segment_count++] = *e;
 	if ((rc = fio_fsync_dir(db->dir)))
 		goto done;
+	fp_step("flush.dir_synced");
 	nm.checkpoint_lsn = db->checkpoint_pending;
 	nm.generation++;
 	nm.next_seq = atomic_load(&db->next_seq);
 	if ((rc = mf_commit(db->dir, &nm)))
 		goto done;
+	fp_step("flush.manifest_committed");
 	if (!empty && (rc = db_segment_open(db, e, &newseg)))
 		goto done; /* committed but unreadable: the next open reports it */
 	if (newseg)
@@ -416,6 +435,7 @@ static int flush_frozen(strata_db *db)
 	uint64_t seq = atomic_fetch_add(&db->next_seq, 1);
 	if ((rc = write_frozen(db, fz, db->frozen_drop, seq, &e, &old_of_new, &empty)))
 		goto done;
+	fp_step("flush.segment_written");
 	if ((rc = flush_commit(db, fz, &e, empty, old_of_new, &old_gens, &n_old)))
 		goto done;
 
@@ -548,8 +568,7 @@ static int write_record(strata_db *db, unsigned type, const uint64_t *ids, const
 		rc = wal_append(db->wal, type, iov, rows ? 3 : 2, &lsn);
 		if (rc) {
 			mt_unreserve(mt, rows, n);
-			int expected = 0;
-			atomic_compare_exchange_strong(&db->failed, &expected, rc);
+			db_fail(db, rc);
 			pthread_rwlock_unlock(&db->write_lock);
 			return rc;
 		}
@@ -669,11 +688,7 @@ int strata_sync(strata_db *db)
 	if ((rc = write_refused(db)))
 		return rc;
 	rc = wal_sync(db->wal);
-	if (rc) {
-		int expected = 0;
-		atomic_compare_exchange_strong(&db->failed, &expected, rc);
-	}
-	return rc;
+	return rc ? db_fail(db, rc) : 0;
 }
 
 int db_flush_now(strata_db *db)
@@ -701,7 +716,7 @@ int strata_flush(strata_db *db)
 		return rc;
 	/* The records in the segment must be durable first: the WAL files go after the flush. */
 	if ((rc = wal_sync(db->wal)))
-		return rc;
+		return db_fail(db, rc);
 	return db_flush_now(db);
 }
 

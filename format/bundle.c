@@ -627,8 +627,7 @@ int bundle_reader_new(const struct bundle_source *src, struct bundle_reader **re
 		rc = err_set(STRATA_ENOMEM, "bundle reader buffers");
 		goto fail;
 	}
-	/* The decoder's default window limit (2^27 bytes) bounds its memory; writers stay below. */
-	ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, 27);
+	/* The window limit is set per entry (bundle_reader_next), at most 2^27 bytes. */
 	uint8_t h[BUNDLE_HEADER_SIZE];
 	size_t got = 0;
 	while (got < sizeof h) { /* read what there is, so a short input gets H1's or H2's code */
@@ -893,6 +892,17 @@ int bundle_reader_next(struct bundle_reader *r, struct bundle_entry *e)
 	if (xsum_begin(&r->raw_x) != 0 || xsum_begin(&r->frame_x) != 0)
 		return r_fail(r, err_set(STRATA_ENOMEM, "entry checksums"));
 	ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only);
+	/*
+	 * The frame's window may not exceed the entry's declared size (writers
+	 * pledge the size, and zstd then keeps its window within it), so the
+	 * decoder's memory follows the declared size, bounded by the checks
+	 * above, and never a frame header's claim: a tiny entry whose frame asks
+	 * for a 128 MiB window is refused ("Frame requires too much memory").
+	 */
+	int wlog = 10; /* ZSTD_WINDOWLOG_ABSOLUTEMIN */
+	while (wlog < 27 && (1ull << wlog) < x.raw_size)
+		wlog++;
+	ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, wlog);
 	r->cur = x;
 	r->frame_left = x.frame_size;
 	r->raw_done = 0;

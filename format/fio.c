@@ -466,11 +466,13 @@ int fio_write_file_atomic(const char *dir, const char *name, const void *buf, si
 		return rc;
 	if ((rc = fio_pwrite_all(fd, buf, len, 0, tmp)) || (rc = fio_fsync(fd, tmp)))
 		goto fail;
+	fp_step("atomic.tmp_synced");
 	rc = fio_close(fd);
 	fd = -1;
 	if (rc || (rc = fio_rename(tmp, dst)))
 		goto fail;
 	renamed = true;
+	fp_step("atomic.renamed");
 	/* The new contents are in place but durable only once the directory is synced. */
 	if ((rc = fio_fsync_dir(dir)))
 		goto fail;

@@ -32,10 +32,11 @@ int fio_read(int fd, void *buf, size_t len, size_t *n_out, const char *path);
 int fio_write_all(int fd, const void *buf, size_t len, const char *path);
 int fio_fsync(int fd, const char *path);
 int fio_fdatasync(int fd, const char *path);
-/* Cut or extend (with zeros) the file to `len` bytes (the WAL cuts a torn tail with it). */
-int fio_ftruncate(int fd, uint64_t len, const char *path);
 int fio_file_size(int fd, uint64_t *size_out, const char *path);
-/* ftruncate(2) to `len` bytes (failpoint site FP_WRITE: cutting a file is a write). */
+/*
+ * Cut or extend (with zeros) the file to `len` bytes (the WAL cuts a torn tail
+ * with it); failpoint site FP_WRITE: cutting a file is a write.
+ */
 int fio_ftruncate(int fd, uint64_t len, const char *path);
 int fio_rename(const char *from, const char *to);
 int fio_unlink(const char *path);

@@ -19,6 +19,7 @@
 #include "err.h"
 #include "fio.h"
 #include "le.h"
+#include "wal_record.h"
 #include "xsum.h"
 
 #define ULL(x) ((unsigned long long)(x))
@@ -85,6 +86,9 @@ static int mf_check_params(const struct mf_manifest *m)
 		                   STRATA_EF_MAX);
 	if (m->ef_search < 1 || m->ef_search > STRATA_EF_MAX)
 		return ERR_CORRUPT("ef_search %u is outside 1..%u", m->ef_search, STRATA_EF_MAX);
+	if (m->checkpoint_lsn > WAL_LSN_MAX)
+		return ERR_CORRUPT("checkpoint_lsn %llu is above the largest LSN 2^63-1",
+		                   ULL(m->checkpoint_lsn));
 	return 0;
 }
 
@@ -181,6 +185,9 @@ int mf_encode(const struct mf_manifest *mf, uint8_t **buf_out, size_t *len_out)
 	if (mf->segment_count > MF_SEGMENTS_MAX)
 		return err_set(STRATA_ELIMIT, "%u segments: a manifest holds at most %u",
 		               mf->segment_count, MF_SEGMENTS_MAX);
+	if (mf->checkpoint_lsn > WAL_LSN_MAX)
+		return err_set(STRATA_ELIMIT, "checkpoint_lsn %llu: LSNs end at 2^63-1",
+		               ULL(mf->checkpoint_lsn));
 	size_t len = MF_HEADER_SIZE + (size_t)MF_ENTRY_SIZE * mf->segment_count;
 	uint8_t *b = calloc(1, len);
 	if (!b)

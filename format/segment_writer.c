@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "failpoint.h"
 #include "fio.h"
 #include "le.h"
 #include "segment.h"
@@ -243,6 +244,7 @@ int seg_write(const char *path, const struct seg_write_input *in, uint64_t *head
 	if ((rc = fio_pwrite_all(fd, table, sizeof table, table_off, path)) ||
 	    (rc = fio_fsync(fd, path)))
 		goto fail;
+	fp_step("segment.synced");
 	rc = fio_close(fd);
 	fd = -1;
 	if (rc || (rc = check_written(path, file_size, header_xxh3)))

@@ -65,6 +65,8 @@ int walrec_file_header_decode(const uint8_t *buf, size_t len, struct walrec_file
 	uint64_t first = le_load64(buf + WAL_OFF_FIRST_LSN);
 	if (first == 0)
 		return ERR_CORRUPT("first_lsn is 0 (LSNs start at 1)");
+	if (first > WAL_LSN_MAX)
+		return ERR_CORRUPT("first_lsn %llu is above the largest LSN 2^63-1", ULL(first));
 	uint32_t dim = le_load32(buf + WAL_OFF_DIM);
 	if (dim < 1 || dim > STRATA_DIM_MAX)
 		return ERR_CORRUPT("dim %u is outside 1..%u", dim, STRATA_DIM_MAX);
@@ -116,8 +118,8 @@ int walrec_encode(unsigned type, uint64_t lsn, const struct iovec *iov, int iovc
 {
 	if (!walrec_type_ok(type))
 		return err_set(STRATA_EINVAL, "wal record type %u is not upsert (1) or delete (2)", type);
-	if (lsn == 0)
-		return err_set(STRATA_EINVAL, "wal record lsn 0 (LSNs start at 1)");
+	if (lsn == 0 || lsn > WAL_LSN_MAX)
+		return err_set(STRATA_EINVAL, "wal record lsn %llu is outside 1..2^63-1", ULL(lsn));
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
 		return err_set(STRATA_EINVAL, "wal record: %d iovecs", iovcnt);
 	uint64_t payload = 0;
@@ -176,8 +178,8 @@ int walrec_decode(const uint8_t *buf, size_t len, size_t off, struct walrec *out
 	if (r[WALREC_OFF_FLAGS] != 0 || r[WALREC_OFF_RESERVED] != 0 || r[WALREC_OFF_RESERVED + 1] != 0)
 		return ERR_CORRUPT("record: flags or reserved bytes are not zero");
 	uint64_t lsn = le_load64(r + WALREC_OFF_LSN);
-	if (lsn == 0)
-		return ERR_CORRUPT("record: lsn 0");
+	if (lsn == 0 || lsn > WAL_LSN_MAX)
+		return ERR_CORRUPT("record: lsn %llu is outside 1..2^63-1", ULL(lsn));
 	out->total_len = total;
 	if (len - off < total)
 		return WALREC_MORE;

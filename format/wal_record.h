@@ -28,6 +28,12 @@
 #define WAL_PAYLOAD_PREFIX_SIZE 8u         /* u32 n + u32 dim (upsert) or reserved (delete) */
 #define WAL_FILE_NAME_FMT "wal-%016llx.log" /* from the file's first LSN */
 #define WAL_FILE_NAME_LEN 24                /* "wal-" + 16 hex + ".log" */
+/*
+ * The largest LSN (FORMAT.md 10.1): 2^63 - 1, so that "the next LSN" never
+ * wraps (a billion records a second would take 292 years to get there). A
+ * file header, record or manifest checkpoint beyond it is corrupt.
+ */
+#define WAL_LSN_MAX ((1ull << 63) - 1)
 
 enum walrec_type {
 	WAL_REC_UPSERT = 1, /* payload: u32 n, u32 dim, u64 ids[n], f32 vectors[n*dim] */

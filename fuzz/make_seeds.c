@@ -32,7 +32,8 @@
  * them (before any allocation is sized from them) in every build; deletion
  * files claiming 2^32-2 or 2^64-1 nodes or deleted nodes; bundles claiming
  * 2^20 entries, 2^64-1 raw bytes, a frame of 2^64-1 bytes, and a frame that
- * inflates to 16 MiB under a declared 160.
+ * inflates to 16 MiB under a declared 160; a MANIFEST checkpoint and a WAL
+ * file's first LSN past the largest LSN (2^63-1).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -448,15 +449,18 @@ static void seg_section_limit(const uint8_t *seg, size_t len, const char *name, 
 	free(b);
 }
 
-/* A manifest with its header field at `off` replaced and both checksums right. */
+/* A manifest with its u32 (width 4) or u64 header field at `off` replaced and both checksums right. */
 static void mf_limit(const uint8_t *mf, size_t len, const char *target, const char *name,
-                     size_t off, uint32_t value)
+                     size_t off, int width, uint64_t value)
 {
 	uint8_t *b = malloc(len);
 	if (!b)
 		die(name, "out of memory");
 	memcpy(b, mf, len);
-	le_store32(b + off, value);
+	if (width == 4)
+		le_store32(b + off, (uint32_t)value);
+	else
+		le_store64(b + off, value);
 	le_store64(b + MF_OFF_BODY_XXH3, xsum64(b + MF_HEADER_SIZE, len - MF_HEADER_SIZE));
 	le_store64(b + MF_OFF_HEADER_XXH3, xsum64(b, MF_OFF_HEADER_XXH3));
 	write_seed(target, name, b, len);
@@ -585,12 +589,17 @@ static void limits(const char *golden)
 	                  UINT64_MAX - 63);
 
 	/* The header alone checks out; the length then cannot match 65537 entries. */
-	mf_limit(mf, mf_len, "manifest", "segment-count-65537.manifest", MF_OFF_SEGMENT_COUNT,
+	mf_limit(mf, mf_len, "manifest", "segment-count-65537.manifest", MF_OFF_SEGMENT_COUNT, 4,
 	         MF_SEGMENTS_MAX + 1);
-	mf_limit(mf, mf_len, "manifest", "segment-count-u32-max.manifest", MF_OFF_SEGMENT_COUNT,
+	mf_limit(mf, mf_len, "manifest", "segment-count-u32-max.manifest", MF_OFF_SEGMENT_COUNT, 4,
 	         UINT32_MAX);
-	mf_limit(mf, mf_len, "manifest", "dim-2p31.manifest", MF_OFF_DIM, 1u << 31);
-	mf_limit(mf, mf_len, "manifest", "m-1.manifest", MF_OFF_M, 1);
+	mf_limit(mf, mf_len, "manifest", "dim-2p31.manifest", MF_OFF_DIM, 4, 1u << 31);
+	mf_limit(mf, mf_len, "manifest", "m-1.manifest", MF_OFF_M, 4, 1);
+	/* The next LSN after these would wrap (fuzz_wal found a writer open then failing with EINVAL). */
+	mf_limit(mf, mf_len, "manifest", "checkpoint-lsn-u64-max.manifest", MF_OFF_CHECKPOINT_LSN, 8,
+	         UINT64_MAX);
+	mf_limit(mf, mf_len, "db_open", "checkpoint-lsn-2p63.manifest", MF_OFF_CHECKPOINT_LSN, 8,
+	         1ull << 63);
 	/* Beside the golden segment: entries that do not describe it. */
 	struct mf_manifest m = decode_file(path);
 	struct mf_manifest v = m;
@@ -681,11 +690,36 @@ static void wal_seeds(const char *tmp)
 	write_seed("wal", "torn-header-zeros.log", zero, sizeof zero);
 }
 
+/* --limits: a WAL file whose header claims first_lsn 2^63 (past WAL_LSN_MAX), resealed. */
+static void wal_limits(void)
+{
+	char tmp[] = "/tmp/strata-seeds-XXXXXX";
+	if (!mkdtemp(tmp))
+		die("mkdtemp", strerror(errno));
+	struct wal_config c = {.dir = tmp, .dim = 3, .sync_mode = STRATA_SYNC_NONE, .io = WAL_IO_PWRITE};
+	memcpy(c.db_uuid, wal_seed_uuid, 16);
+	struct wal *w;
+	if (wal_open(&c, 1, &w) != 0 || wal_close(w) != 0)
+		die("wal_open", strata_last_error_detail());
+	char fname[WAL_FILE_NAME_LEN + 1], path[4200];
+	walrec_file_name(1, fname, sizeof fname);
+	snprintf(path, sizeof path, "%s/%s", tmp, fname);
+	size_t len;
+	uint8_t *b = read_all(path, &len);
+	le_store64(b + WAL_OFF_FIRST_LSN, 1ull << 63);
+	le_store64(b + WAL_OFF_HEADER_XXH3, xsum64(b, WAL_OFF_HEADER_XXH3));
+	write_seed("wal", "first-lsn-2p63.log", b, len);
+	free(b);
+	unlink(path);
+	rmdir(tmp);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "--limits") == 0) {
 		out_root = argv[2];
 		limits(argv[3]);
+		wal_limits();
 		return 0;
 	}
 	if (argc != 3) {

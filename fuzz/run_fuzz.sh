@@ -9,6 +9,11 @@
 # input) or out-of-memory fails the test and leaves the input in the artifact
 # dir (add it to tests/fuzz-regress/<target>/ under a name saying what it found).
 # The last line summarises the run: executions, exec/s, coverage, corpus size.
+# A single allocation of 256 MiB or more is a finding too (-malloc_limit_mb):
+# no input of a few KiB may make a parser allocate what a header claims
+# (the largest honest one is zstd's window, at most 128 MiB, bundle.c).
+# With STRATA_FUZZ_CORPUS_OUT=<dir> the grown corpus is kept in <dir>/<fuzzer>/
+# (for long local runs and coverage; CI leaves it unset).
 set -uo pipefail
 if [ $# -ne 5 ]; then
 	echo "usage: $0 <fuzzer> <corpus> <regress dir> <dict> <artifact dir>" >&2
@@ -28,7 +33,7 @@ dirs=("$work/corpus")
 # -error_exitcode: libFuzzer's default, 77, would read as "skipped" to meson.
 # The outer timeout is a guard in case the fuzzer itself hangs outside an input.
 timeout --signal=KILL $((secs + 300)) "$fuzzer" \
-	-dict="$dict" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+	-dict="$dict" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=256 \
 	-error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
 	-artifact_prefix="$artifacts/" "${dirs[@]}" 2>"$work/log"
 rc=$?
@@ -43,6 +48,9 @@ cov=$(grep -o 'cov: [0-9]*' "$work/log" | tail -n 1)
 ft=$(grep -o 'ft: [0-9]*' "$work/log" | tail -n 1)
 units=$(find "$work/corpus" -type f | wc -l)
 bytes=$(du -sb "$work/corpus" | cut -f1)
+if [ -n "${STRATA_FUZZ_CORPUS_OUT:-}" ]; then
+	mkdir -p "$STRATA_FUZZ_CORPUS_OUT/$name" && cp -R "$work/corpus/." "$STRATA_FUZZ_CORPUS_OUT/$name/"
+fi
 echo "$name: ${secs}s, ${execs:-?} executions, ${eps:-?} exec/s, ${cov:-cov: ?}, ${ft:-ft: ?}, corpus $units files / $bytes bytes, exit $rc"
 [ "$rc" -eq 0 ] || exit 1
 exit 0

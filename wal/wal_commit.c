@@ -133,6 +133,8 @@ int wal_lead(struct wal *w, bool force_rotate)
 		t_sync = do_sync ? mono_ns() : 0;
 		rc = wal_iob_write(&w->iob, w->fd, buf, len, off, do_sync, w->path);
 		t_sync = do_sync ? mono_ns() - t_sync : 0;
+		if (rc == 0 && len && do_sync)
+			fp_step("wal.records_synced"); /* durable, nobody told yet */
 		if (rc == 0) {
 			w->write_off += len;
 			wrote = len > 0;

@@ -122,9 +122,11 @@ int wal_file_create(const char *dir, const uint8_t db_uuid[16], uint32_t dim, ui
 	walrec_file_header_encode(&h, hb);
 	if ((rc = fio_pwrite_all(fd, hb, sizeof hb, 0, path)))
 		goto fail;
+	fp_step("wal.file_written");
 	/* fsync, not fdatasync: the file's size and existence are metadata. */
 	if ((rc = wal_efsync(fio_fsync(fd, path))))
 		goto fail;
+	fp_step("wal.file_synced");
 	/* Not wal_efsync: opening the directory can fail too, and says so with its own code. */
 	if ((rc = fio_fsync_dir(dir)))
 		goto fail;

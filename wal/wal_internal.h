@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "failpoint.h"
 #include "wal.h"
 
 #define WAL_PATH_MAX 4096

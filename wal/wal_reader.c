@@ -331,6 +331,8 @@ static int wal_cut_tail(const char *dir, const struct wal_file_info *f)
 	if (rc || (rc = fio_open(path, O_WRONLY, 0, &fd)))
 		return rc;
 	rc = fio_ftruncate(fd, f->valid_bytes, path);
+	if (!rc)
+		fp_step("wal.tail_cut");
 	if (!rc && fio_fsync(fd, path))
 		rc = err_prefix(STRATA_EFSYNC, "wal");
 	fio_close(fd);

@@ -88,6 +88,8 @@ static int wal_pwrite_path(int fd, const void *buf, size_t len, uint64_t off, bo
 	int rc = len ? fio_pwrite_all(fd, buf, len, off, path) : 0;
 	if (rc)
 		return rc;
+	if (len)
+		fp_step("wal.records_written");
 	if (sync && fio_fdatasync(fd, path) != 0)
 		return err_prefix(STRATA_EFSYNC, "wal");
 	return 0;

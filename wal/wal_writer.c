@@ -56,6 +56,9 @@ int wal_open(const struct wal_config *c, uint64_t next_lsn, struct wal **out)
 		return rc;
 	if (!out || next_lsn == 0)
 		return err_set(STRATA_EINVAL, "wal_open: next_lsn 0 (LSNs start at 1) or no out");
+	if (next_lsn > WAL_LSN_MAX)
+		return err_set(STRATA_ELIMIT, "wal_open: next_lsn %llu: LSNs end at 2^63-1",
+		               (unsigned long long)next_lsn);
 	*out = NULL;
 	struct wal *w = calloc(1, sizeof *w);
 	if (!w)
@@ -156,6 +159,10 @@ int wal_append(struct wal *w, unsigned type, const struct iovec *iov, int iovcnt
 		goto out;
 	}
 	uint64_t lsn = w->next_lsn;
+	if (lsn > WAL_LSN_MAX) {
+		rc = err_set(STRATA_ELIMIT, "wal_append: LSNs end at 2^63-1: the log is used up");
+		goto out;
+	}
 	/*
 	 * Encoded under the lock: the checksum covers the LSN, and LSNs must be
 	 * laid in the queue in order. xxh3 runs at memory speed; the copy below
@@ -237,8 +244,10 @@ int wal_remove_upto(struct wal *w, uint64_t lsn)
 			break;
 		char name[WAL_FILE_NAME_LEN + 1], path[WAL_PATH_MAX];
 		walrec_file_name(lsns[i], name, sizeof name);
-		if (!(rc = wal_path_join(path, sizeof path, w->dir, name)) && !(rc = fio_unlink(path)))
+		if (!(rc = wal_path_join(path, sizeof path, w->dir, name)) && !(rc = fio_unlink(path))) {
 			removed++;
+			fp_step("wal.file_removed");
+		}
 	}
 	free(lsns);
 	if (removed) {

@@ -122,9 +122,17 @@ static void child(const char *dir, int fd, uint64_t seed, uint32_t *ver)
 		float vecs[BATCH_MAX * DIM];
 		for (uint32_t i = 0; i < m.n; i++) {
 			m.ids[i] = rng(&s) % IDS;
+			/*
+			 * Distinct within a batch: simpler model. Step until no earlier id
+			 * matches (one pass was not enough: a step could land on an id
+			 * checked before, and a batch holding an id twice then failed the
+			 * "in flight" check with seed 1796448655, cycle 86).
+			 */
 			for (uint32_t j = 0; j < i; j++)
-				if (m.ids[j] == m.ids[i])
-					m.ids[i] = (m.ids[i] + 1) % IDS; /* distinct within a batch: simpler model */
+				if (m.ids[j] == m.ids[i]) {
+					m.ids[i] = (m.ids[i] + 1) % IDS;
+					j = UINT32_MAX; /* from the start again (j++ wraps to 0) */
+				}
 			m.vers[i] = ++ver[m.ids[i]];
 			vec_of(m.ids[i], m.vers[i], vecs + i * DIM);
 		}

@@ -107,8 +107,10 @@ static uint64_t run(uint64_t seed, uint64_t crash_at, enum fio_tear tear)
 		for (size_t i = 0; i < pend_n; i++) {
 			pend_ids[i] = rng(&s) % IDS;
 			for (size_t j = 0; j < i; j++)
-				if (pend_ids[j] == pend_ids[i])
+				if (pend_ids[j] == pend_ids[i]) {
 					pend_ids[i] = (pend_ids[i] + 1) % IDS;
+					j = SIZE_MAX; /* distinct: check from the start again (j++ wraps to 0) */
+				}
 			pend_ver[i] = ++next_ver[pend_ids[i]];
 			vec_of(pend_ids[i], pend_ver[i], vecs + i * DIM);
 		}

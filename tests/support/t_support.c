@@ -18,6 +18,18 @@
 #include "err.h"
 #include "wal_record.h"
 
+#if STRATA_COVERAGE
+void __gcov_dump(void); /* libgcov's: write the counters now */
+#endif
+
+_Noreturn void t_child_exit(int code)
+{
+#if STRATA_COVERAGE
+	__gcov_dump();
+#endif
+	_exit(code);
+}
+
 static void t_die(const char *what, const char *path)
 {
 	fprintf(stderr, "t_support: %s: %s: %s\n", what, path, strerror(errno));

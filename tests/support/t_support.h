@@ -25,6 +25,13 @@ void t_dir_free(struct t_dir *d);
 /* path/name into buf (static per call site is not safe: pass a buffer). */
 const char *t_path(const struct t_dir *d, const char *name, char *buf, size_t len);
 
+/*
+ * End a fork()ed child at once (_exit: no atexit handlers, no stdio flush),
+ * but first write its coverage counters when the build measures coverage
+ * (-Db_coverage=true, STRATA_COVERAGE=1), so that what the child ran counts.
+ */
+_Noreturn void t_child_exit(int code);
+
 /* Remove a file tree (rm -rf). */
 void t_rmtree(const char *path);
 

@@ -128,6 +128,22 @@ static uint8_t *zframe(const uint8_t *raw, size_t len, size_t *out_len)
 	return f;
 }
 
+/* A frame with a 1 KiB window and no content size: its decoder needs 1 KiB, whatever it inflates to. */
+static uint8_t *zframe_small_window(const uint8_t *raw, size_t len, size_t *out_len)
+{
+	size_t cap = ZSTD_compressBound(len);
+	uint8_t *f = malloc(cap);
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	cr_assert(cc && f);
+	cr_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_windowLog, 10)));
+	cr_assert(!ZSTD_isError(ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 0)));
+	size_t n = ZSTD_compress2(cc, f, cap, raw, len);
+	cr_assert(!ZSTD_isError(n), "%s", ZSTD_getErrorName(n));
+	ZSTD_freeCCtx(cc);
+	*out_len = n;
+	return f;
+}
+
 static struct blob craft(const struct ent *e, size_t n, const struct craft *c)
 {
 	struct craft none = {0};
@@ -563,14 +579,20 @@ Test(bundle, refuses_a_name_with_a_nul_or_control_byte)
 	fixture_free(&f);
 }
 
+/* The MANIFEST, then the segment twice (entries 0..2; the first two alone are sound). */
+static void manifest_and_segment_twice(const struct fixture *f, struct ent e[3])
+{
+	e[0] = (struct ent){.kind = 1, .name = "MANIFEST", .raw = f->manifest.data,
+	                    .raw_len = f->manifest.len};
+	e[1] = seg_ent(f);
+	e[2] = seg_ent(f);
+}
+
 Test(bundle, refuses_duplicate_names)
 {
 	struct fixture f = fixture_new();
-	struct ent e[3] = {
-		{.kind = 1, .name = "MANIFEST", .raw = f.manifest.data, .raw_len = f.manifest.len},
-		seg_ent(&f),
-		seg_ent(&f),
-	};
+	struct ent e[3];
+	manifest_and_segment_twice(&f, e);
 	struct craft c = {.uuid = f.mf.db_uuid};
 	expect_refusal(&f, craft(e, 3, &c), STRATA_ECORRUPT, "appears twice");
 	fixture_free(&f);
@@ -646,11 +668,15 @@ Test(bundle, refuses_a_declared_size_over_the_free_space)
 Test(bundle, refuses_a_zip_bomb_at_the_first_byte_past_the_declared_size)
 {
 	struct fixture f = fixture_new();
-	/* 64 MiB of zeros compress to a few KiB; the entry declares the segment's real size. */
+	/*
+	 * 64 MiB of zeros compress to a few KiB; the entry declares the segment's
+	 * real size. With a small window the frame decodes until the first byte
+	 * past the declared size.
+	 */
 	size_t big = (size_t)64 << 20;
 	uint8_t *zeros = calloc(1, big);
 	size_t flen;
-	uint8_t *frame = zframe(zeros, big, &flen);
+	uint8_t *frame = zframe_small_window(zeros, big, &flen);
 	struct ent s = seg_ent(&f);
 	s.frame = frame;
 	s.frame_len = flen;
@@ -660,6 +686,17 @@ Test(bundle, refuses_a_zip_bomb_at_the_first_byte_past_the_declared_size)
 	                    .raw_len = f.manifest.len, .frame = frame, .frame_len = flen}};
 	struct craft c = {.uuid = f.mf.db_uuid};
 	expect_refusal(&f, craft(e, 1, &c), STRATA_ECORRUPT, "more than the");
+	free(frame);
+	/*
+	 * Compressed as zstd does by default, the frame asks for a window as large
+	 * as its 64 MiB: refused before the decoder allocates it, since the entry
+	 * declares far less (bundle_reader_next bounds the window by that).
+	 */
+	frame = zframe(zeros, big, &flen);
+	s = seg_ent(&f);
+	s.frame = frame;
+	s.frame_len = flen;
+	expect_refusal(&f, with_segment_entry(&f, s), STRATA_ECORRUPT, "too much memory");
 	free(frame);
 	free(zeros);
 	fixture_free(&f);
@@ -1606,5 +1643,171 @@ Test(bundle, snapshots_beside_a_writer_that_flushes_and_merges_are_consistent, .
 	            "(%u restarts) after a concurrent commit; %u checked in full", total, with_wal,
 	            with_del, restarted, restarts, checked);
 	cr_assert(with_wal > 0, "the writer never had unflushed records when a snapshot was taken");
+	t_dir_free(&d);
+}
+
+/* Mappings of `path` in this process. */
+static int t_mappings_of_file(const char *path)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[1024];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, path) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/*
+ * What pack reads must check out before a byte is written: a MANIFEST that is
+ * missing, oversized or damaged, a segment missing, of another size, damaged,
+ * of another database's header or parameters, or a deletion file named but
+ * missing. Each is refused with its code and a
+ * detail naming the file, and nothing is left mapped.
+ */
+Test(bundle, snapshot_refuses_a_database_that_does_not_check_out)
+{
+	struct fixture f = fixture_new();
+	char mf_path[700], seg_path[700];
+	snprintf(mf_path, sizeof mf_path, "%s/MANIFEST", f.db);
+	snprintf(seg_path, sizeof seg_path, "%s/seg-0000000000000001.seg", f.db);
+	struct bundle_snapshot s;
+
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), 0, "%s", err_detail());
+	cr_assert_eq(s.count, 2);
+	cr_assert_eq(s.vectors, N);
+	bundle_snapshot_free(&s);
+	cr_assert_eq(bundle_snapshot_open(NULL, &s), STRATA_EINVAL);
+
+	/* The MANIFEST: missing, larger than any valid one, damaged. */
+	unlink(mf_path);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ENOTFOUND, "%s", err_detail());
+	size_t big = MF_HEADER_SIZE + (size_t)MF_ENTRY_SIZE * MF_SEGMENTS_MAX + 1;
+	uint8_t *zeros = calloc(1, big);
+	t_write_file(mf_path, zeros, big);
+	free(zeros);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "larger than"), "%s", err_detail());
+	t_write_file(mf_path, f.manifest.data, f.manifest.len - 1);
+	int rc = bundle_snapshot_open(f.db, &s);
+	cr_assert(STRATA_IS_DATA_ERROR(rc) && strstr(err_detail(), "MANIFEST"), "%d %s", rc, err_detail());
+
+	/* The segment: another size, missing, damaged behind a right size. */
+	struct mf_manifest m = f.mf;
+	struct mf_segment e = f.mf.segments[0];
+	m.segments = &e;
+	e.file_size += 64;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ETRUNCATED, "%s", err_detail());
+	e.file_size -= 128;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	e = f.mf.segments[0];
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	unlink(seg_path);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "missing"), "%s", err_detail());
+	uint8_t *bad = malloc(f.seg.len);
+	memcpy(bad, f.seg.data, f.seg.len);
+	bad[0] ^= 1; /* the magic */
+	t_write_file(seg_path, bad, f.seg.len);
+	free(bad);
+	rc = bundle_snapshot_open(f.db, &s);
+	cr_assert(STRATA_IS_DATA_ERROR(rc) && strstr(err_detail(), "seg-0000000000000001.seg"), "%d %s",
+	          rc, err_detail());
+	t_write_file(seg_path, f.seg.data, f.seg.len);
+
+	/* The entry does not describe the file: another header, count or parameters. */
+	e.header_xxh3 ^= 1;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "header checksum"), "%s", err_detail());
+	e = f.mf.segments[0];
+	m.M = f.mf.M + 1;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "differ from the MANIFEST"), "%s", err_detail());
+	m.M = f.mf.M;
+
+	/* A deletion file the MANIFEST names but the directory lacks. */
+	e.tomb_gen = m.next_seq;
+	m.next_seq++;
+	cr_assert_eq(mf_commit(f.db, &m), 0);
+	cr_assert_eq(bundle_snapshot_open(f.db, &s), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "missing"), "%s", err_detail());
+	cr_assert_eq(t_mappings_of_file(seg_path), 0, "a refused snapshot left the segment mapped");
+	fixture_free(&f);
+}
+
+/* Listing from the back (bundle_index_decode, `strata inspect`) refuses what the stream refuses. */
+Test(bundle, the_index_refuses_duplicate_names_and_an_overdrawn_total)
+{
+	struct fixture f = fixture_new();
+	struct ent e[3];
+	manifest_and_segment_twice(&f, e);
+	struct craft c = {.uuid = f.mf.db_uuid};
+	struct blob b = craft(e, 3, &c);
+	struct bundle_index idx;
+	cr_assert_eq(bundle_index_decode(b.b, b.len, &idx), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "appears twice"), "%s", err_detail());
+	free(b.b);
+
+	c.total_set = true;
+	c.total = f.manifest.len + f.seg.len - 1;
+	b = craft(e, 2, &c);
+	cr_assert_eq(bundle_index_decode(b.b, b.len, &idx), STRATA_ECORRUPT, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "header's total"), "%s", err_detail());
+	free(b.b);
+
+	c.total = f.manifest.len + f.seg.len;
+	b = craft(e, 2, &c);
+	cr_assert_eq(bundle_index_decode(b.b, b.len, &idx), 0, "%s", err_detail());
+	cr_assert_eq(idx.count, 2);
+	bundle_index_free(&idx);
+	free(b.b);
+	fixture_free(&f);
+}
+
+/* The writer never writes what the reader refuses: each bad request fails before a byte is out. */
+Test(bundle, the_writer_refuses_what_readers_refuse_before_writing)
+{
+	struct t_dir d = t_dir_new();
+	char p[700];
+	t_path(&d, "out.strata", p, sizeof p);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0);
+	const uint8_t m[1] = {'m'};
+	struct bundle_file ok[2] = {
+		{.kind = BUNDLE_KIND_MANIFEST, .name = "MANIFEST", .data = m, .size = 1},
+		{.kind = BUNDLE_KIND_SEGMENT, .name = "seg-0000000000000001.seg", .data = m, .size = 1},
+	};
+	struct bundle_pack_opts o = {.level = 20};
+	cr_assert_eq(bundle_write(fd, p, ok, 2, NULL, &o, NULL), STRATA_EINVAL, "level 20");
+	o.level = -1000;
+	cr_assert_eq(bundle_write(fd, p, ok, 2, NULL, &o, NULL), STRATA_EINVAL, "level -1000");
+	cr_assert_eq(bundle_write(fd, p, ok, 0, NULL, NULL, NULL), STRATA_EINVAL, "no file");
+	cr_assert_eq(bundle_write(fd, p, NULL, 2, NULL, NULL, NULL), STRATA_EINVAL, "null files");
+	struct bundle_file bad[2];
+	memcpy(bad, ok, sizeof bad);
+	bad[1].kind = BUNDLE_KIND_WAL;
+	cr_assert_eq(bundle_write(fd, p, bad, 2, NULL, NULL, NULL), STRATA_EINVAL, "kind 3");
+	memcpy(bad, ok, sizeof bad);
+	snprintf(bad[1].name, sizeof bad[1].name, "../seg-0000000000000001.seg");
+	cr_assert_eq(bundle_write(fd, p, bad, 2, NULL, NULL, NULL), STRATA_EINVAL, "a path");
+	memcpy(bad, ok, sizeof bad);
+	bad[1].data = NULL;
+	cr_assert_eq(bundle_write(fd, p, bad, 2, NULL, NULL, NULL), STRATA_EINVAL, "no bytes");
+	memcpy(bad, ok, sizeof bad);
+	snprintf(bad[1].name, sizeof bad[1].name, "MANIFEST");
+	bad[1].kind = BUNDLE_KIND_MANIFEST;
+	cr_assert_eq(bundle_write(fd, p, bad, 2, NULL, NULL, NULL), STRATA_EINVAL, "twice");
+	cr_assert(strstr(err_detail(), "twice"), "%s", err_detail());
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	cr_assert_eq(st.st_size, 0, "a refused bundle_write wrote %lld bytes", (long long)st.st_size);
+	o.level = 1;
+	cr_assert_eq(bundle_write(fd, p, ok, 2, NULL, &o, NULL), 0, "%s", err_detail());
+	close(fd);
 	t_dir_free(&d);
 }

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -380,5 +382,101 @@ Test(fio, ftruncate_cuts_and_extends_with_zeros_and_fails_through_fp_write)
 	cr_assert_eq(fio_ftruncate(rofd, 0, p) < 0, true, "a read-only descriptor cannot truncate");
 	fio_close(rofd);
 	fio_close(fd);
+	t_dir_free(&d);
+}
+
+/*
+ * Errors the operating system itself reports (no failpoint): each call maps
+ * errno to its code and names the path and the reason; spans past the
+ * largest file offset are refused before any system call.
+ */
+Test(fio, real_os_errors_are_mapped_and_name_the_path)
+{
+	struct t_dir d = t_dir_new();
+	char p[600], q[600];
+	t_path(&d, "f", p, sizeof p);
+	t_write_file(p, "0123456789", 10);
+	uint8_t buf[16];
+	int fd;
+
+	/* Writes through a read-only descriptor: EBADF -> STRATA_EIO, naming the file. */
+	cr_assert_eq(fio_open(p, O_RDONLY, 0, &fd), 0);
+	cr_assert_eq(fio_pwrite_all(fd, "x", 1, 0, p), STRATA_EIO);
+	cr_assert(strstr(err_detail(), "write") && strstr(err_detail(), p) &&
+	          strstr(err_detail(), strerror(EBADF)), "%s", err_detail());
+	cr_assert_eq(fio_write_all(fd, "x", 1, p), STRATA_EIO);
+	cr_assert(strstr(err_detail(), strerror(EBADF)), "%s", err_detail());
+	cr_assert_eq(fio_ftruncate(fd, 3, p), STRATA_EIO, "%s", err_detail());
+	/* A mapping needs read access only: this one works; one of a write-only descriptor does not. */
+	const void *m;
+	cr_assert_eq(fio_mmap_ro(fd, 10, p, &m), 0);
+	fio_munmap(m, 10);
+	cr_assert_eq(fio_close(fd), 0);
+	cr_assert_eq(fio_open(p, O_WRONLY, 0, &fd), 0);
+	cr_assert_eq(fio_mmap_ro(fd, 10, p, &m), STRATA_EPERM, "%s", err_detail());
+	cr_assert(strstr(err_detail(), "mmap") && strstr(err_detail(), p), "%s", err_detail());
+	size_t n = 99;
+	cr_assert_eq(fio_read(fd, buf, sizeof buf, &n, p), STRATA_EIO);
+	cr_assert_eq(n, 99, "a failed read wrote *n_out");
+	cr_assert_eq(fio_pread_all(fd, buf, 4, 0, p), STRATA_EIO);
+	cr_assert(strstr(err_detail(), "read") && strstr(err_detail(), p), "%s", err_detail());
+
+	/* Spans past INT64_MAX: STRATA_ELIMIT before the system is asked. */
+	cr_assert_eq(fio_pwrite_all(fd, "x", 1, (uint64_t)INT64_MAX, p), STRATA_ELIMIT);
+	cr_assert_eq(fio_pwrite_all(fd, "xy", 2, (uint64_t)INT64_MAX - 1, p), STRATA_ELIMIT);
+	cr_assert_eq(fio_pread_all(fd, buf, 1, UINT64_MAX, p), STRATA_ELIMIT);
+	cr_assert_eq(fio_ftruncate(fd, UINT64_MAX, p), STRATA_ELIMIT);
+	cr_assert(strstr(err_detail(), "largest file offset"), "%s", err_detail());
+	cr_assert_eq(fio_close(fd), 0);
+
+	/* A directory where a file is expected. */
+	cr_assert_eq(fio_open(d.path, O_RDONLY | O_DIRECTORY, 0, &fd), 0);
+	cr_assert_eq(fio_pread_all(fd, buf, 1, 0, d.path), STRATA_EIO);
+	cr_assert(strstr(err_detail(), strerror(EISDIR)), "%s", err_detail());
+	cr_assert_eq(fio_read(fd, buf, 1, &n, d.path), STRATA_EIO);
+	cr_assert_eq(fio_close(fd), 0);
+	uint8_t *all;
+	size_t all_len;
+	cr_assert_eq(fio_read_file(d.path, 1 << 20, &all, &all_len), STRATA_EIO, "%s", err_detail());
+
+	/* A descriptor that is not open. */
+	cr_assert_eq(fio_close(-1), STRATA_EIO);
+	cr_assert(strstr(err_detail(), "close"), "%s", err_detail());
+	uint64_t size;
+	cr_assert_eq(fio_file_size(-1, &size, p), STRATA_EIO);
+	cr_assert_eq(fio_fsync(-1, p), STRATA_EIO);
+	cr_assert(strstr(err_detail(), "fsync"), "%s", err_detail());
+	cr_assert_eq(fio_fdatasync(-1, p), STRATA_EIO);
+
+	/* Names: a directory that is not empty, a parent that does not exist, an existing name. */
+	cr_assert_eq(fio_rmdir(d.path), STRATA_EIO);
+	cr_assert(strstr(err_detail(), strerror(ENOTEMPTY)), "%s", err_detail());
+	t_path(&d, "no/such", q, sizeof q);
+	cr_assert_eq(fio_mkdir(q, 0755), STRATA_ENOTFOUND);
+	cr_assert_eq(fio_unlink(q), STRATA_ENOTFOUND);
+	cr_assert_eq(fio_rename(p, q), STRATA_ENOTFOUND);
+	cr_assert(strstr(err_detail(), "rename") && strstr(err_detail(), q), "%s", err_detail());
+	cr_assert_eq(fio_mkdir(d.path, 0755), STRATA_EEXIST);
+	cr_assert_eq(fio_fsync_dir(q), STRATA_ENOTFOUND);
+	cr_assert_eq(fio_free_bytes(q, &size), STRATA_ENOTFOUND);
+	cr_assert(strstr(err_detail(), "statvfs"), "%s", err_detail());
+	char tmpl[700];
+	snprintf(tmpl, sizeof tmpl, "%s/XXXXXX", q);
+	cr_assert_eq(fio_mkdtemp(tmpl), STRATA_ENOTFOUND);
+	cr_assert_eq(fio_write_file_atomic(q, "x", "1", 1), STRATA_ENOTFOUND);
+	/* Paths too long for the seam's buffers: refused, nothing created. */
+	char longdir[5000];
+	memset(longdir, 'a', sizeof longdir - 1);
+	longdir[sizeof longdir - 1] = '\0';
+	cr_assert_eq(fio_write_file_atomic(longdir, "x", "1", 1), STRATA_EINVAL);
+
+	/* A write into a pipe nobody reads: EPIPE (the signal ignored, as a server would). */
+	int pp[2];
+	cr_assert_eq(pipe(pp), 0);
+	close(pp[0]);
+	signal(SIGPIPE, SIG_IGN);
+	cr_assert_eq(fio_write_all(pp[1], "x", 1, "pipe"), STRATA_EIO);
+	cr_assert(strstr(err_detail(), strerror(EPIPE)), "%s", err_detail());
+	close(pp[1]);
 	t_dir_free(&d);
 }

@@ -1294,3 +1294,71 @@ Test(wal_uring, the_uring_run_writes_through_io_uring_when_the_kernel_allows)
 	cr_skip_test("built without liburing");
 #endif
 }
+
+/*
+ * Errors the kernel reports in a completion (not failpoints): a write the
+ * descriptor does not allow, a sync of something that cannot be synced. Both
+ * backends report the write's errno with the path and a failed sync as
+ * STRATA_EFSYNC, once io_uring has proven itself (before that, only EINVAL
+ * and EOPNOTSUPP mean "fall back to pwrite").
+ */
+Test(wal_uring, kernel_errors_in_completions_are_reported)
+{
+	struct t_dir d = t_dir_new();
+	char p[600];
+	t_path(&d, "f", p, sizeof p);
+	t_write_file(p, "", 0);
+	int pp[2];
+	cr_assert_eq(pipe(pp), 0);
+	for (int io = 0; io < 2; io++) {
+		struct wal_iob b;
+		wal_iob_init(&b, io ? WAL_IO_PWRITE : WAL_IO_URING);
+		if (!io && !b.uring) {
+			wal_iob_fini(&b);
+			continue; /* no io_uring here: the pwrite pass still runs */
+		}
+		const char *what = io ? "pwrite" : "io_uring";
+		int fd = open(p, O_RDWR);
+		cr_assert(fd >= 0);
+		cr_assert_eq(wal_iob_write(&b, fd, "abcdefgh", 8, 0, true, p), 0, "%s: %s", what, err_detail());
+		close(fd);
+		fd = open(p, O_RDONLY);
+		int rc = wal_iob_write(&b, fd, "abcdefgh", 8, 8, false, p);
+		cr_assert_eq(rc, STRATA_EIO, "%s: write on a read-only descriptor: %d", what, rc);
+		cr_assert(strstr(err_detail(), p) && strstr(err_detail(), strerror(EBADF)), "%s: %s", what,
+		          err_detail());
+		close(fd);
+		rc = wal_iob_write(&b, pp[1], NULL, 0, 0, true, "pipe");
+		cr_assert_eq(rc, STRATA_EFSYNC, "%s: sync of a pipe: %d (%s)", what, rc, err_detail());
+		cr_assert(strstr(err_detail(), "fdatasync"), "%s: %s", what, err_detail());
+		wal_iob_fini(&b);
+	}
+	close(pp[0]);
+	close(pp[1]);
+	t_dir_free(&d);
+}
+
+/* Directory trouble: a WAL directory that is missing, or not a directory, or a path too long. */
+Test(wal, directory_errors_are_reported)
+{
+	struct t_dir d = t_dir_new();
+	char p[600];
+	t_path(&d, "missing", p, sizeof p);
+	struct wal_config c = cfg(&d, STRATA_SYNC_ALWAYS, 0);
+	c.dir = p;
+	struct wal *w = NULL;
+	cr_assert_eq(wal_open(&c, 1, &w), STRATA_ENOTFOUND, "%s", err_detail());
+	struct wal_recovery res;
+	cr_assert_eq(wal_recover(&c, 0, true, NULL, NULL, &res), 0, "a missing log is an empty one");
+	t_path(&d, "file", p, sizeof p);
+	t_write_file(p, "x", 1);
+	c.dir = p;
+	cr_assert_eq(wal_open(&c, 1, &w), STRATA_EIO, "%s", err_detail());
+	cr_assert(strstr(err_detail(), p), "%s", err_detail());
+	char longdir[WAL_PATH_MAX + 16];
+	memset(longdir, 'd', sizeof longdir - 1);
+	longdir[sizeof longdir - 1] = '\0';
+	char name[64];
+	cr_assert_eq(wal_path_join(name, sizeof name, longdir, "wal-0000000000000001.log"), STRATA_EINVAL);
+	t_dir_free(&d);
+}

@@ -93,6 +93,7 @@ int main(void)
 	FIELD(struct strata_stats, replay_torn_bytes);
 	FIELD(struct strata_stats, replay_seconds);
 	FIELD(struct strata_stats, write_error);
+	FIELD(struct strata_stats, write_error_detail);
 	FIELD(struct strata_stats, tier_segments);
 	FIELD(struct strata_stats, compaction_pending);
 	FIELD(struct strata_stats, compaction_running);

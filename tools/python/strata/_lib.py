@@ -146,6 +146,7 @@ class Stats(Structure):
         ("replay_torn_bytes", c_uint64),
         ("replay_seconds", c_double),
         ("write_error", c_int),
+        ("write_error_detail", ctypes.c_char * 256),
         ("tier_segments", c_uint32 * 8),
         ("compaction_pending", c_uint32),
         ("compaction_running", c_bool),
