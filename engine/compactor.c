@@ -36,6 +36,7 @@
 #include "compactor.h"
 #include "db.h"
 #include "err.h"
+#include "failpoint.h"
 #include "fio.h"
 #include "hnsw.h"
 #include "le.h"
@@ -303,10 +304,12 @@ static void sweep_retired(strata_db *db, struct compactor *c, bool all)
 	uint64_t now = now_ns();
 	size_t keep = 0;
 	for (size_t i = 0; i < c->n_retired; i++) {
-		if (all || now - c->retired[i].at_ns >= GRACE_NS)
+		if (all || now - c->retired[i].at_ns >= GRACE_NS) {
+			fp_step("retired.deleting");
 			delete_file(db, c->retired[i].name);
-		else
-			c->retired[keep++] = c->retired[i];
+			continue;
+		}
+		c->retired[keep++] = c->retired[i];
 	}
 	c->n_retired = keep;
 }
@@ -489,6 +492,7 @@ static int merge_build(strata_db *db, struct compactor *c, const struct merge_jo
 	                    node_ids, fv.count, &e->header_xxh3, &e->file_size);
 	if (rc)
 		goto out;
+	fp_step("merge.segment_written");
 	atomic_fetch_add(&c->bytes, e->file_size);
 	e->count = fv.count;
 	e->tomb_gen = 0;
@@ -577,6 +581,7 @@ static int merge_commit(strata_db *db, struct compactor *c, const struct merge_j
 		gen = atomic_fetch_add(&db->next_seq, 1);
 		if ((rc = tomb_write(db->dir, mo->e.seq, mo->e.header_xxh3, gen, mdisk, count)))
 			goto unlock;
+		fp_step("merge.deletion_file_written");
 		atomic_fetch_add(&c->bytes, tomb_file_size(count));
 	}
 	mo->e.tomb_gen = gen;
@@ -615,6 +620,7 @@ static int merge_commit(strata_db *db, struct compactor *c, const struct merge_j
 		gen = 0;
 		goto unlock;
 	}
+	fp_step("merge.manifest_committed");
 
 	/* The in-memory switch: tombstones carried over as of this instant (C2). */
 	pthread_rwlock_wrlock(&db->write_lock);

@@ -278,6 +278,7 @@ static int write_frozen(strata_db *db, struct memtable *fz, const uint64_t *drop
 	}
 	for (uint32_t i = 0; i < gv.count; i++)
 		node_ids[i] = fz->ids[old_of_new[i]];
+	fp_step("flush.writing_segment");
 	fio_discard(path); /* a file of a flush that crashed before its commit */
 	rc = db_write_graph(path, db->dim, db->metric, db->M, db->ef_construction, db->opts.seed, &gv,
 	                    node_ids, gv.count, &e->header_xxh3, &e->file_size);

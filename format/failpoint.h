@@ -24,10 +24,15 @@
  *   wal.records_synced       a group synced, its writers not yet told (not acknowledged)
  *   wal.file_removed         wal_remove_upto: an old log file unlinked, directory not synced
  *   wal.tail_cut             recovery: a torn tail truncated, the cut not synced
- *   flush.deletion_files_written  engine flush: deletion files written, segment not yet
- *   flush.segment_written    ... the new segment written, directory not synced
+ *   flush.writing_segment    engine flush: the frozen memtable compacted, its segment not written
+ *   flush.segment_written    ... the new segment written (outside the manifest lock)
+ *   flush.deletion_files_written  ... under it, the changed segments' deletion files written
  *   flush.dir_synced         ... directory synced, MANIFEST not committed
  *   flush.manifest_committed ... MANIFEST committed, the flushed WAL files still there
+ *   merge.segment_written    compactor: the merged segment written, nothing committed
+ *   merge.deletion_file_written  ... its deletion file written, MANIFEST not committed
+ *   merge.manifest_committed ... MANIFEST committed, the in-memory switch not yet made
+ *   retired.deleting         compactor: replaced files about to be deleted (cleanup only)
  */
 #ifndef STRATA_FAILPOINT_H
 #define STRATA_FAILPOINT_H

@@ -155,8 +155,10 @@ static bool crash_power(const char *step, int nth, enum fio_tear tear)
 static const char *const expected_steps[] = {
 	"atomic.tmp_synced", "atomic.renamed", "segment.synced", "wal.file_written",
 	"wal.file_synced", "wal.records_written", "wal.records_synced", "wal.file_removed",
-	"flush.deletion_files_written", "flush.segment_written", "flush.dir_synced",
-	"flush.manifest_committed",
+	"flush.writing_segment", "flush.segment_written", "flush.deletion_files_written",
+	"flush.dir_synced", "flush.manifest_committed", "merge.segment_written",
+	"merge.manifest_committed", "retired.deleting", /* merge.deletion_file_written: only when
+	                                                  rows are deleted during a merge */
 };
 #endif
 
