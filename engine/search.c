@@ -68,6 +68,8 @@ struct filter {
 struct filter_ctx {
 	const struct db_segment *seg;
 	const struct filter *flt;
+	const uint64_t *node_bits; /* every filter resolved to nodes, or NULL */
+	bool filtered;
 };
 
 static bool sorted_has(const uint64_t *a, size_t n, uint64_t id)
@@ -132,6 +134,17 @@ static bool accept_node_rest(uint32_t node, void *arg)
 static bool accept_live(uint32_t node, void *arg)
 {
 	return !seg_is_dead(arg, node);
+}
+
+/* Every test a walk makes, for an exact scan of all nodes: tombstones and filters. */
+static bool accept_node_all(uint32_t node, void *arg)
+{
+	const struct filter_ctx *f = arg;
+	if (seg_is_dead(f->seg, node))
+		return false;
+	if (f->node_bits)
+		return (f->node_bits[node / 64] >> (node % 64)) & 1;
+	return !f->filtered || id_passes(f->flt, le_load64(f->seg->info.ids + (size_t)node * 8));
 }
 
 static bool accept_row(const struct memtable *mt, uint32_t row, void *arg)
@@ -475,9 +488,18 @@ static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t 
 	case PLAN_GRAPH:
 		break;
 	}
-	/* A beam as wide as the graph walks all of it: exact, as promised; no bound then. */
-	if (p->ef >= seg->info.count)
-		limit = __builtin_inff();
+	/*
+	 * A beam as wide as the graph: an exact scan, as promised. A walk would
+	 * compute as many distances but reach only the nodes linked from the
+	 * entry, and after deletions and repairs a graph need not link them all.
+	 */
+	if (p->ef >= seg->info.count) {
+		struct filter_ctx all = {.seg = seg, .flt = b->flt, .node_bits = p->node_bits,
+		                         .filtered = filtered};
+		return hnsw_scan(&seg->view, query, b->k, NULL, 0,
+		                 (filtered || tombs) ? accept_node_all : NULL, &all, s->hs, s->hits, n,
+		                 evals);
+	}
 	if (!filtered && !tombs)
 		return hnsw_search_bounded(&seg->view, query, b->k, p->ef, limit, NULL, s->hs, s->hits,
 		                           n, evals);
@@ -512,8 +534,6 @@ static int search_memtable(const struct batch *b, struct db_scratch *s, struct m
 {
 	mt_accept_fn acc = has_filter(b->so) ? accept_row : NULL;
 	void *ctx = (void *)b->flt;
-	if (p->ef >= mt_rows(mt)) /* as for segments: a beam as wide as the graph stays exact */
-		limit = __builtin_inff();
 	if (p->mode == PLAN_NONE) {
 		*n = 0;
 		return 0;
@@ -521,6 +541,9 @@ static int search_memtable(const struct batch *b, struct db_scratch *s, struct m
 	if (p->mode == PLAN_SCAN_LIST)
 		return mt_search(mt, query, b->k, p->ef, limit, acc, ctx, p->rows, p->n_rows,
 		                 p->rows == NULL, s->hs, s->hits, n, evals);
+	if (p->ef >= mt_rows(mt)) /* as for segments: a beam as wide as the graph, an exact scan */
+		return mt_search(mt, query, b->k, p->ef, __builtin_inff(), acc, ctx, NULL, 0, true,
+		                 s->hs, s->hits, n, evals);
 	return mt_search(mt, query, b->k, p->ef, limit, acc, ctx, NULL, 0, false, s->hs, s->hits, n,
 	                 evals);
 }

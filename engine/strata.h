@@ -256,7 +256,12 @@ STRATA_API int strata_build(const char *dir, const strata_options *opts, const u
 typedef bool (*strata_filter_fn)(uint64_t id, void *ctx);
 
 typedef struct strata_search_options {
-	uint32_t ef;       /* beam width; 0 = the database default; raised to k if smaller */
+	/*
+	 * Beam width; 0 = the database default; raised to k if smaller. A
+	 * segment or memtable holding no more vectors than ef is scanned
+	 * exactly, so an ef above the vector count gives the exact answer.
+	 */
+	uint32_t ef;
 	uint32_t threads;  /* threads for a batch of queries; 0 or 1 = the calling thread only */
 	/*
 	 * Optional filters: a result id must pass every filter that is set.

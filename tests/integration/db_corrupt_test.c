@@ -11,6 +11,7 @@
  *     STRATA_VERIFY refuses the file.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,5 +166,55 @@ Test(db_corrupt, damaged_graph_behind_a_valid_header_never_reads_out_of_bounds, 
 		cr_assert(STRATA_IS_DATA_ERROR(rc), "round %d: verify let damage through (rc %d)", round, rc);
 		free(b.data);
 	}
+	free_db(&f);
+}
+
+/*
+ * A search whose ef is at least the vector count promises the exact answer,
+ * and a graph walk cannot keep that promise when nodes are not linked from
+ * the entry (deletions repaired by merges, or lists cut as here): such a
+ * search must scan. Every layer-0 list is emptied behind the O(1) open.
+ */
+Test(db_corrupt, a_beam_as_wide_as_the_graph_is_exact_when_the_graph_is_cut)
+{
+	enum { N = 300, DIM = 8, K = 10 };
+	struct fixture f = make_db(N, DIM);
+	struct seg_info info;
+	cr_assert_eq(seg_check(f.seg_bytes.data, f.seg_bytes.len, &info), 0);
+	for (uint64_t node = 0; node < info.count; node++)
+		le_store32(f.seg_bytes.data + info.sec[SEG_SEC_NODES].off + node * info.stride + 4ull * DIM, 0);
+	t_write_file(f.seg, f.seg_bytes.data, f.seg_bytes.len);
+	strata_db *db;
+	cr_assert_eq(strata_open(f.dir, NULL, STRATA_READONLY, &db), 0, "%s", strata_last_error_detail());
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = N;
+	for (int q = 0; q < 20; q++) {
+		const float *query = f.v + (size_t)(q * 7 + 1) * DIM;
+		uint64_t ids[K];
+		float d[K];
+		cr_assert_eq(strata_search(db, query, 1, K, &so, ids, d), 0, "%s", strata_last_error_detail());
+		float ref[N];
+		for (size_t i = 0; i < N; i++) {
+			float s = 0;
+			for (size_t j = 0; j < DIM; j++) {
+				float t = query[j] - f.v[i * DIM + j];
+				s += t * t;
+			}
+			ref[i] = s;
+		}
+		for (size_t r = 0; r < K; r++) { /* the r-th smallest, by selection */
+			size_t best = r;
+			for (size_t i = r + 1; i < N; i++)
+				if (ref[i] < ref[best])
+					best = i;
+			float t = ref[r];
+			ref[r] = ref[best];
+			ref[best] = t;
+			cr_assert(ids[r] != STRATA_NO_ID && fabsf(d[r] - ref[r]) <= 1e-4f * (1 + ref[r]),
+			          "query %d rank %zu: distance %g, brute force %g", q, r, d[r], ref[r]);
+		}
+	}
+	strata_close(db);
 	free_db(&f);
 }
