@@ -847,14 +847,19 @@ static void *compactor_main(void *arg)
 	return NULL;
 }
 
-int compactor_start(strata_db *db)
+int compactor_check_options(const strata_options *o)
 {
-	const strata_options *o = &db->opts;
 	if (o->merge_factor == 1 || o->merge_factor > MERGE_FACTOR_MAX)
 		return err_set(STRATA_EINVAL, "merge_factor %u is outside 2..%u", o->merge_factor,
 		               MERGE_FACTOR_MAX);
 	if (o->tombstone_pct > 100)
 		return err_set(STRATA_EINVAL, "tombstone_pct %u is above 100", o->tombstone_pct);
+	return 0;
+}
+
+int compactor_start(strata_db *db)
+{
+	const strata_options *o = &db->opts;
 	struct compactor *c = calloc(1, sizeof *c);
 	if (!c)
 		return err_set(STRATA_ENOMEM, "compactor");

@@ -36,6 +36,9 @@
 
 struct compactor;
 
+/* STRATA_EINVAL with a detail for compaction options out of range; before anything starts. */
+int compactor_check_options(const strata_options *o);
+
 /* Start the compactor thread of a writable handle. 0 or STRATA_ENOMEM. */
 int compactor_start(strata_db *db);
 

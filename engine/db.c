@@ -603,8 +603,14 @@ int strata_open(const char *dir, const strata_options *opts, unsigned flags, str
 		rc = err_set(STRATA_ECORRUPT, "%s", err_detail());
 	if (rc)
 		goto fail;
-	if (!(flags & STRATA_READONLY) && (rc = db_writer_start(db)))
+	if (!(flags & STRATA_READONLY) && (rc = db_writer_start(db))) {
+		/* It may have started threads and opened the log before it failed. */
+		db_writer_stop(db);
+		if (db->wal)
+			wal_close(db->wal);
+		db->wal = NULL;
 		goto fail;
+	}
 	*db_out = db;
 	return 0;
 fail:

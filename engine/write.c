@@ -842,6 +842,9 @@ int db_writer_start(strata_db *db)
 {
 	if ((unsigned)db->opts.sync_mode > STRATA_SYNC_NONE)
 		return err_set(STRATA_EINVAL, "unknown sync_mode %d", (int)db->opts.sync_mode);
+	int rc = compactor_check_options(&db->opts);
+	if (rc)
+		return rc;
 	db->gp = (struct hnsw_build_params){
 		.dim = db->mf.dim,
 		.metric = (strata_metric)db->mf.metric,
@@ -853,7 +856,7 @@ int db_writer_start(strata_db *db)
 	db->mt_capacity = memtable_capacity(db);
 	db->tail_max = db->opts.memtable_max_unindexed ? db->opts.memtable_max_unindexed : 4096;
 	struct memtable *mt;
-	int rc = new_memtable(db, db->mt_capacity, &mt);
+	rc = new_memtable(db, db->mt_capacity, &mt);
 	if (rc)
 		return rc;
 	db->cur->active = mt;
