@@ -17,7 +17,8 @@
 //      options (background merges on): every tenth, the segment count, tiers,
 //      merges, write amplification and the search QPS measured meanwhile (the
 //      writer keeps writing); at the end, the QPS and recall of the database
-//      as written against the same data after strata_compact (one segment).
+//      as written against the same data after strata_compact (one segment),
+//      at ef 64 and over an ef sweep (QPS at equal recall).
 //
 // strata through engine/strata.h only; SIFT rows through sift.h (real rows of
 // ../shared/data, then synthetic SIFT-like ones, which the report says).
@@ -461,6 +462,35 @@ void part2(const Config &cfg, const Data &data, const std::string &work)
 
 // ---- part 3 ---------------------------------------------------------------------
 
+struct Point {
+	uint32_t ef;
+	double recall, qps;
+};
+
+std::vector<Point> ef_sweep(strata_db *db, const Mat &q, const std::vector<uint64_t> &truth)
+{
+	std::vector<Point> out;
+	for (uint32_t ef : {10u, 16u, 24u, 32u, 48u, 64u, 96u, 128u, 192u, 256u})
+		out.push_back({ef, recall_at_10(search_all(db, q, ef), truth, q.rows),
+		               search_loop(db, q, ef, 1.0)});
+	return out;
+}
+
+// QPS where the curve (recall rising with ef) reaches `recall`; NaN outside it.
+double qps_at_recall(const std::vector<Point> &curve, double recall)
+{
+	for (size_t i = 0; i < curve.size(); i++) {
+		if (curve[i].recall < recall)
+			continue;
+		if (curve[i].recall == recall || i == 0)
+			return curve[i].recall == recall ? curve[i].qps : NAN;
+		const Point &a = curve[i - 1], &b = curve[i];
+		double f = (recall - a.recall) / (b.recall - a.recall);
+		return a.qps + f * (b.qps - a.qps);
+	}
+	return NAN;
+}
+
 std::string tiers_of(const struct strata_stats &st)
 {
 	std::string s;
@@ -528,6 +558,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	note("part 3: truth over all rows");
 	std::vector<uint64_t> truth = brute_force_top10(data.base, n, data.query, 2);
 	double rec_written = recall_at_10(search_all(db, data.query, 64), truth, data.query.rows);
+	note("part 3: ef sweep as written");
+	std::vector<Point> sweep_written = ef_sweep(db, data.query, truth);
 	note("part 3: strata_compact");
 	double c0 = now_s();
 	check_strata(strata_compact(db), "strata_compact");
@@ -535,6 +567,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	struct strata_stats st_c = stats_of(db);
 	double qps_compacted = search_loop(db, data.query, 64, 2.0);
 	double rec_compacted = recall_at_10(search_all(db, data.query, 64), truth, data.query.rows);
+	note("part 3: ef sweep compacted");
+	std::vector<Point> sweep_compacted = ef_sweep(db, data.query, truth);
 	double qps_mean = 0;
 	for (double q : qps_writing)
 		qps_mean += q / (double)qps_writing.size();
@@ -554,6 +588,27 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	                      qps_mean / qps_compacted, qps_as_written / qps_compacted));
 	check_strata(strata_close(db), "strata_close");
 	render_text(stdout, t);
+
+	// More graphs walked at one ef find more: compare QPS at equal recall too.
+	Table e;
+	e.title = fmt("3b. The same data idle: as written (%u segments + %" PRIu64
+	              " memtable rows) against compacted (1 segment), over ef",
+	              st_end.segments, st_end.memtable_vectors);
+	e.head = {"ef", "written recall", "written QPS", "compacted recall", "compacted QPS",
+	          "compacted QPS at written's recall", "ratio at equal recall"};
+	e.right = {true, true, true, true, true, true, true};
+	for (size_t i = 0; i < sweep_written.size(); i++) {
+		const Point &w = sweep_written[i], &c = sweep_compacted[i];
+		double at = qps_at_recall(sweep_compacted, w.recall);
+		e.rows.push_back({fmt("%u", w.ef), fmt("%.4f", w.recall), fmt("%.0f", w.qps),
+		                  fmt("%.4f", c.recall), fmt("%.0f", c.qps),
+		                  std::isnan(at) ? "(out of range)" : fmt("%.0f", at),
+		                  std::isnan(at) ? "" : fmt("%.2f", w.qps / at)});
+	}
+	e.notes.push_back("QPS of one query per call on one thread, 1 s per point, wall clock; the");
+	e.notes.push_back("compacted QPS at a recall is interpolated linearly between its two ef points");
+	e.notes.push_back("whose recall brackets it.");
+	render_text(stdout, e);
 	fflush(stdout);
 	std::error_code ec;
 	std::filesystem::remove_all(dir, ec);
