@@ -60,6 +60,7 @@ struct Config {
 	double seconds = 5;        // part 2: idle phase; parts 2, 3: QPS loops use 1 s
 	double write_rate = 2000;  // part 2: writer vectors per second
 	double ingest_rate = 0;    // part 3: writer vectors per second (0: as fast as it can)
+	uint64_t memtable = 0;     // part 3: memtable_max_vectors (0: the default)
 	unsigned parts = 7;        // bit mask: 1, 2, 4
 	bool quick = false;
 	std::string cmdline;
@@ -78,6 +79,8 @@ void usage(FILE *out)
 	      "                   as acknowledgements come; then the writer outruns the graph\n"
 	      "                   indexer and every search also scans up to memtable_max_unindexed\n"
 	      "                   fresh vectors exactly)\n"
+	      "  --memtable N     part 3: memtable_max_vectors (default: the library's, 1,000,000,\n"
+	      "                   though 256 MiB of memtable_max_bytes comes first at 128-d)\n"
 	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
 	      "  --tmp DIR        where the databases are made (default /tmp)\n"
@@ -126,6 +129,8 @@ Config parse_args(int argc, char **argv)
 			c.write_rate = strtod(val(), nullptr);
 		} else if (a == "--ingest-rate") {
 			c.ingest_rate = strtod(val(), nullptr);
+		} else if (a == "--memtable") {
+			c.memtable = strtoull(val(), nullptr, 10);
 		} else if (a == "--parts") {
 			c.parts = 0;
 			for (const char *p = val(); *p; p++)
@@ -505,6 +510,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	const size_t n = cfg.n;
 	std::string dir = work + "/p3";
 	strata_options o = base_opts(0); // defaults: memtable limits, merge factor, SYNC_ALWAYS
+	o.memtable_max_vectors = cfg.memtable;
 	strata_db *db = open_fresh(dir, o);
 	std::atomic<size_t> written(0);
 	std::atomic<bool> stop_writer(false);
@@ -528,8 +534,9 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		}
 	});
 	Table t;
-	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, default options, %s", n,
+	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, %s, %s", n,
 	              data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "",
+	              cfg.memtable ? fmt("memtable_max_vectors %" PRIu64, cfg.memtable).c_str() : "default options",
 	              cfg.ingest_rate > 0 ? fmt("%.0f vectors/s", cfg.ingest_rate).c_str()
 	                                  : "as fast as acknowledged");
 	t.head = {"rows", "time", "segments", "tiers", "memtable", "unindexed", "merges",
