@@ -46,6 +46,7 @@
 #define TIER_BASE 4096u               /* live vectors: below TIER_BASE x F is tier 0 */
 #define GRACE_NS 1000000000ull        /* replaced files outlive their commit by 1 s */
 #define IDLE_WAIT_MS 500              /* the thread looks for work at least this often */
+#define WATCH_MS 100                  /* how often a background merge is checked for falling behind */
 #define RETRY_MIN_MS 1000u            /* after a failed background merge ... */
 #define RETRY_MAX_MS 60000u           /* ... back off, doubling up to this */
 #define MERGE_FACTOR_DEFAULT 4u
@@ -71,6 +72,12 @@ struct compactor {
 	bool stopping;
 	bool poked;
 	_Atomic int cancel;        /* compactor_stop: a running merge gives up */
+	/*
+	 * What a running merge tests: set by compactor_halt, and by the thread
+	 * when it gives up a starved background merge to run it again at normal
+	 * priority (background_step).
+	 */
+	_Atomic int merge_cancel;
 	_Atomic bool running;
 	struct retired *retired;
 	size_t n_retired, cap_retired;
@@ -84,6 +91,7 @@ struct compactor {
 	bool background;
 	/* stats */
 	_Atomic uint64_t merges, errors, reused, inserted, bytes, ns;
+	_Atomic uint64_t escalated; /* idle merges given up to run at normal priority */
 	_Atomic int last_error;
 };
 
@@ -457,7 +465,7 @@ static int merge_build(strata_db *db, struct compactor *c, const struct merge_jo
 		}
 	}
 	out->inserted = total - out->reused;
-	hnsw_graph_set_cancel(g, &c->cancel);
+	hnsw_graph_set_cancel(g, &c->merge_cancel);
 	if ((rc = hnsw_graph_index(g, (size_t)total)))
 		goto out;
 
@@ -497,7 +505,7 @@ static int merge_build(strata_db *db, struct compactor *c, const struct merge_jo
 	e->count = fv.count;
 	e->tomb_gen = 0;
 	e->level = compactor_tier(db, fv.count);
-	if (atomic_load(&c->cancel)) {
+	if (atomic_load(&c->merge_cancel)) {
 		rc = HNSW_ECANCELED;
 		goto out;
 	}
@@ -701,14 +709,15 @@ unlock:
 	return rc;
 }
 
-/* Run one job to its commit. Returns 0, HNSW_ECANCELED or an error. */
-static int merge_run(strata_db *db, struct compactor *c, struct merge_job *job)
+/*
+ * After merge_build (its code in rc): the commit, or the cleanup of what was
+ * built. Returns 0, HNSW_ECANCELED or an error.
+ */
+static int merge_finish(strata_db *db, struct compactor *c, struct merge_job *job,
+                        struct merge_out *mo_in, int rc, uint64_t t0)
 {
-	uint64_t t0 = now_ns();
-	struct merge_out mo = {0};
-	atomic_store(&c->running, true);
-	int rc = merge_build(db, c, job, &mo);
-	if (!rc && atomic_load(&c->cancel))
+	struct merge_out mo = *mo_in;
+	if (!rc && atomic_load(&c->merge_cancel))
 		rc = HNSW_ECANCELED;
 	if (!rc)
 		rc = merge_commit(db, c, job, &mo);
@@ -740,6 +749,16 @@ static int merge_run(strata_db *db, struct compactor *c, struct merge_job *job)
 	return rc;
 }
 
+/* Run one job to its commit. Returns 0, HNSW_ECANCELED or an error. */
+static int merge_run(strata_db *db, struct compactor *c, struct merge_job *job)
+{
+	uint64_t t0 = now_ns();
+	struct merge_out mo = {0};
+	atomic_store(&c->running, true);
+	int rc = merge_build(db, c, job, &mo);
+	return merge_finish(db, c, job, &mo, rc, t0);
+}
+
 /* strata_compact's merge: every segment of the current version. */
 static int full_merge(strata_db *db, struct compactor *c)
 {
@@ -766,6 +785,113 @@ out:
 	return rc;
 }
 
+/*
+ * Background merges yield the CPU to queries and writes: a merge runs on a
+ * thread of its own (and the graph workers it starts, which inherit its
+ * policy) under SCHED_IDLE, so it gets a core only when no query, write or
+ * indexing wants it. Nice +10 was measured not to be enough: on 2 cores a
+ * search thread's p99 latency went from 0.2 ms to 4.4 ms during a merge (the
+ * merge thread still got whole time slices on the searcher's core). Best
+ * effort: if SCHED_IDLE is refused, nice +10.
+ */
+static void lower_priority(void)
+{
+	struct sched_param sp = {0};
+	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0)
+		return;
+	errno = 0;
+	int nice_now = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+	if (errno == 0 && nice_now < BACKGROUND_NICE)
+		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BACKGROUND_NICE);
+}
+
+/*
+ * Merges are falling behind when some tier holds more than F segments the
+ * policy could merge: a merge of F was due and another flush came before it
+ * was done. On a machine kept busy all the time an idle-priority merge never
+ * runs, and segments (each a graph walk per query) pile up without end; so
+ * then merges run at normal priority and take their share of the CPU.
+ */
+static bool merges_behind(const struct compactor *c, const strata_db *db, const struct db_version *v)
+{
+	struct db_segment **sel = calloc(4 * (size_t)c->factor, sizeof *sel);
+	if (!sel)
+		return false;
+	uint32_t max_tier = 0;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		uint32_t t = compactor_tier(db, seg_live_persisted(v->segs[i]));
+		if (t > max_tier)
+			max_tier = t;
+	}
+	bool behind = false;
+	for (uint32_t t = 0; v->nseg && t <= max_tier && !behind; t++)
+		behind = tier_pick(c, db, v, t, sel, sel + 2 * c->factor) > c->factor;
+	free(sel);
+	return behind;
+}
+
+struct bg_merge {
+	strata_db *db;
+	struct compactor *c;
+	struct merge_job *job;
+	bool idle;
+	int rc;
+	struct merge_out mo;
+};
+
+static void *bg_merge_main(void *arg)
+{
+	struct bg_merge *m = arg;
+	if (m->idle)
+		lower_priority();
+	m->rc = merge_build(m->db, m->c, m->job, &m->mo);
+	return NULL;
+}
+
+/*
+ * Build a background merge on its own thread, idle or not, and watch it: an
+ * idle merge is given up (and the next step runs it at normal priority) as
+ * soon as merges fall behind. The commit runs here, at normal priority: it
+ * takes the manifest and write locks, and a starved idle thread holding them
+ * would stall every writer. Returns merge_run's codes.
+ */
+static int run_watched(strata_db *db, struct compactor *c, struct merge_job *job, bool idle,
+                       bool *escalated)
+{
+	struct bg_merge m = {.db = db, .c = c, .job = job, .idle = idle};
+	pthread_t t;
+	uint64_t t0 = now_ns();
+	*escalated = false;
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->merge_cancel, c->stopping); /* under the lock compactor_halt takes */
+	pthread_mutex_unlock(&c->lock);
+	atomic_store(&c->running, true);
+	if (pthread_create(&t, NULL, bg_merge_main, &m) != 0) {
+		m.idle = false; /* no thread: this one, at its normal priority */
+		bg_merge_main(&m);
+		return merge_finish(db, c, job, &m.mo, m.rc, t0);
+	}
+	for (;;) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += WATCH_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (pthread_timedjoin_np(t, NULL, &ts) == 0)
+			break;
+		if (!idle || *escalated)
+			continue;
+		struct db_version *v = db_pin(db);
+		bool behind = merges_behind(c, db, v);
+		db_unpin(db, v);
+		if (behind) {
+			*escalated = true;
+			atomic_store(&c->merge_cancel, 1);
+		}
+	}
+	return merge_finish(db, c, job, &m.mo, m.rc, t0);
+}
+
 /* One background job if the policy has one. Returns true when it ran one. */
 static bool background_step(strata_db *db, struct compactor *c)
 {
@@ -773,14 +899,19 @@ static bool background_step(strata_db *db, struct compactor *c)
 	struct db_version *v = db_pin(db);
 	struct merge_job job = {0};
 	int rc = policy_pick(c, db, v, &job, NULL);
+	bool idle = !merges_behind(c, db, v), escalated = false;
 	db_unpin(db, v);
 	if (!rc && job.n)
-		rc = merge_run(db, c, &job);
+		rc = run_watched(db, c, &job, idle, &escalated);
 	pthread_mutex_unlock(&c->merge_lock);
 	bool none = !rc && job.n == 0;
 	job_release(&job);
 	if (none)
 		return false;
+	if (escalated && rc == HNSW_ECANCELED) {
+		atomic_fetch_add(&c->escalated, 1);
+		return true; /* again at once: now behind, so at normal priority */
+	}
 	pthread_mutex_lock(&c->lock);
 	if (rc && rc != HNSW_ECANCELED) {
 		atomic_fetch_add(&c->errors, 1);
@@ -796,33 +927,10 @@ static bool background_step(strata_db *db, struct compactor *c)
 	return rc == 0;
 }
 
-/*
- * Background merges yield the CPU to queries and writes: the thread (and the
- * graph workers it starts, which inherit its policy) runs under SCHED_IDLE,
- * so it gets a core only when no query, write or indexing wants it. Nice +10
- * was measured not to be enough: on 2 cores a search thread's p99 latency
- * went from 0.2 ms to 4.4 ms during a merge (the merge thread still got
- * whole time slices on the searcher's core). The price: on a machine kept
- * busy all the time, background merges wait (strata_compact's merge runs in
- * its caller's thread, at the caller's priority). Best effort: if SCHED_IDLE
- * is refused, nice +10.
- */
-static void lower_priority(void)
-{
-	struct sched_param sp = {0};
-	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0)
-		return;
-	errno = 0;
-	int nice_now = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
-	if (errno == 0 && nice_now < BACKGROUND_NICE)
-		setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BACKGROUND_NICE);
-}
-
 static void *compactor_main(void *arg)
 {
 	strata_db *db = arg;
 	struct compactor *c = db->compactor;
-	lower_priority();
 	pthread_mutex_lock(&c->lock);
 	while (!c->stopping) {
 		sweep_retired(db, c, false);
@@ -890,6 +998,7 @@ void compactor_halt(strata_db *db)
 	if (!c || !c->started)
 		return;
 	atomic_store(&c->cancel, 1);
+	atomic_store(&c->merge_cancel, 1);
 	pthread_mutex_lock(&c->lock);
 	c->stopping = true;
 	pthread_cond_broadcast(&c->cond);
@@ -938,6 +1047,9 @@ int strata_compact(strata_db *db)
 	if (!c)
 		return err_set(STRATA_EINVAL, "strata_compact: the handle has no compactor");
 	pthread_mutex_lock(&c->merge_lock); /* waits for a background merge to finish */
+	pthread_mutex_lock(&c->lock);
+	atomic_store(&c->merge_cancel, c->stopping); /* not a background merge's give-up */
+	pthread_mutex_unlock(&c->lock);
 	rc = full_merge(db, c);
 	pthread_mutex_unlock(&c->merge_lock);
 	if (rc == HNSW_ECANCELED)
@@ -958,6 +1070,8 @@ void compactor_stats(strata_db *db, struct strata_stats *out)
 		if (c->background && policy_pick(c, db, v, NULL, &pending) == 0)
 			out->compaction_pending = pending;
 		out->compaction_running = atomic_load(&c->running);
+		out->merges_behind = merges_behind(c, db, v);
+		out->merges_escalated = atomic_load(&c->escalated);
 		out->merges = atomic_load(&c->merges);
 		out->merge_errors = atomic_load(&c->errors);
 		out->last_merge_error = atomic_load(&c->last_error);

@@ -411,6 +411,14 @@ struct strata_stats {
 	/* (wal_bytes + flush_bytes + compaction_bytes) / ingest_bytes; 0 before any upsert */
 	double write_amplification;
 	uint32_t obsolete_files;   /* replaced files kept for their grace period (readers in other processes) */
+	/*
+	 * Merges are falling behind: a size tier holds more than merge_factor
+	 * segments the policy could merge. Background merges then run at normal
+	 * priority instead of idle priority (they take a share of the CPU from
+	 * queries and writes; writers are not slowed for it).
+	 */
+	bool merges_behind;
+	uint64_t merges_escalated; /* idle-priority merges given up to run again at normal priority */
 };
 
 /* Fill `stats_out` with a snapshot of `db`'s counters. Thread-safe.

@@ -6,6 +6,9 @@
  * close, and read-only readers in another process while merges replace files.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <dirent.h>
 #include <math.h>
 #include <signal.h>
@@ -615,6 +618,91 @@ Test(db_compact, a_replaced_file_outlives_its_last_reader_then_goes)
 	}
 	cr_assert_eq(count_files(dir.path, "seg-"), 1, "the replaced files outlived their reader");
 	cr_assert_eq(strata_close(db), 0);
+	free(vecs);
+	t_dir_free(&dir);
+}
+
+static atomic_bool spin_stop;
+
+static void *spin_main(void *arg)
+{
+	(void)arg;
+	volatile uint64_t x = 0;
+	while (!atomic_load_explicit(&spin_stop, memory_order_relaxed))
+		x++;
+	return NULL;
+}
+
+/*
+ * A machine kept busy: one core, a normal-priority thread spinning on it.
+ * The background merge starts at idle priority and gets no CPU; once a third
+ * segment lands in its tier (merge factor 2) merges are behind, and the
+ * compactor gives the idle merge up and runs it at normal priority, so it
+ * finishes while the spinner still spins. Without that the merge would wait
+ * for the spinner to stop, and segments would pile up for as long as it ran.
+ */
+Test(db_compact, a_starved_background_merge_runs_at_normal_priority_when_merges_fall_behind,
+     .timeout = 120)
+{
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	cr_assert_eq(sched_getaffinity(0, sizeof one, &one), 0);
+	int cpu = 0;
+	while (!CPU_ISSET(cpu, &one))
+		cpu++;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0); /* this test's process only */
+	atomic_store(&spin_stop, false);
+	pthread_t spinner;
+	cr_assert_eq(pthread_create(&spinner, NULL, spin_main, NULL), 0);
+
+	enum { DIM = 16, PER = 1500 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.merge_factor = 2;
+	o.memtable_max_vectors = PER;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(3 * PER, DIM, 404);
+	uint64_t *ids = malloc(3 * PER * sizeof *ids);
+	for (uint64_t i = 0; i < 3 * PER; i++)
+		ids[i] = i;
+	struct strata_stats st;
+	for (int s = 0; s < 3; s++) {
+		cr_assert_eq(strata_upsert(db, ids + s * PER, vecs + (size_t)s * PER * DIM, PER), 0, "%s",
+		             strata_last_error_detail());
+		cr_assert_eq(strata_flush(db), 0, "%s", strata_last_error_detail());
+		if (s == 1) { /* the idle merge of the first two has started */
+			for (int w = 0; w < 2000; w++) {
+				cr_assert_eq(strata_stats(db, &st), 0);
+				if (st.compaction_running || st.merges)
+					break;
+				usleep(5000);
+			}
+		}
+	}
+	bool behind_seen = false;
+	for (int w = 0; w < 6000; w++) {
+		cr_assert_eq(strata_stats(db, &st), 0);
+		behind_seen |= st.merges_behind;
+		if (st.merges > 0 && !st.compaction_running)
+			break;
+		usleep(10000);
+	}
+	cr_assert(st.merges > 0, "no merge while the spinner ran: segments %u, escalated %llu", st.segments,
+	          (unsigned long long)st.merges_escalated);
+	cr_assert(st.merges_escalated >= 1, "the merge finished without being escalated (%llu merges)",
+	          (unsigned long long)st.merges);
+	cr_assert(behind_seen || st.merges_escalated, "merges_behind never reported");
+	atomic_store(&spin_stop, true);
+	pthread_join(spinner, NULL);
+	float got[DIM];
+	for (uint64_t i = 0; i < 3 * PER; i += 97) {
+		cr_assert_eq(strata_get(db, i, got), 0, "get %llu", (unsigned long long)i);
+		cr_assert_eq(memcmp(got, vecs + i * DIM, sizeof got), 0, "id %llu", (unsigned long long)i);
+	}
+	cr_assert_eq(strata_close(db), 0);
+	free(ids);
 	free(vecs);
 	t_dir_free(&dir);
 }

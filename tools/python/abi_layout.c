@@ -108,6 +108,8 @@ int main(void)
 	FIELD(struct strata_stats, compaction_bytes);
 	FIELD(struct strata_stats, write_amplification);
 	FIELD(struct strata_stats, obsolete_files);
+	FIELD(struct strata_stats, merges_behind);
+	FIELD(struct strata_stats, merges_escalated);
 
 	printf("}},\n \"sizes\": {\"strata_metric\": %zu, \"strata_sync_mode\": %zu, \"bool\": %zu},\n",
 	       sizeof(strata_metric), sizeof(strata_sync_mode), sizeof(bool));

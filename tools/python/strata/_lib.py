@@ -161,6 +161,8 @@ class Stats(Structure):
         ("compaction_bytes", c_uint64),
         ("write_amplification", c_double),
         ("obsolete_files", c_uint32),
+        ("merges_behind", c_bool),
+        ("merges_escalated", c_uint64),
     ]
 
 
