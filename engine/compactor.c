@@ -47,6 +47,7 @@
 #define GRACE_NS 1000000000ull        /* replaced files outlive their commit by 1 s */
 #define IDLE_WAIT_MS 500              /* the thread looks for work at least this often */
 #define WATCH_MS 100                  /* how often a background merge is checked for falling behind */
+#define STARVED_WINDOW_NS 1000000000ull /* over which a merge's CPU share is measured */
 #define RETRY_MIN_MS 1000u            /* after a failed background merge ... */
 #define RETRY_MAX_MS 60000u           /* ... back off, doubling up to this */
 #define MERGE_FACTOR_DEFAULT 4u
@@ -101,11 +102,16 @@ struct merge_src {
 	uint32_t node;
 };
 
-static uint64_t now_ns(void)
+static uint64_t clock_ns(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
 }
 
 static inline bool bit_get(const uint64_t *b, uint64_t i)
@@ -871,6 +877,15 @@ static int run_watched(strata_db *db, struct compactor *c, struct merge_job *job
 		bg_merge_main(&m);
 		return merge_finish(db, c, job, &m.mo, m.rc, t0);
 	}
+	/*
+	 * Starved: the merge thread got less than a quarter of a core over the
+	 * last second. An idle merge that is getting CPU is left to finish, even
+	 * when behind: starting it again would throw its work away.
+	 */
+	clockid_t cpu_clock;
+	bool have_clock = pthread_getcpuclockid(t, &cpu_clock) == 0;
+	uint64_t win_wall = now_ns(), win_cpu = have_clock ? clock_ns(cpu_clock) : 0;
+	bool starved = !have_clock;
 	for (;;) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -880,6 +895,15 @@ static int run_watched(strata_db *db, struct compactor *c, struct merge_job *job
 		if (pthread_timedjoin_np(t, NULL, &ts) == 0)
 			break;
 		if (!idle || *escalated)
+			continue;
+		uint64_t wall = now_ns();
+		if (have_clock && wall - win_wall >= STARVED_WINDOW_NS) {
+			uint64_t cpu = clock_ns(cpu_clock);
+			starved = (cpu - win_cpu) * 4 < wall - win_wall;
+			win_wall = wall;
+			win_cpu = cpu;
+		}
+		if (!starved)
 			continue;
 		struct db_version *v = db_pin(db);
 		bool behind = merges_behind(c, db, v);

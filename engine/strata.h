@@ -413,9 +413,10 @@ struct strata_stats {
 	uint32_t obsolete_files;   /* replaced files kept for their grace period (readers in other processes) */
 	/*
 	 * Merges are falling behind: a size tier holds more than merge_factor
-	 * segments the policy could merge. Background merges then run at normal
-	 * priority instead of idle priority (they take a share of the CPU from
-	 * queries and writes; writers are not slowed for it).
+	 * segments the policy could merge. A background merge that is then
+	 * starved at idle priority (less than a quarter of a core over a second)
+	 * is given up and run again at normal priority: it takes a share of the
+	 * CPU from queries and writes; writers are not slowed for it.
 	 */
 	bool merges_behind;
 	uint64_t merges_escalated; /* idle-priority merges given up to run again at normal priority */
