@@ -214,6 +214,18 @@ static bool needs_rewrite(const struct compactor *c, const struct db_segment *s)
 	return dead > 0 && dead * 100 >= (uint64_t)c->tomb_pct * s->info.count;
 }
 
+/* The highest tier any segment of `v` is in (0 with none). */
+static uint32_t top_tier(const strata_db *db, const struct db_version *v)
+{
+	uint32_t top = 0;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		uint32_t t = compactor_tier(db, seg_live_persisted(v->segs[i]));
+		if (t > top)
+			top = t;
+	}
+	return top;
+}
+
 /*
  * The next background job for version `v` (job->n = 0: nothing due), and the
  * number of jobs due in *pending_out (may be NULL). Tier merges come first,
@@ -233,12 +245,7 @@ static int policy_pick(const struct compactor *c, const strata_db *db, const str
 	uint32_t chosen = 0;
 	if (job)
 		job->n = 0;
-	uint32_t max_tier = 0;
-	for (uint32_t i = 0; i < v->nseg; i++) {
-		uint32_t t = compactor_tier(db, seg_live_persisted(v->segs[i]));
-		if (t > max_tier)
-			max_tier = t;
-	}
+	uint32_t max_tier = top_tier(db, v);
 	for (uint32_t t = 0; v->nseg && t <= max_tier; t++) {
 		uint32_t n = tier_pick(c, db, v, t, sel + (chosen ? area : 0), tmp);
 		if (!n)
@@ -823,12 +830,7 @@ static bool merges_behind(const struct compactor *c, const strata_db *db, const 
 	struct db_segment **sel = calloc(4 * (size_t)c->factor, sizeof *sel);
 	if (!sel)
 		return false;
-	uint32_t max_tier = 0;
-	for (uint32_t i = 0; i < v->nseg; i++) {
-		uint32_t t = compactor_tier(db, seg_live_persisted(v->segs[i]));
-		if (t > max_tier)
-			max_tier = t;
-	}
+	uint32_t max_tier = top_tier(db, v);
 	bool behind = false;
 	for (uint32_t t = 0; v->nseg && t <= max_tier && !behind; t++)
 		behind = tier_pick(c, db, v, t, sel, sel + 2 * c->factor) > c->factor;

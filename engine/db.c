@@ -492,6 +492,15 @@ static int open_segments(strata_db *db)
 	return 0;
 }
 
+/* Stop a writer's threads and close its log (wal_close's code); nothing for a reader. */
+static int writer_shutdown(strata_db *db)
+{
+	db_writer_stop(db);
+	int rc = db->wal ? wal_close(db->wal) : 0;
+	db->wal = NULL;
+	return rc;
+}
+
 int strata_open(const char *dir, const strata_options *opts, unsigned flags, strata_db **db_out)
 {
 	err_clear();
@@ -604,11 +613,7 @@ int strata_open(const char *dir, const strata_options *opts, unsigned flags, str
 	if (rc)
 		goto fail;
 	if (!(flags & STRATA_READONLY) && (rc = db_writer_start(db))) {
-		/* It may have started threads and opened the log before it failed. */
-		db_writer_stop(db);
-		if (db->wal)
-			wal_close(db->wal);
-		db->wal = NULL;
+		writer_shutdown(db); /* it may have started threads and opened the log */
 		goto fail;
 	}
 	*db_out = db;
@@ -623,12 +628,7 @@ int strata_close(strata_db *db)
 	err_clear();
 	if (!db)
 		return 0;
-	int rc = 0;
-	db_writer_stop(db);
-	if (db->wal) {
-		rc = wal_close(db->wal);
-		db->wal = NULL;
-	}
+	int rc = writer_shutdown(db);
 	db_free(db);
 	return rc;
 }
