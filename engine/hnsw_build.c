@@ -29,8 +29,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "bigmem.h"
 #include "distance.h"
 #include "err.h"
 #include "hnsw.h"
@@ -573,20 +573,6 @@ fail:
 
 /* ---- incremental graphs -------------------------------------------------- */
 
-/* Zeroed memory whose pages cost nothing until touched. */
-static void *lazy_zalloc(size_t bytes)
-{
-	void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
-	               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
-}
-
-static void lazy_free(void *p, size_t bytes)
-{
-	if (p)
-		munmap(p, bytes ? bytes : 1);
-}
-
 static size_t upper_block_bytes(const struct hnsw_graph *g)
 {
 	return (size_t)seg_upper_block_size(g->p.M);
@@ -617,12 +603,12 @@ int hnsw_graph_new(const struct hnsw_build_params *p, size_t capacity, struct hn
 	 * The pages are mapped lazily, so the margin costs address space only.
 	 */
 	g->blocks_cap = 2 * (uint64_t)capacity / (p->M - 1) + 16 * SEG_LEVEL_MAX;
-	g->nodes = lazy_zalloc(capacity * g->v.stride);
-	g->upper_index = lazy_zalloc(capacity * SEG_UPPER_ENTRY_SIZE);
-	g->upper_links = lazy_zalloc(g->blocks_cap * upper_block_bytes(g));
-	g->level_of_node = lazy_zalloc(capacity);
-	g->locks = lazy_zalloc(capacity * sizeof *g->locks);
-	g->row_done = lazy_zalloc(capacity * sizeof *g->row_done);
+	g->nodes = big_zalloc(capacity * g->v.stride);
+	g->upper_index = big_zalloc(capacity * SEG_UPPER_ENTRY_SIZE);
+	g->upper_links = big_zalloc(g->blocks_cap * upper_block_bytes(g));
+	g->level_of_node = big_zalloc(capacity);
+	g->locks = big_zalloc(capacity * sizeof *g->locks);
+	g->row_done = big_zalloc(capacity * sizeof *g->row_done);
 	if (!g->nodes || !g->upper_index || !g->upper_links || !g->level_of_node || !g->locks ||
 	    !g->row_done) {
 		hnsw_graph_free(g);
@@ -727,9 +713,9 @@ int hnsw_graph_new_seeded(const struct hnsw_build_params *p, size_t capacity,
 	uint64_t need = seed->upper_blocks + 2 * (uint64_t)(capacity - seed->count) / (p->M - 1) +
 	                16 * SEG_LEVEL_MAX;
 	if (need > g->blocks_cap) {
-		lazy_free(g->upper_links, g->blocks_cap * upper_block_bytes(g));
+		big_free(g->upper_links, g->blocks_cap * upper_block_bytes(g));
 		g->blocks_cap = need;
-		g->upper_links = lazy_zalloc(need * upper_block_bytes(g));
+		g->upper_links = big_zalloc(need * upper_block_bytes(g));
 		g->v.upper_links = g->upper_links;
 		g->v.upper_blocks = need;
 		if (!g->upper_links) {
@@ -791,12 +777,12 @@ void hnsw_graph_free(struct hnsw_graph *g)
 	pthread_mutex_destroy(&g->global);
 	pthread_mutex_destroy(&g->progress_lock);
 	if (g->mapped) {
-		lazy_free(g->nodes, g->capacity * g->v.stride);
-		lazy_free(g->upper_index, g->capacity * SEG_UPPER_ENTRY_SIZE);
-		lazy_free(g->upper_links, g->blocks_cap * upper_block_bytes(g));
-		lazy_free(g->level_of_node, g->capacity);
-		lazy_free(g->locks, g->capacity * sizeof *g->locks);
-		lazy_free(g->row_done, g->capacity * sizeof *g->row_done);
+		big_free(g->nodes, g->capacity * g->v.stride);
+		big_free(g->upper_index, g->capacity * SEG_UPPER_ENTRY_SIZE);
+		big_free(g->upper_links, g->blocks_cap * upper_block_bytes(g));
+		big_free(g->level_of_node, g->capacity);
+		big_free(g->locks, g->capacity * sizeof *g->locks);
+		big_free(g->row_done, g->capacity * sizeof *g->row_done);
 	} else {
 		free(g->nodes);
 		free(g->upper_index);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigmem.h"
 #include "err.h"
 #include "memtable.h"
 
@@ -22,6 +23,11 @@ static uint64_t mix64(uint64_t x)
 	x ^= x >> 33;
 	x *= 0xc4ceb9fe1a85ec53ull;
 	return x ^ (x >> 33);
+}
+
+static size_t dead_bytes(size_t capacity)
+{
+	return (capacity / 64 + 1) * sizeof(uint64_t);
 }
 
 int mt_new(const struct hnsw_build_params *p, size_t capacity, struct memtable **out)
@@ -35,11 +41,10 @@ int mt_new(const struct hnsw_build_params *p, size_t capacity, struct memtable *
 	pthread_mutex_init(&mt->lock, NULL);
 	pthread_mutex_init(&mt->index_lock, NULL);
 	mt->map_cap = 1024;
-	/* calloc of large arrays maps zero pages lazily: capacity costs nothing until used. */
-	mt->ids = calloc(capacity ? capacity : 1, sizeof *mt->ids);
-	mt->lsns = calloc(capacity ? capacity : 1, sizeof *mt->lsns);
-	mt->dead = calloc(capacity / 64 + 1, sizeof *mt->dead);
-	mt->map = calloc(mt->map_cap, sizeof *mt->map);
+	mt->ids = big_zalloc(capacity * sizeof *mt->ids);
+	mt->lsns = big_zalloc(capacity * sizeof *mt->lsns);
+	mt->dead = big_zalloc(dead_bytes(capacity));
+	mt->map = big_zalloc_now(mt->map_cap * sizeof *mt->map);
 	if (!mt->ids || !mt->lsns || !mt->dead || !mt->map) {
 		mt_unref(mt);
 		return err_set(STRATA_ENOMEM, "memtable of %zu rows", capacity);
@@ -64,10 +69,10 @@ void mt_unref(struct memtable *mt)
 		return;
 	if (mt->g)
 		hnsw_graph_free(mt->g);
-	free(mt->ids);
-	free(mt->lsns);
-	free(mt->dead);
-	free(mt->map);
+	big_free(mt->ids, mt->capacity * sizeof *mt->ids);
+	big_free(mt->lsns, mt->capacity * sizeof *mt->lsns);
+	big_free(mt->dead, dead_bytes(mt->capacity));
+	big_free(mt->map, mt->map_cap * sizeof *mt->map);
 	pthread_mutex_destroy(&mt->lock);
 	pthread_mutex_destroy(&mt->index_lock);
 	free(mt);
@@ -113,7 +118,7 @@ static int map_fit(struct memtable *mt, size_t want)
 		return 0;
 	struct mt_slot *old = mt->map;
 	size_t old_cap = mt->map_cap;
-	struct mt_slot *n = calloc(cap, sizeof *n);
+	struct mt_slot *n = big_zalloc_now(cap * sizeof *n);
 	if (!n)
 		return err_set(STRATA_ENOMEM, "memtable id map of %zu slots", cap);
 	mt->map = n;
@@ -121,7 +126,7 @@ static int map_fit(struct memtable *mt, size_t want)
 	for (size_t i = 0; i < old_cap; i++)
 		if (old[i].used)
 			*map_slot(mt, old[i].id) = old[i];
-	free(old);
+	big_free(old, old_cap * sizeof *old);
 	return 0;
 }
 
