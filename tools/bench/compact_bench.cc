@@ -132,12 +132,8 @@ Config parse_args(int argc, char **argv)
 		} else if (a == "--memtable") {
 			c.memtable = strtoull(val(), nullptr, 10);
 		} else if (a == "--parts") {
-			c.parts = 0;
-			for (const char *p = val(); *p; p++)
-				if (*p >= '1' && *p <= '3')
-					c.parts |= 1u << (*p - '1');
-				else if (*p != ',')
-					die(std::string("--parts: not a part list: ") + argv[i]);
+			if (!parse_parts(val(), 3, c.parts))
+				die(std::string("--parts: not a part list: ") + argv[i]);
 		} else if (a == "--data") {
 			c.data_dir = val();
 		} else if (a == "--tmp") {

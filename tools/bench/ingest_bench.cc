@@ -69,6 +69,7 @@ struct Config {
 	size_t batch = 1000;       // parts 1c, 2, 4: vectors per strata_upsert
 	unsigned writers = 8;      // part 1b
 	std::vector<unsigned> efs = {64, 128, 256};
+	unsigned parts = 15;       // bit mask: 1, 2, 4, 8 (part 4 searches part 2's database)
 	bool quick = false;
 	std::string json_file;
 	std::string cmdline;
@@ -572,6 +573,7 @@ void usage(FILE *out)
 	      "  --tmp DIR        where the databases are made (default /tmp); its file\n"
 	      "                   system is the one whose fdatasync rate is measured\n"
 	      "  --json FILE      also write the figures as JSON to FILE\n"
+	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3,4; 4 runs 2 too)\n"
 	      "The figures and the issue's targets go to stdout, progress to stderr.\n",
 	      out);
 }
@@ -621,6 +623,9 @@ Config parse_args(int argc, char **argv)
 			c.batch = parse_num(val(), "--batch");
 		} else if (a == "--tmp") {
 			c.tmp_base = val();
+		} else if (a == "--parts") {
+			if (!parse_parts(val(), 4, c.parts))
+				die(std::string("--parts: not a part list: ") + argv[i]);
 		} else if (a == "--json") {
 			c.json_file = val();
 		} else {
@@ -684,12 +689,17 @@ int main(int argc, char **argv)
 	rep.str("load_start", load_start);
 	rep.num("threads", cfg.threads);
 
-	part1(cfg, data, work, rep);
-	Ingested ing = part2(cfg, data, work, rep);
-	part4(cfg, data, ing.db, rep);
-	check_strata(strata_close(ing.db), "strata_close");
-	std::filesystem::remove_all(work + "/p2", ec);
-	part3(cfg, data, work, rep);
+	if (cfg.parts & 1)
+		part1(cfg, data, work, rep);
+	if (cfg.parts & (2 | 8)) {
+		Ingested ing = part2(cfg, data, work, rep);
+		if (cfg.parts & 8)
+			part4(cfg, data, ing.db, rep);
+		check_strata(strata_close(ing.db), "strata_close");
+		std::filesystem::remove_all(work + "/p2", ec);
+	}
+	if (cfg.parts & 4)
+		part3(cfg, data, work, rep);
 	std::string load_end = loadavg();
 	rep.str("load_end", load_end);
 

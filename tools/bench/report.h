@@ -112,6 +112,19 @@ inline std::string json_num(double v)
 	return fmt("%.6g", v);
 }
 
+// "1,3" -> bits 0 and 2. False if the list names anything but parts 1..last.
+inline bool parse_parts(const char *list, unsigned last, unsigned &mask)
+{
+	mask = 0;
+	for (const char *p = list; *p; p++) {
+		if (*p >= '1' && *p < (char)('1' + last))
+			mask |= 1u << (*p - '1');
+		else if (*p != ',')
+			return false;
+	}
+	return mask != 0;
+}
+
 } // namespace bench
 
 #endif // STRATA_BENCH_REPORT_H
