@@ -95,8 +95,11 @@ Config parse_args(int argc, char **argv)
 	for (int i = 0; i < argc; i++)
 		c.cmdline += (i ? " " : "") + std::string(argv[i]);
 	for (int i = 1; i < argc; i++) {
-		std::string a = argv[i];
+		Opt opt = split_opt(argv[i]);
+		const std::string &a = opt.name;
 		auto val = [&]() -> const char * {
+			if (opt.has_value)
+				return opt.value.c_str();
 			if (i + 1 >= argc)
 				die(a + " needs a value");
 			return argv[++i];

@@ -112,6 +112,25 @@ inline std::string json_num(double v)
 	return fmt("%.6g", v);
 }
 
+// "--json=FILE" -> name "--json", value "FILE"; "--json" alone -> no value (it is the next argument).
+struct Opt {
+	std::string name, value;
+	bool has_value = false;
+};
+
+inline Opt split_opt(const char *arg)
+{
+	Opt o;
+	o.name = arg;
+	size_t eq = o.name.find('=');
+	if (o.name.rfind("--", 0) == 0 && eq != std::string::npos) {
+		o.value = o.name.substr(eq + 1);
+		o.name.resize(eq);
+		o.has_value = true;
+	}
+	return o;
+}
+
 // "1,3" -> bits 0 and 2. False if the list names anything but parts 1..last.
 inline bool parse_parts(const char *list, unsigned last, unsigned &mask)
 {
