@@ -254,11 +254,13 @@ bool mt_needs_index(const struct memtable *mt)
 	return hnsw_graph_indexed(mt->g) < hnsw_graph_appended(mt->g);
 }
 
-int mt_index(struct memtable *mt)
+int mt_index(struct memtable *mt, size_t max_rows)
 {
 	pthread_mutex_lock(&mt->index_lock);
-	size_t upto = hnsw_graph_appended(mt->g);
-	int rc = hnsw_graph_indexed(mt->g) >= upto ? 0 : hnsw_graph_index(mt->g, upto);
+	size_t upto = hnsw_graph_appended(mt->g), from = hnsw_graph_indexed(mt->g);
+	if (max_rows && upto - from > max_rows)
+		upto = from + max_rows;
+	int rc = from >= upto ? 0 : hnsw_graph_index(mt->g, upto);
 	pthread_mutex_unlock(&mt->index_lock);
 	return rc;
 }

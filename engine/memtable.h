@@ -105,8 +105,11 @@ uint64_t mt_live(const struct memtable *mt);
 /* Bytes the memtable holds (graph records, ids, map). */
 uint64_t mt_bytes(struct memtable *mt);
 
-/* Insert the appended rows into the graph (indexer thread / flush). */
-int mt_index(struct memtable *mt);
+/*
+ * Insert the appended rows into the graph (indexer thread / flush): all of
+ * them, or with max_rows > 0 at most that many (the next ones in order).
+ */
+int mt_index(struct memtable *mt, size_t max_rows);
 bool mt_needs_index(const struct memtable *mt);
 
 /* Accept a row (filters of the caller); NULL = all live rows. */
