@@ -194,7 +194,12 @@ enum {
  * Replay costs O(unflushed bytes), bounded by the memtable limits; the
  * replayed vectors are searched exactly until the background indexer has
  * put them in the memtable graph. A writable handle runs two threads (graph
- * indexer, flusher) until strata_close. The write options of `opts`
+ * indexer, flusher) until strata_close; the indexer (and the graph workers
+ * it starts, `threads` of them) runs under SCHED_BATCH, its fair share of
+ * the CPU without preempting a writer or query that wakes up, and
+ * strata_close does not wait for it to index what it is throwing away (plus
+ * the compactor's thread: options merge_factor to compaction_threads).
+ * The write options of `opts`
  * (sync_mode, memtable limits, wal_file_bytes, threads, seed) apply to this
  * handle only.
  *
