@@ -6,8 +6,13 @@
 
 #include <sys/mman.h>
 
-/* Below this a huge page would mostly hold zeros nobody asked for. */
-#define BIG_HUGE_MIN (4u << 20)
+/*
+ * The first 4 MiB of an array stay on 4 KiB pages: a memtable is sized for
+ * a million rows, and a database that only ever holds a few thousand (or an
+ * application with many small ones open) should not pay 2 MiB per array for
+ * them. Past that the array is in real use and huge pages pay off.
+ */
+#define BIG_SMALL_HEAD (4u << 20)
 
 void *big_zalloc(size_t bytes)
 {
@@ -16,8 +21,8 @@ void *big_zalloc(size_t bytes)
 	               -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
-	if (len >= BIG_HUGE_MIN)
-		madvise(p, len, MADV_HUGEPAGE); /* advice: refused or unsupported only costs speed */
+	if (len > BIG_SMALL_HEAD) /* advice: refused or unsupported only costs speed */
+		madvise((char *)p + BIG_SMALL_HEAD, len - BIG_SMALL_HEAD, MADV_HUGEPAGE);
 	return p;
 }
 

@@ -2,11 +2,11 @@
  * bigmem.h - large zeroed arrays for the memtable and incremental graphs.
  *
  * They are mapped, not malloc'd: capacity costs nothing until a page is
- * touched. Arrays of 4 MiB or more ask for transparent huge pages, because a
- * writer appending a batch otherwise takes one page fault per 4 KiB it
- * touches, and in a virtual machine each fault is an exit to the host:
- * measured, faults were 62% of the writer thread's CPU for batches of 1,000
- * 128-d vectors (with huge pages: one fault per 2 MiB).
+ * touched. Past their first 4 MiB they ask for transparent huge pages,
+ * because a writer appending a batch otherwise takes one page fault per
+ * 4 KiB it touches, and in a virtual machine each fault is an exit to the
+ * host: measured, faults were 62% of the writer thread's CPU for batches of
+ * 1,000 128-d vectors (with huge pages: one fault per 2 MiB).
  */
 #ifndef STRATA_BIGMEM_H
 #define STRATA_BIGMEM_H
