@@ -850,6 +850,7 @@ struct bg_merge {
 static void *bg_merge_main(void *arg)
 {
 	struct bg_merge *m = arg;
+	pthread_setname_np(pthread_self(), "strata-merge");
 	if (m->idle)
 		lower_priority();
 	m->rc = merge_build(m->db, m->c, m->job, &m->mo);
@@ -957,6 +958,7 @@ static void *compactor_main(void *arg)
 {
 	strata_db *db = arg;
 	struct compactor *c = db->compactor;
+	pthread_setname_np(pthread_self(), "strata-compact");
 	pthread_mutex_lock(&c->lock);
 	while (!c->stopping) {
 		sweep_retired(db, c, false);

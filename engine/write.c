@@ -472,6 +472,7 @@ void db_fail_writes(strata_db *db, int rc)
 static void *flusher_main(void *arg)
 {
 	strata_db *db = arg;
+	pthread_setname_np(pthread_self(), "strata-flush");
 	pthread_mutex_lock(&db->flush_lock);
 	while (!db->stopping) {
 		if (db->checkpoint_pending && !db->bg_error) {
@@ -526,6 +527,7 @@ static void *indexer_main(void *arg)
 {
 	strata_db *db = arg;
 	indexer_policy();
+	pthread_setname_np(pthread_self(), "strata-index"); /* its graph workers inherit the name */
 	for (;;) {
 		pthread_mutex_lock(&db->flush_lock);
 		bool stop = db->stopping;

@@ -211,6 +211,7 @@ int wal_wait(struct wal *w, uint64_t lsn, bool durable)
 void *wal_timer_main(void *arg)
 {
 	struct wal *w = arg;
+	pthread_setname_np(pthread_self(), "strata-walsync");
 	uint32_t ms = w->cfg.sync_interval_ms ? w->cfg.sync_interval_ms : 1;
 	pthread_mutex_lock(&w->mu);
 	while (!w->stopping) {

@@ -3,13 +3,20 @@
  * manifest and each segment's header and section table, not the vectors or
  * the graph. Measured by the page faults an open takes (a count, not a time,
  * so the test is deterministic): they must not grow with the database.
- * Also: opening read-only needs no write permission and writes nothing.
+ * Also: opening read-only needs no write permission and writes nothing; a
+ * writer's background threads carry names, the indexer runs as SCHED_BATCH,
+ * and strata_close leaves none of them behind.
  */
 #include <criterion/criterion.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <errno.h>
 #include <grp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -125,5 +132,80 @@ Test(db_open, readonly_open_leaves_the_directory_unchanged, .timeout = 60)
 	strata_close(db);
 	snprintf(lock, sizeof lock, "%s/LOCK", dir);
 	cr_assert_neq(access(lock, F_OK), 0, "a read-only open created %s", lock);
+	t_dir_free(&d);
+}
+
+/* How many threads of this process are named `name` (/proc/self/task/T/comm); *tid_out: one of them. */
+static int threads_named(const char *name, pid_t *tid_out)
+{
+	DIR *d = opendir("/proc/self/task");
+	cr_assert(d, "/proc/self/task: %s", strerror(errno));
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300], comm[64] = {0};
+		snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue; /* the thread ended meanwhile */
+		if (fgets(comm, sizeof comm, f)) {
+			comm[strcspn(comm, "\n")] = 0;
+			if (strcmp(comm, name) == 0) {
+				if (tid_out)
+					*tid_out = (pid_t)atoi(e->d_name);
+				n++;
+			}
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+static void *try_batch(void *arg)
+{
+	struct sched_param sp = {0};
+	*(int *)arg = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	return NULL;
+}
+
+Test(db_open, a_writer_names_its_threads_runs_its_indexer_as_batch_and_close_ends_them,
+     .timeout = 60)
+{
+	int can = -1;
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, try_batch, &can), 0);
+	pthread_join(t, NULL);
+	if (can != 0)
+		cr_skip_test("SCHED_BATCH is refused here: %s", strerror(can));
+	struct t_dir d = t_dir_new();
+	char dir[600];
+	t_path(&d, "db", dir, sizeof dir);
+	strata_options o;
+	strata_options_default(&o);
+	o.dim = 4;
+	strata_db *db;
+	cr_assert_eq(strata_open(dir, &o, STRATA_CREATE, &db), 0, "%s", strata_last_error_detail());
+	/* Each thread names itself once it runs (the indexer after taking its policy): wait for that. */
+	const char *names[] = {"strata-index", "strata-flush", "strata-compact"};
+	for (int i = 0; i < 10000; i++) {
+		int seen = 0;
+		for (int j = 0; j < 3; j++)
+			seen += threads_named(names[j], NULL) > 0;
+		if (seen == 3)
+			break;
+		usleep(1000);
+	}
+	pid_t indexer = 0;
+	cr_assert_geq(threads_named("strata-index", &indexer), 1);
+	cr_assert_eq(threads_named("strata-flush", NULL), 1);
+	cr_assert_eq(threads_named("strata-compact", NULL), 1);
+	cr_assert_eq(sched_getscheduler(indexer), SCHED_BATCH, "the indexer's policy is %d",
+	             sched_getscheduler(indexer));
+	cr_assert_eq(strata_close(db), 0, "%s", strata_last_error_detail());
+	for (int j = 0; j < 3; j++)
+		cr_assert_eq(threads_named(names[j], NULL), 0, "a %s thread outlived strata_close", names[j]);
 	t_dir_free(&d);
 }
