@@ -517,9 +517,10 @@ static void indexer_policy(void)
 /*
  * The indexer works in rounds of at most this many rows and looks for
  * strata_close between them: a close must not wait for the indexing of a
- * whole memtable (after replaying a long WAL, minutes) that it throws away.
- * Measured: closing right after replaying 300,000 records took 3.3 s with
- * one round for all of them. A round is well under a second of work.
+ * whole memtable (after replaying a long WAL) that it throws away.
+ * Measured, closing right after replaying 1M records at ef_construction 20:
+ * 11.7 s with one round for all of them, 0.01 s in rounds. A round is well
+ * under a second of work.
  */
 #define INDEX_ROUND_ROWS 2048
 
