@@ -48,6 +48,7 @@ enum fp_site {
 	FP_MMAP,
 	FP_MKDIR,
 	FP_UNLINK,
+	FP_PREALLOC,   /* wal/'s preparer: a zero write (+ its sync) ahead of the records */
 	FP_SITE_COUNT
 };
 

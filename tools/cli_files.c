@@ -134,6 +134,10 @@ int cli_wal_walk(const uint8_t *buf, size_t len, bool resync, cli_wal_rec_fn fn,
 			pos += rec.total_len;
 			continue;
 		}
+		if (!whole && !damaged && all_zero(buf + pos, len - pos)) {
+			out->zero_bytes = len - pos; /* the writer's zeros ahead: the log ends here */
+			break;
+		}
 		char why[ERR_DETAIL_MAX];
 		if (d == WALREC_MORE)
 			snprintf(why, sizeof why, "the file ends %llu bytes into a record%s",

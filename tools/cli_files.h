@@ -38,6 +38,7 @@ struct cli_wal_file {
 	uint64_t next_valid_off;         /* a valid record after the damage, 0 if none found */
 	bool torn;                       /* damage with nothing valid after it: a torn tail */
 	uint64_t torn_bytes;             /* its length (what recovery cuts in the newest file) */
+	uint64_t zero_bytes;             /* zeros after the last record (written ahead, FORMAT.md 10.6): a clean end */
 	int error;                       /* 0, or the STRATA_E* code of damage that is not a torn tail */
 	char detail[CLI_FILES_DETAIL_MAX]; /* of the first damage, torn or not ("" if none) */
 };

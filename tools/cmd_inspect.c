@@ -652,6 +652,10 @@ static void wal_print(const struct db_report *d)
 			printf("      torn tail: %llu bytes after byte offset %llu; the next writer cuts "
 			       "them\n", (unsigned long long)f->torn_bytes,
 			       (unsigned long long)f->valid_bytes);
+		else if (f->zero_bytes)
+			printf("      %llu bytes of zeros written ahead after byte offset %llu (a clean end; "
+			       "a writer cuts them when it closes or reopens)\n",
+			       (unsigned long long)f->zero_bytes, (unsigned long long)f->valid_bytes);
 		if (f->error)
 			printf("      error: %s: %s\n", strata_strerror(f->error), f->detail);
 	}
@@ -788,6 +792,7 @@ static void print_json(const struct db_report *d)
 			cli_json_u64(&j, "file_bytes", f->size_bytes);
 			cli_json_u64(&j, "valid_bytes", f->valid_bytes);
 			cli_json_u64(&j, "torn_bytes", f->torn_bytes);
+			cli_json_u64(&j, "zero_bytes", f->zero_bytes);
 			cli_json_bool(&j, "torn_header", f->torn_header);
 			cli_json_bool(&j, "newest", f->newest);
 			if (f->error) {
@@ -1015,6 +1020,7 @@ static int inspect_wal_file(const char *path, const uint8_t *buf, size_t len, bo
 		cli_json_u64(&j, "file_bytes", len);
 		cli_json_u64(&j, "valid_bytes", w.valid_bytes);
 		cli_json_u64(&j, "torn_bytes", w.torn_bytes);
+		cli_json_u64(&j, "zero_bytes", w.zero_bytes);
 		cli_json_bool(&j, "ok", !w.error);
 		if (w.torn)
 			cli_json_str(&j, "warning", w.detail);
@@ -1038,6 +1044,9 @@ static int inspect_wal_file(const char *path, const uint8_t *buf, size_t len, bo
 		       (unsigned long long)w.deletes, (unsigned long long)w.delete_rows);
 		printf("  file       %s (%zu bytes), %llu bytes of whole records and header\n",
 		       cli_fmt_bytes(len, sz, sizeof sz), len, (unsigned long long)w.valid_bytes);
+		if (w.zero_bytes)
+			printf("  zeros      %llu bytes written ahead after the records: a clean end\n",
+			       (unsigned long long)w.zero_bytes);
 		if (w.torn)
 			printf("  warning    %s\n", w.detail);
 		if (w.error)

@@ -9,15 +9,17 @@
  *       and every record before it are on stable storage (fdatasync done).
  *   W2  records are laid in the files in LSN order, LSNs consecutive (+1)
  *       within and across files.
- *   W3  a file is whole and synced before the next file is created; a new
+ *   W3  a file is whole and synced before the next file is created (zeros
+ *       written ahead of its records are cut off first); a new
  *       file, its header and its directory entry are synced before the first
  *       record goes to it. So only the newest file can have a torn tail.
  *   W4  after a failed write or fsync the log is failed for good: every later
  *       append/sync/rotate returns that error (STRATA_EFSYNC for an fsync).
  *       The failed batch's bytes are cut from the file (best effort), so
  *       recovery does not bring back a record whose append returned an error.
- *   W5  recovery cuts the newest file's torn tail back to its last whole
- *       record and refuses any other damage with the file and byte offset.
+ *   W5  recovery cuts the newest file's torn tail (or its zeros written
+ *       ahead) back to its last whole record and refuses any other damage
+ *       with the file and byte offset.
  *
  * How the engine drives it:
  *   open:   mf_load -> wal_recover(after_lsn = checkpoint_lsn, apply into the
@@ -54,6 +56,8 @@ struct wal_config {
 	int sync_mode;              /* STRATA_SYNC_ALWAYS / _INTERVAL / _NONE (engine/strata.h) */
 	uint32_t sync_interval_ms;  /* STRATA_SYNC_INTERVAL; 0 is taken as 1 */
 	uint64_t file_bytes;        /* rotate: start a new file once the current one passes this (0: 64 MiB) */
+	bool no_prealloc;           /* no zeros written ahead of the records (wal_internal.h says why
+	                               they are); env STRATA_WAL_PREALLOC=off does the same */
 	enum wal_io io;             /* AUTO: io_uring if it works, else pwrite+fdatasync;
 	                               env STRATA_WAL_IO=pwrite|uring overrides AUTO. URING
 	                               falls back to pwrite the same way when the kernel refuses */
@@ -69,6 +73,8 @@ struct wal_recovery {
 	   record + 1, or the first LSN of a newest file without records); 0 if no files. */
 	uint64_t next_lsn;
 	uint32_t torn_headers;      /* newest files whose header was torn: removed (or ignored) */
+	uint64_t zero_bytes;        /* zeros written ahead after the newest file's last record: cut
+	                               like a torn tail (read-only: ignored), but not a tear */
 };
 
 typedef int (*wal_apply_fn)(void *ctx, uint64_t lsn, unsigned type, const uint8_t *payload, size_t len);
@@ -86,7 +92,8 @@ typedef int (*wal_apply_fn)(void *ctx, uint64_t lsn, unsigned type, const uint8_
  * below after_lsn + 1 (else records after the checkpoint are missing).
  * The newest file's torn or corrupt tail (no valid record after the damage)
  * is cut back to the last whole record (ftruncate + fsync; with readonly=true
- * only ignored) and reported; damage followed by a valid record, or damage in
+ * only ignored) and reported; so are zeros after its last record (written
+ * ahead by the writer's preparer), reported apart as zero_bytes; damage followed by a valid record, or damage in
  * a file that is not the newest, is STRATA_ECORRUPT / STRATA_ECHECKSUM with a
  * detail naming the file and byte offset. A header of a file from another
  * database (uuid) or dim: STRATA_ECORRUPT naming the file. A newest file whose
@@ -127,7 +134,15 @@ int wal_rotate(struct wal *w);        /* next record goes to a new file (the eng
 uint64_t wal_last_lsn(struct wal *w); /* LSN of the last appended record (next_lsn - 1 before any) */
 /* Delete the files all of whose records have lsn <= lsn (never the current file); fsync dir. */
 int wal_remove_upto(struct wal *w, uint64_t lsn);
-struct wal_stats { uint64_t appends, records, bytes, fsyncs, writes, max_group; uint32_t files; bool io_uring; };
+struct wal_stats {
+	uint64_t appends, records, bytes, fsyncs, writes, max_group;
+	uint32_t files;
+	bool io_uring;
+	/* Preallocation (wal_internal.h): zero bytes written ahead, batches that waited for it,
+	   and whether it stopped after a failed zero write or sync (the log goes on without). */
+	uint64_t prealloc_bytes, prealloc_waits;
+	bool prealloc_on, prealloc_failed;
+};
 void wal_stats(struct wal *w, struct wal_stats *out);
 /* Sync (unless failed) and free. Returns the sync's result (or the sticky failure). */
 int wal_close(struct wal *w);
@@ -150,7 +165,8 @@ struct wal_file_info {
 	uint64_t last_lsn;        /* of the last of them, 0 if none */
 	uint64_t size_bytes;      /* the file's size */
 	uint64_t valid_bytes;     /* header + whole records */
-	uint64_t torn_bytes;      /* newest file: what recovery would cut */
+	uint64_t torn_bytes;      /* newest file: what recovery would cut as a torn tail */
+	uint64_t zero_bytes;      /* newest file: zeros after the last record (written ahead, 10.6): recovery cuts them too */
 	bool newest;
 	bool torn_header;         /* newest file of a crash during creation: recovery removes it */
 	int error;                /* 0 or the STRATA_E* code of this file's damage */

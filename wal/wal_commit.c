@@ -78,6 +78,12 @@ static void wal_cut(struct wal *w, uint64_t off)
 static int wal_switch(struct wal *w, uint64_t first_lsn, bool sync_old, bool *synced_out)
 {
 	int rc;
+	if (wal_prep_hold(w)) {
+		/* Zeros were written ahead: the file must end at its last record (W3), durably. */
+		if ((rc = fio_ftruncate(w->fd, w->write_off, w->path)))
+			return rc;
+		sync_old = true;
+	}
 	if (sync_old) {
 		if ((rc = wal_iob_write(&w->iob, w->fd, NULL, 0, 0, true, w->path)))
 			return rc;
@@ -93,6 +99,7 @@ static int wal_switch(struct wal *w, uint64_t first_lsn, bool sync_old, bool *sy
 	wal_path_join(w->path, sizeof w->path, w->dir, name); /* fits: wal_file_create joined it */
 	w->file_first_lsn = first_lsn;
 	w->write_off = WAL_FILE_HEADER_SIZE;
+	wal_prep_release(w);
 	return 0;
 }
 
@@ -130,6 +137,8 @@ int wal_lead(struct wal *w, bool force_rotate)
 	uint64_t t_sync = 0;
 	if (!rc && (len || do_sync)) {
 		uint64_t off = w->write_off;
+		if (len)
+			wal_prep_claim(w, off, off + len);
 		t_sync = do_sync ? mono_ns() : 0;
 		rc = wal_iob_write(&w->iob, w->fd, buf, len, off, do_sync, w->path);
 		t_sync = do_sync ? mono_ns() - t_sync : 0;

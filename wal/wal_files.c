@@ -127,8 +127,13 @@ int wal_file_create(const char *dir, const uint8_t db_uuid[16], uint32_t dim, ui
 	if ((rc = wal_efsync(fio_fsync(fd, path))))
 		goto fail;
 	fp_step("wal.file_synced");
-	/* Not wal_efsync: opening the directory can fail too, and says so with its own code. */
-	if ((rc = fio_fsync_dir(dir)))
+	/* Opening the directory can fail with its own code; its fsync failing is EFSYNC like any other (W4). */
+	int dfd = -1;
+	if ((rc = fio_open(dir, O_RDONLY | O_DIRECTORY, 0, &dfd)))
+		goto fail;
+	rc = wal_efsync(fio_fsync(dfd, dir));
+	fio_close(dfd);
+	if (rc)
 		goto fail;
 	*fd_out = fd;
 	return 0;

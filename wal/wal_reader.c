@@ -121,7 +121,8 @@ static int wal_rd_all_zero(struct wal_rd *r, uint64_t from, bool *zero)
 		int rc = wal_rd_fill(r, pos, WAL_WINDOW);
 		if (rc)
 			return rc;
-		for (size_t i = 0; i < r->len; i++)
+		/* The window may start before pos (it is reused when it holds pos already). */
+		for (size_t i = (size_t)(pos - r->base); i < r->len; i++)
 			if (r->buf[i]) {
 				*zero = false;
 				return 0;
@@ -280,6 +281,16 @@ static int wal_read_file(struct wal_scan *s, const char *dir, uint64_t name_lsn,
 	info->valid_bytes = pos;
 	if (!damage)
 		goto out;
+	if (newest) {
+		/* Zeros from here to the end: space the writer's preparer wrote ahead (10.6), not a tear. */
+		bool zeros;
+		if ((rc = wal_rd_all_zero(&r, pos, &zeros)))
+			goto out;
+		if (zeros) {
+			info->zero_bytes = r.size - pos;
+			goto out;
+		}
+	}
 
 	/* Damage at pos: a torn tail only if this is the newest file and nothing valid follows. */
 	char why[ERR_DETAIL_MAX];
@@ -391,9 +402,10 @@ int wal_recover(const struct wal_config *c, uint64_t after_lsn, bool readonly,
 		if (f.torn_bytes) {
 			res.torn_bytes = f.torn_bytes;
 			snprintf(res.torn_file, sizeof res.torn_file, "%s", f.name);
-			if (!readonly)
-				rc = wal_cut_tail(c->dir, &f);
 		}
+		res.zero_bytes += f.zero_bytes;
+		if ((f.torn_bytes || f.zero_bytes) && !readonly)
+			rc = wal_cut_tail(c->dir, &f);
 	}
 	free(lsns);
 	res.next_lsn = s.next_lsn;

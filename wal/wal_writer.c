@@ -41,6 +41,7 @@ static void wal_free(struct wal *w)
 	wal_iob_fini(&w->iob);
 	pthread_cond_destroy(&w->timer_cv);
 	pthread_cond_destroy(&w->append_cv);
+	pthread_cond_destroy(&w->prep_cv);
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
 	free(w->q);
@@ -75,6 +76,7 @@ int wal_open(const struct wal_config *c, uint64_t next_lsn, struct wal **out)
 	pthread_cond_init(&w->cv, NULL);
 	pthread_cond_init(&w->timer_cv, &ca);
 	pthread_cond_init(&w->append_cv, &ca);
+	pthread_cond_init(&w->prep_cv, NULL);
 	pthread_condattr_destroy(&ca);
 	if (!w->dir) {
 		wal_free(w);
@@ -108,6 +110,8 @@ int wal_open(const struct wal_config *c, uint64_t next_lsn, struct wal **out)
 
 	w->st.files = (uint32_t)n + (newest != next_lsn); /* the new one, unless it replaced */
 
+	if ((rc = wal_prep_start(w)))
+		goto fail;
 	if (c->sync_mode == STRATA_SYNC_INTERVAL) {
 		if (pthread_create(&w->timer, NULL, wal_timer_main, w) != 0) {
 			rc = err_set(STRATA_ENOMEM, "wal_open: cannot start the sync timer thread");
@@ -118,6 +122,7 @@ int wal_open(const struct wal_config *c, uint64_t next_lsn, struct wal **out)
 	*out = w;
 	return 0;
 fail:
+	wal_prep_stop(w);
 	/* The new file holds no record: remove it, so that a retry can make it again. */
 	if (w->fd >= 0) {
 		fio_close(w->fd);
@@ -265,6 +270,7 @@ void wal_stats(struct wal *w, struct wal_stats *out)
 {
 	pthread_mutex_lock(&w->mu);
 	*out = w->st;
+	out->prealloc_failed = w->prep_failed;
 	pthread_mutex_unlock(&w->mu);
 }
 
@@ -278,12 +284,21 @@ int wal_close(struct wal *w)
 	pthread_mutex_unlock(&w->mu);
 	if (w->timer_on)
 		pthread_join(w->timer, NULL);
+	wal_prep_stop(w);
 
 	pthread_mutex_lock(&w->mu);
 	int rc = w->failed ? wal_failed(w) : wal_wait(w, w->next_lsn - 1, true);
 	while (w->leader)
 		pthread_cond_wait(&w->cv, &w->mu);
 	pthread_mutex_unlock(&w->mu);
+	/*
+	 * A clean close leaves no zeros after the last record (after a crash,
+	 * recovery cuts them). Best effort: a tail left behind is still a clean
+	 * end of the log, and every record is already synced.
+	 */
+	if (rc == 0 && w->zero_end > w->write_off &&
+	    fio_ftruncate(w->fd, w->write_off, w->path) == 0)
+		fio_fdatasync(w->fd, w->path);
 	wal_free(w);
 	return rc;
 }

@@ -202,6 +202,35 @@ Test(cli_write, inspect_changes_nothing_and_a_torn_tail_is_a_warning)
 	t_dir_free(&d);
 }
 
+/* What a writer killed with zeros written ahead leaves (FORMAT.md 10.6): a clean end, no warning. */
+Test(cli_write, zeros_after_the_last_record_are_a_clean_end)
+{
+	char db[1024], wal[1024], out[16384];
+	struct t_dir d = make_unflushed(db, sizeof db);
+	find_file(db, "wal-", wal, sizeof wal);
+	off_t records_end = file_size(wal);
+	FILE *f = fopen(wal, "ab");
+	cr_assert(f);
+	static const char zeros[8192];
+	cr_assert_eq(fwrite(zeros, 1, sizeof zeros, f), sizeof zeros);
+	fclose(f);
+
+	const char *o = ok(t_run(&d, "inspect", "--json", db, NULL));
+	cr_assert_eq(t_json_num(o, "vectors"), 100, "%s", o);
+	cr_assert_eq(t_json_num(o, "torn_bytes"), 0, "%s", o);
+	cr_assert_eq(t_json_num(o, "zero_bytes"), 8192, "%s", o);
+	o = ok(t_run(&d, "inspect", db, NULL));
+	cr_assert(strstr(o, "8192 bytes of zeros written ahead"), "%s", o);
+	cr_assert_eq(status_of(t_run(&d, "verify", db, NULL), out, sizeof out), 0, "%s", out);
+	cr_assert(!strstr(out, "WARNING"), "%s", out);
+	cr_assert_eq(status_of(t_run(&d, "verify", wal, NULL), out, sizeof out), 0, "%s", out);
+	cr_assert(!strstr(out, "WARNING"), "%s", out);
+	o = ok(t_run(&d, "inspect", wal, NULL));
+	cr_assert(strstr(o, "8192 bytes written ahead"), "%s", o);
+	cr_assert_eq(file_size(wal), records_end + 8192, "a tool cut the zeros");
+	t_dir_free(&d);
+}
+
 Test(cli_write, verify_fails_on_a_garbled_wal_middle)
 {
 	char db[1024], wal[1024], out[16384];

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1360,5 +1361,254 @@ Test(wal, directory_errors_are_reported)
 	longdir[sizeof longdir - 1] = '\0';
 	char name[64];
 	cr_assert_eq(wal_path_join(name, sizeof name, longdir, "wal-0000000000000001.log"), STRATA_EINVAL);
+	t_dir_free(&d);
+}
+
+/* ---- zeros written ahead (wal_prep.c, FORMAT.md 10.6-10.7) ------------------------ */
+
+/* Append records (ALWAYS) until the preparer has zeroed ahead, at most ~10 s. Returns the count. */
+static uint64_t append_until_prealloc(struct wal *w, struct log *want, uint64_t k0)
+{
+	uint64_t k = k0;
+	struct wal_stats st;
+	for (int i = 0; i < 10000; i++) {
+		cr_assert_eq(append_k(w, k++, want, NULL), 0, "%s", err_detail());
+		wal_stats(w, &st);
+		if (st.prealloc_bytes)
+			return k - k0;
+		if (i % 16 == 15)
+			usleep(1000); /* give the preparer a core */
+	}
+	cr_assert_fail("no zeros were written ahead after %llu appends", (unsigned long long)(k - k0));
+	return 0;
+}
+
+Test(wal_prealloc, zeros_go_ahead_of_the_records_and_a_clean_close_cuts_them)
+{
+	unsetenv("STRATA_WAL_PREALLOC");
+	struct t_dir d = t_dir_new();
+	struct wal_config c = cfg(&d, STRATA_SYNC_ALWAYS, 0);
+	struct wal *w;
+	cr_assert_eq(wal_open(&c, 1, &w), 0, "%s", err_detail());
+	struct log want = {0};
+	uint64_t n = append_until_prealloc(w, &want, 1);
+	cr_assert_eq(append_k(w, 100000, &want, NULL), 0);
+	n++;
+	struct wal_stats st;
+	wal_stats(w, &st);
+	cr_assert(st.prealloc_on && !st.prealloc_failed);
+	char p[600];
+	wal_path(&d, 1, p, sizeof p);
+	uint64_t records_end = WAL_FILE_HEADER_SIZE + st.bytes;
+	cr_assert_gt(file_size(p), records_end, "no zeros after the records (%llu bytes of records)",
+	             (unsigned long long)records_end);
+	/* A reader meanwhile (a read-only open, inspect): the zeros are the end, not a tear. */
+	struct replay rp;
+	struct wal_recovery res;
+	cr_assert_eq(recover(&d, 0, true, &want, &rp, &res), 0, "%s", err_detail());
+	cr_assert_eq(rp.n, n);
+	cr_assert_eq(res.torn_bytes, 0);
+	cr_assert_eq(res.zero_bytes, file_size(p) - records_end);
+	cr_assert_eq(wal_close(w), 0);
+	cr_assert_eq(file_size(p), records_end, "close left the zeros");
+	cr_assert_eq(recover(&d, 0, false, &want, &rp, &res), 0, "%s", err_detail());
+	cr_assert_eq(rp.n, n);
+	cr_assert(rp.in_order);
+	cr_assert_eq(res.torn_bytes + res.zero_bytes, 0);
+	log_free(&want);
+	t_dir_free(&d);
+}
+
+/* A writer killed with zeros ahead: every acknowledged record comes back, the zeros are cut, not counted torn. */
+Test(wal_prealloc, a_killed_writer_leaves_zeros_that_recovery_cuts_as_the_end)
+{
+	unsetenv("STRATA_WAL_PREALLOC");
+	struct t_dir d = t_dir_new();
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		struct wal_config c = cfg(&d, STRATA_SYNC_ALWAYS, 0);
+		struct wal *w;
+		if (wal_open(&c, 1, &w))
+			_exit(2);
+		uint64_t k = 1;
+		struct wal_stats st;
+		for (int i = 0; i < 10000; i++) {
+			if (append_k(w, k++, NULL, NULL))
+				_exit(3);
+			wal_stats(w, &st);
+			if (st.prealloc_bytes)
+				break;
+			if (i % 16 == 15)
+				usleep(1000);
+		}
+		uint64_t acked = k - 1;
+		if (write(fds[1], &acked, sizeof acked) != sizeof acked)
+			_exit(4);
+		_exit(0); /* no wal_close: as a kill would */
+	}
+	close(fds[1]);
+	uint64_t acked = 0;
+	cr_assert_eq(read(fds[0], &acked, sizeof acked), (ssize_t)sizeof acked, "the child wrote nothing");
+	close(fds[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+
+	char p[600];
+	wal_path(&d, 1, p, sizeof p);
+	uint64_t size = file_size(p);
+	struct replay rp;
+	struct wal_recovery res;
+	cr_assert_eq(recover(&d, 0, false, NULL, &rp, &res), 0, "%s", err_detail());
+	cr_assert_eq(rp.n, acked);
+	cr_assert(rp.in_order);
+	cr_assert_eq(res.torn_bytes, 0, "zeros counted as a torn tail");
+	cr_assert_gt(res.zero_bytes, 0, "the child left no zeros: the test proves nothing");
+	cr_assert_eq(file_size(p), size - res.zero_bytes, "recovery did not cut the zeros");
+	t_dir_free(&d);
+}
+
+/* Zeros after a torn record are part of the tear; zeros in a file that is not the newest are damage. */
+Test(wal_prealloc, zeros_after_a_tear_and_zeros_in_an_older_file)
+{
+	struct t_dir src = t_dir_new();
+	struct log want = {0};
+	const uint64_t N = 6;
+	struct t_blob b = write_one_file(&src, N, &want);
+	uint64_t offs[16];
+	cr_assert_eq(record_offsets(b.data, b.len, offs, 15), N);
+	size_t zeros = 8192;
+	uint8_t *buf = calloc(1, b.len + zeros);
+	memcpy(buf, b.data, b.len);
+
+	/* The last record half written, zeros after it: a tear of everything from that record on. */
+	struct t_dir d = t_dir_new();
+	char p[600];
+	wal_path(&d, 1, p, sizeof p);
+	size_t half = (size_t)(offs[N - 1] + (offs[N] - offs[N - 1]) / 2);
+	memset(buf + half, 0, b.len - half);
+	t_write_file(p, buf, b.len + zeros);
+	struct replay rp;
+	struct wal_recovery res;
+	cr_assert_eq(recover(&d, 0, false, &want, &rp, &res), 0, "%s", err_detail());
+	cr_assert_eq(rp.n, N - 1);
+	cr_assert_eq(res.torn_bytes, b.len + zeros - offs[N - 1]);
+	cr_assert_eq(res.zero_bytes, 0);
+	cr_assert_eq(file_size(p), offs[N - 1]);
+	t_dir_free(&d);
+
+	/* Whole records then zeros, but a newer file follows: not a crash in progress. */
+	d = t_dir_new();
+	memcpy(buf, b.data, b.len);
+	memset(buf + b.len, 0, zeros);
+	wal_path(&d, 1, p, sizeof p);
+	t_write_file(p, buf, b.len + zeros);
+	struct wal_config c = cfg(&d, STRATA_SYNC_NONE, 0);
+	struct wal *w;
+	cr_assert_eq(wal_open(&c, N + 1, &w), 0, "%s", err_detail());
+	cr_assert_eq(wal_close(w), 0);
+	int rc = recover(&d, 0, true, &want, &rp, &res);
+	cr_assert_eq(rc, STRATA_ECORRUPT, "rc %d: %s", rc, err_detail());
+	cr_assert(strstr(err_detail(), "wal-0000000000000001.log"), "%s", err_detail());
+	free(buf);
+	free(b.data);
+	log_free(&want);
+	t_dir_free(&d);
+	t_dir_free(&src);
+}
+
+/* Rotations cut each file's zeros before the next file exists (W3): every older file is whole. */
+Test(wal_prealloc, rotation_leaves_every_older_file_whole)
+{
+	unsetenv("STRATA_WAL_PREALLOC");
+	struct t_dir d = t_dir_new();
+	struct wal_config c = cfg(&d, STRATA_SYNC_ALWAYS, 64 << 10);
+	struct wal *w;
+	cr_assert_eq(wal_open(&c, 1, &w), 0, "%s", err_detail());
+	struct log want = {0};
+	uint64_t k = 1;
+	struct wal_stats st;
+	do {
+		uint64_t n = append_until_prealloc(w, &want, k);
+		k += n;
+		wal_stats(w, &st);
+	} while (st.files < 4 && k < 200000);
+	cr_assert_geq(st.files, 4);
+	cr_assert_gt(st.prealloc_bytes, 0);
+	cr_assert_eq(wal_close(w), 0);
+	struct replay rp;
+	struct wal_recovery res;
+	cr_assert_eq(recover(&d, 0, true, &want, &rp, &res), 0, "%s", err_detail());
+	cr_assert_eq(rp.n, k - 1);
+	cr_assert_eq(res.torn_bytes + res.zero_bytes, 0);
+	log_free(&want);
+	t_dir_free(&d);
+}
+
+/* A failed zero write or sync ends preallocation, not the log. */
+Test(wal_prealloc, a_failed_zero_write_only_ends_preallocation)
+{
+	unsetenv("STRATA_WAL_PREALLOC");
+	struct t_dir d = t_dir_new();
+	struct wal_config c = cfg(&d, STRATA_SYNC_ALWAYS, 0);
+	struct wal *w;
+	cr_assert_eq(wal_open(&c, 1, &w), 0, "%s", err_detail());
+	fp_arm_sticky(FP_PREALLOC, 1, EIO);
+	struct log want = {0};
+	struct wal_stats st;
+	uint64_t k = 1;
+	for (int i = 0; i < 5000; i++) {
+		cr_assert_eq(append_k(w, k++, &want, NULL), 0, "%s", err_detail());
+		wal_stats(w, &st);
+		if (st.prealloc_failed)
+			break;
+		if (i % 16 == 15)
+			usleep(1000);
+	}
+	cr_assert(st.prealloc_failed, "the preparer never tried");
+	cr_assert_eq(st.prealloc_bytes, 0);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(append_k(w, k++, &want, NULL), 0, "%s", err_detail());
+	fp_disarm_all();
+	cr_assert_eq(wal_close(w), 0);
+	struct replay rp;
+	struct wal_recovery res;
+	cr_assert_eq(recover(&d, 0, false, &want, &rp, &res), 0, "%s", err_detail());
+	cr_assert_eq(rp.n, k - 1);
+	log_free(&want);
+	t_dir_free(&d);
+}
+
+Test(wal_prealloc, off_under_sync_none_and_when_asked)
+{
+	struct t_dir d = t_dir_new();
+	struct wal_config c = cfg(&d, STRATA_SYNC_NONE, 0);
+	struct wal *w;
+	struct wal_stats st;
+	cr_assert_eq(wal_open(&c, 1, &w), 0, "%s", err_detail());
+	wal_stats(w, &st);
+	cr_assert(!st.prealloc_on, "zeros ahead under SYNC_NONE buy nothing");
+	cr_assert_eq(wal_close(w), 0);
+	c = cfg(&d, STRATA_SYNC_ALWAYS, 0);
+	c.no_prealloc = true;
+	cr_assert_eq(wal_open(&c, 1, &w), 0, "%s", err_detail());
+	wal_stats(w, &st);
+	cr_assert(!st.prealloc_on);
+	cr_assert_eq(wal_close(w), 0);
+	c.no_prealloc = false;
+	setenv("STRATA_WAL_PREALLOC", "off", 1);
+	cr_assert_eq(wal_open(&c, 1, &w), 0, "%s", err_detail());
+	wal_stats(w, &st);
+	unsetenv("STRATA_WAL_PREALLOC");
+	cr_assert(!st.prealloc_on);
+	cr_assert_eq(wal_close(w), 0);
+	c = cfg(&d, STRATA_SYNC_INTERVAL, 0);
+	cr_assert_eq(wal_open(&c, 1, &w), 0, "%s", err_detail());
+	wal_stats(w, &st);
+	cr_assert(st.prealloc_on);
+	cr_assert_eq(wal_close(w), 0);
 	t_dir_free(&d);
 }
