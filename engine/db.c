@@ -469,6 +469,7 @@ static void db_free(strata_db *db)
 	pthread_mutex_destroy(&db->flush_lock);
 	pthread_cond_destroy(&db->flush_cond);
 	pthread_cond_destroy(&db->work_cond);
+	pthread_cond_destroy(&db->index_cond);
 	free(db->dir);
 	free(db);
 }
@@ -533,6 +534,7 @@ int strata_open(const char *dir, const strata_options *opts, unsigned flags, str
 	pthread_mutex_init(&db->flush_lock, NULL);
 	pthread_cond_init(&db->flush_cond, NULL);
 	pthread_cond_init(&db->work_cond, NULL);
+	pthread_cond_init(&db->index_cond, NULL);
 	db->dir = strdup(dir);
 	int rc = STRATA_ENOMEM;
 	if (!db->dir)

@@ -244,8 +244,10 @@ out:
 		db_unpin(db, nv);
 	mt_unref(fresh);
 	free(drop);
-	if (!rc)
+	if (!rc) {
 		pthread_cond_broadcast(&db->work_cond);
+		pthread_cond_broadcast(&db->index_cond);
+	}
 	pthread_mutex_unlock(&db->flush_lock);
 	return rc;
 }
@@ -539,15 +541,26 @@ static void *indexer_main(void *arg)
 		bool work = mt_needs_index(v->active);
 		if (work && mt_index(v->active, INDEX_ROUND_ROWS) != 0)
 			work = false; /* out of memory for scratch: the tail stays scanned exactly */
-		db_unpin(db, v);
 		pthread_mutex_lock(&db->flush_lock);
 		pthread_cond_broadcast(&db->flush_cond);
 		if (!work && !db->stopping) {
-			struct timespec ts;
-			deadline_in(&ts, 20);
-			pthread_cond_timedwait(&db->work_cond, &db->flush_lock, &ts);
+			/*
+			 * Say so, then look again: a writer appends its rows, then reads
+			 * the flag (write_record), so either it signals or its rows are
+			 * seen here. (A freeze meanwhile broadcasts.) The timeout is a
+			 * backstop only.
+			 */
+			atomic_store_explicit(&db->indexer_waiting, true, memory_order_relaxed);
+			atomic_thread_fence(memory_order_seq_cst);
+			if (!mt_needs_index(v->active)) {
+				struct timespec ts;
+				deadline_in(&ts, 20);
+				pthread_cond_timedwait(&db->index_cond, &db->flush_lock, &ts);
+			}
+			atomic_store_explicit(&db->indexer_waiting, false, memory_order_relaxed);
 		}
 		pthread_mutex_unlock(&db->flush_lock);
+		db_unpin(db, v);
 	}
 	return NULL;
 }
@@ -559,7 +572,7 @@ static void wait_for_indexer(strata_db *db)
 	uint64_t t0 = now_ns();
 	atomic_fetch_add_explicit(&db->write_stalls, 1, memory_order_relaxed);
 	pthread_mutex_lock(&db->flush_lock);
-	pthread_cond_broadcast(&db->work_cond);
+	pthread_cond_broadcast(&db->index_cond);
 	struct timespec ts;
 	deadline_in(&ts, 50);
 	pthread_cond_timedwait(&db->flush_cond, &db->flush_lock, &ts);
@@ -610,9 +623,10 @@ static int write_record(strata_db *db, unsigned type, const uint64_t *ids, const
 		}
 		apply(db, lsn, type, ids, vecs, n, applied);
 		pthread_rwlock_unlock(&db->write_lock);
-		if (rows) {
+		atomic_thread_fence(memory_order_seq_cst); /* the rows before the flag: indexer_main */
+		if (rows && atomic_load_explicit(&db->indexer_waiting, memory_order_relaxed)) {
 			pthread_mutex_lock(&db->flush_lock);
-			pthread_cond_broadcast(&db->work_cond);
+			pthread_cond_signal(&db->index_cond);
 			pthread_mutex_unlock(&db->flush_lock);
 		}
 		return 0;
@@ -938,6 +952,7 @@ void db_writer_stop(strata_db *db)
 	pthread_mutex_lock(&db->flush_lock);
 	db->stopping = true;
 	pthread_cond_broadcast(&db->work_cond);
+	pthread_cond_broadcast(&db->index_cond);
 	pthread_cond_broadcast(&db->flush_cond);
 	pthread_mutex_unlock(&db->flush_lock);
 	pthread_join(db->indexer, NULL);
