@@ -36,6 +36,22 @@ void *big_zalloc_now(size_t bytes)
 	return p;
 }
 
+void big_populate(void *p, size_t from, size_t to)
+{
+#ifdef MADV_POPULATE_WRITE
+	const size_t page = 4096, step = 2u << 20;
+	from = from / page * page;
+	to = (to + page - 1) / page * page;
+	for (size_t at = from; p && at < to; at += step) {
+		size_t len = to - at < step ? to - at : step;
+		if (madvise((char *)p + at, len, MADV_POPULATE_WRITE) != 0)
+			return; /* refused (before Linux 5.14: EINVAL): the writer faults them in */
+	}
+#else
+	(void)p, (void)from, (void)to;
+#endif
+}
+
 void big_free(void *p, size_t bytes)
 {
 	if (p)

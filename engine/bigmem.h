@@ -22,6 +22,15 @@ void *big_zalloc(size_t bytes);
  * fault, with a TLB shootdown across threads, per page.
  */
 void *big_zalloc_now(size_t bytes);
+/*
+ * Make bytes [from, to) of an array from big_zalloc present and writable now
+ * (whole pages around them), so that whoever writes there next takes no page
+ * fault. In steps of 2 MiB: each step holds the process's memory-map lock
+ * for reading, and an mmap or munmap elsewhere (a malloc of a big buffer)
+ * must not wait for a long range. Safe while other threads use the array.
+ * Best effort.
+ */
+void big_populate(void *p, size_t from, size_t to);
 /* Release what big_zalloc / big_zalloc_now returned (NULL is ignored). */
 void big_free(void *p, size_t bytes);
 

@@ -127,7 +127,7 @@ struct strata_db {
 	pthread_rwlock_t write_lock;
 	pthread_mutex_t flush_lock; /* one freeze/flush at a time; guards mf, bg_error */
 	pthread_cond_t flush_cond;  /* a flush finished, or the indexer advanced */
-	pthread_cond_t work_cond;   /* the flusher: a freeze to flush, or stop */
+	pthread_cond_t work_cond;   /* the flusher: a freeze to flush, pages to prefault, or stop */
 	/*
 	 * The indexer: rows to index. A writer signals it only while it waits
 	 * (indexer_waiting): waking it, or the flusher, for every write cost 8
@@ -139,6 +139,7 @@ struct strata_db {
 	bool threads_started;
 	bool stopping;
 	uint64_t checkpoint_pending; /* the frozen memtable's LSN, 0 when none */
+	bool prefault_pending;      /* the flusher: make the active memtable's next pages present */
 	uint64_t *frozen_drop;      /* rows of the frozen memtable dead at its freeze */
 	_Atomic uint64_t applied_lsn; /* highest LSN applied to the memtable */
 	int bg_error;               /* a failed flush: writes stop and report it */

@@ -228,6 +228,14 @@ int hnsw_graph_append(struct hnsw_graph *g, const float *vec, uint32_t *row_out)
 size_t hnsw_graph_appended(const struct hnsw_graph *g);
 
 /*
+ * Make the pages of rows [from, to) of the per-row arrays present (to capped
+ * at the capacity), off the writer's path: an append there then takes no
+ * page fault. Safe beside appends, indexing and searches. No-op for graphs
+ * that are not incremental.
+ */
+void hnsw_graph_prefault(struct hnsw_graph *g, size_t from, size_t to);
+
+/*
  * Insert rows [hnsw_graph_indexed(g), upto) into the graph with p->threads
  * workers (1 = the calling thread). One caller at a time; safe while other
  * threads search the graph through hnsw_graph_view_live and while rows are

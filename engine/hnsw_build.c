@@ -622,6 +622,19 @@ int hnsw_graph_new(const struct hnsw_build_params *p, size_t capacity, struct hn
 	return 0;
 }
 
+void hnsw_graph_prefault(struct hnsw_graph *g, size_t from, size_t to)
+{
+	if (to > g->capacity)
+		to = g->capacity;
+	if (to <= from)
+		return;
+	big_populate(g->nodes, from * g->v.stride, to * g->v.stride);
+	big_populate(g->upper_index, from * SEG_UPPER_ENTRY_SIZE, to * SEG_UPPER_ENTRY_SIZE);
+	big_populate(g->level_of_node, from, to);
+	big_populate(g->locks, from * sizeof *g->locks, to * sizeof *g->locks);
+	big_populate(g->row_done, from * sizeof *g->row_done, to * sizeof *g->row_done);
+}
+
 int hnsw_graph_append(struct hnsw_graph *g, const float *vec, uint32_t *row_out)
 {
 	/* Only this function stores `appended`, and one caller at a time: relaxed is enough here. */

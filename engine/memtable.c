@@ -130,6 +130,48 @@ static int map_fit(struct memtable *mt, size_t want)
 	return 0;
 }
 
+/*
+ * Measured (perf, batches of 1,000 128-d vectors into a fresh memtable):
+ * about half of the writer thread's CPU was the kernel clearing fresh (huge)
+ * pages in its page faults (in a virtual machine, with the host backing them
+ * too). As many rows ahead as are appended already: a small database stays
+ * small; a busy one keeps tens of MiB ready.
+ */
+#define MT_PREFAULT_MAX_ROWS 65536u
+
+/* Rows [*from, *to) to make present now; false when enough are ready ahead. */
+static bool prefault_range(const struct memtable *mt, size_t *from_out, size_t *to_out)
+{
+	size_t rows = hnsw_graph_appended(mt->g);
+	size_t to = rows + (rows < MT_PREFAULT_MAX_ROWS ? rows : MT_PREFAULT_MAX_ROWS);
+	if (to > mt->capacity)
+		to = mt->capacity;
+	size_t from = atomic_load_explicit(&mt->prefaulted, memory_order_relaxed);
+	if (from < rows)
+		from = rows; /* the writer got there first */
+	*from_out = from;
+	*to_out = to;
+	/* Not a page at a time: once half of what should be ready ahead is missing. */
+	return to > from && (to - from) * 2 >= to - rows;
+}
+
+bool mt_prefault_due(const struct memtable *mt)
+{
+	size_t from, to;
+	return prefault_range(mt, &from, &to);
+}
+
+void mt_prefault(struct memtable *mt)
+{
+	size_t from, to;
+	if (!prefault_range(mt, &from, &to))
+		return;
+	hnsw_graph_prefault(mt->g, from, to);
+	big_populate(mt->ids, from * sizeof *mt->ids, to * sizeof *mt->ids);
+	big_populate(mt->lsns, from * sizeof *mt->lsns, to * sizeof *mt->lsns);
+	atomic_store_explicit(&mt->prefaulted, to, memory_order_relaxed);
+}
+
 int mt_reserve(struct memtable *mt, size_t rows, size_t keys)
 {
 	pthread_mutex_lock(&mt->lock);

@@ -56,6 +56,7 @@ struct memtable {
 	size_t reserved_keys;     /* id-map entries promised likewise */
 	uint64_t max_lsn;
 	uint64_t deletes;         /* delete records applied (a memtable of deletes only still flushes) */
+	_Atomic size_t prefaulted; /* rows [0, prefaulted) of the arrays are present (mt_prefault) */
 };
 
 /*
@@ -72,6 +73,16 @@ void mt_unref(struct memtable *mt);
  * record is written, so that applying the record cannot fail. Returns 0,
  * STRATA_ELIMIT (full: freeze it) or STRATA_ENOMEM.
  */
+/*
+ * Off the write path (the flusher thread): make the pages the next appends
+ * will write present now, as many rows ahead as the memtable holds already
+ * (at most MT_PREFAULT_MAX_ROWS): a writer appending a batch otherwise pays
+ * the kernel's zeroing of fresh pages itself. One caller at a time.
+ */
+void mt_prefault(struct memtable *mt);
+/* Whether mt_prefault has work (cheap: a writer asks after each batch). */
+bool mt_prefault_due(const struct memtable *mt);
+
 int mt_reserve(struct memtable *mt, size_t rows, size_t keys);
 /* Give back a reservation that a failed write will not use. */
 void mt_unreserve(struct memtable *mt, size_t rows, size_t keys);

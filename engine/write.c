@@ -490,6 +490,15 @@ static void *flusher_main(void *arg)
 			pthread_cond_broadcast(&db->flush_cond);
 			continue;
 		}
+		if (db->prefault_pending) {
+			db->prefault_pending = false;
+			pthread_mutex_unlock(&db->flush_lock);
+			struct db_version *v = db_pin(db);
+			mt_prefault(v->active);
+			db_unpin(db, v);
+			pthread_mutex_lock(&db->flush_lock);
+			continue;
+		}
 		pthread_cond_wait(&db->work_cond, &db->flush_lock);
 	}
 	pthread_mutex_unlock(&db->flush_lock);
@@ -622,7 +631,14 @@ static int write_record(strata_db *db, unsigned type, const uint64_t *ids, const
 			return rc;
 		}
 		apply(db, lsn, type, ids, vecs, n, applied);
+		bool prefault = rows && mt_prefault_due(mt);
 		pthread_rwlock_unlock(&db->write_lock);
+		if (prefault) {
+			pthread_mutex_lock(&db->flush_lock);
+			db->prefault_pending = true;
+			pthread_cond_broadcast(&db->work_cond);
+			pthread_mutex_unlock(&db->flush_lock);
+		}
 		atomic_thread_fence(memory_order_seq_cst); /* the rows before the flag: indexer_main */
 		if (rows && atomic_load_explicit(&db->indexer_waiting, memory_order_relaxed)) {
 			pthread_mutex_lock(&db->flush_lock);
