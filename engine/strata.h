@@ -190,11 +190,17 @@ enum {
  * replayed into the memtable: every record after the manifest's checkpoint.
  * A torn tail of the newest WAL file (a crash in mid-write) is cut back to
  * its last whole record and reported in strata_stats (replay_torn_bytes);
- * damage followed by good records is STRATA_ECORRUPT naming file and offset.
+ * zeros the writer wrote ahead of its records are cut too, not counted as
+ * torn; damage followed by good records is STRATA_ECORRUPT naming file and
+ * offset.
  * Replay costs O(unflushed bytes), bounded by the memtable limits; the
  * replayed vectors are searched exactly until the background indexer has
  * put them in the memtable graph. A writable handle runs two threads (graph
- * indexer, flusher) until strata_close; the indexer (and the graph workers
+ * indexer; flusher, which also makes the memtable's next pages present ahead
+ * of the writer) until strata_close, and under STRATA_SYNC_ALWAYS and
+ * _INTERVAL a third that writes zeros ahead of the WAL's records (so that a
+ * record's fdatasync overwrites rather than appends; environment variable
+ * STRATA_WAL_PREALLOC=off: not); the indexer (and the graph workers
  * it starts, `threads` of them) runs under SCHED_BATCH, its fair share of
  * the CPU without preempting a writer or query that wakes up, and
  * strata_close does not wait for it to index what it is throwing away (plus

@@ -189,12 +189,13 @@ Test(db_open, a_writer_names_its_threads_runs_its_indexer_as_batch_and_close_end
 	strata_db *db;
 	cr_assert_eq(strata_open(dir, &o, STRATA_CREATE, &db), 0, "%s", strata_last_error_detail());
 	/* Each thread names itself once it runs (the indexer after taking its policy): wait for that. */
-	const char *names[] = {"strata-index", "strata-flush", "strata-compact"};
+	const char *names[] = {"strata-index", "strata-flush", "strata-compact", "strata-walprep"};
+	const int nnames = 4;
 	for (int i = 0; i < 10000; i++) {
 		int seen = 0;
-		for (int j = 0; j < 3; j++)
+		for (int j = 0; j < nnames; j++)
 			seen += threads_named(names[j], NULL) > 0;
-		if (seen == 3)
+		if (seen == nnames)
 			break;
 		usleep(1000);
 	}
@@ -202,10 +203,11 @@ Test(db_open, a_writer_names_its_threads_runs_its_indexer_as_batch_and_close_end
 	cr_assert_geq(threads_named("strata-index", &indexer), 1);
 	cr_assert_eq(threads_named("strata-flush", NULL), 1);
 	cr_assert_eq(threads_named("strata-compact", NULL), 1);
+	cr_assert_eq(threads_named("strata-walprep", NULL), 1); /* the WAL's zeros ahead (SYNC_ALWAYS) */
 	cr_assert_eq(sched_getscheduler(indexer), SCHED_BATCH, "the indexer's policy is %d",
 	             sched_getscheduler(indexer));
 	cr_assert_eq(strata_close(db), 0, "%s", strata_last_error_detail());
-	for (int j = 0; j < 3; j++)
+	for (int j = 0; j < nnames; j++)
 		cr_assert_eq(threads_named(names[j], NULL), 0, "a %s thread outlived strata_close", names[j]);
 	t_dir_free(&d);
 }
