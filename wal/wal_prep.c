@@ -193,12 +193,11 @@ void wal_prep_claim(struct wal *w, uint64_t off, uint64_t end)
 
 bool wal_prep_hold(struct wal *w)
 {
-	if (!w->prep_on)
-		return false;
 	pthread_mutex_lock(&w->mu);
 	w->prep_held = true;
 	while (w->prep_busy)
 		pthread_cond_wait(&w->cv, &w->mu);
+	/* Also once the preparer is stopped (close): zeros it wrote before are still there. */
 	bool tail = w->zero_end > w->write_off;
 	pthread_mutex_unlock(&w->mu);
 	return tail;
@@ -206,8 +205,6 @@ bool wal_prep_hold(struct wal *w)
 
 void wal_prep_release(struct wal *w)
 {
-	if (!w->prep_on)
-		return;
 	pthread_mutex_lock(&w->mu);
 	memcpy(w->prep_path, w->path, sizeof w->prep_path);
 	w->prep_gen++;
