@@ -54,7 +54,7 @@ static uint64_t wal_prep_due(const struct wal *w)
 	uint64_t n = want_end - w->zero_end;
 	if (n > WAL_PREP_CHUNK)
 		n = WAL_PREP_CHUNK;
-	/* End on a page boundary: the records that follow then never share the last page with a chunk in flight. */
+	/* Chunks end on a page boundary: the next one covers whole pages. */
 	uint64_t end = (w->zero_end + n + WAL_PREP_ALIGN - 1) / WAL_PREP_ALIGN * WAL_PREP_ALIGN;
 	return end - w->zero_end;
 }
@@ -101,6 +101,14 @@ static void *wal_prep_main(void *arg)
 	pthread_mutex_lock(&w->mu);
 	while (!w->stopping && !w->prep_failed) {
 		uint64_t len = wal_prep_due(w);
+		if (!len && fd >= 0 && fd_gen != w->prep_gen) {
+			/* The file is no longer the newest: let go of it (it may be deleted after a flush). */
+			pthread_mutex_unlock(&w->mu);
+			fio_close(fd);
+			fd = -1;
+			pthread_mutex_lock(&w->mu);
+			continue;
+		}
 		if (!len) {
 			pthread_cond_wait(&w->prep_cv, &w->mu);
 			continue;
@@ -211,5 +219,6 @@ void wal_prep_release(struct wal *w)
 	w->zero_end = w->write_off;
 	w->data_end = 0; /* nothing claimed in the new file yet: the preparer waits for a batch */
 	w->prep_held = false;
+	pthread_cond_signal(&w->prep_cv); /* to let go of the old file */
 	pthread_mutex_unlock(&w->mu);
 }

@@ -1520,6 +1520,37 @@ Test(wal_prealloc, zeros_after_a_tear_and_zeros_in_an_older_file)
 	t_dir_free(&src);
 }
 
+/* wal_scan_dir callback: a file that is not the newest ends at its last record. */
+static int older_file_whole(void *ctx, const struct wal_file_info *f)
+{
+	if (f->newest)
+		return 0;
+	cr_assert_eq(f->size_bytes, f->valid_bytes, "%s: %llu bytes, %llu of them records", f->name,
+	             (unsigned long long)f->size_bytes, (unsigned long long)f->valid_bytes);
+	++*(int *)ctx;
+	return 0;
+}
+
+/* Descriptors of this process on WAL files that were unlinked. */
+static int deleted_wal_files_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	cr_assert(d);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char link[300], target[1024];
+		snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+		ssize_t len = readlink(link, target, sizeof target - 1);
+		if (len <= 0)
+			continue;
+		target[len] = 0;
+		n += strstr(target, "/wal-") && strstr(target, "(deleted)");
+	}
+	closedir(d);
+	return n;
+}
+
 /* Rotations cut each file's zeros before the next file exists (W3): every older file is whole. */
 Test(wal_prealloc, rotation_leaves_every_older_file_whole)
 {
@@ -1538,11 +1569,28 @@ Test(wal_prealloc, rotation_leaves_every_older_file_whole)
 	} while (st.files < 4 && k < 200000);
 	cr_assert_geq(st.files, 4);
 	cr_assert_gt(st.prealloc_bytes, 0);
+	/* While it runs, every file but the newest is whole (zeros only after the newest's records). */
+	int older = 0;
+	cr_assert_eq(wal_scan_dir(d.path, UUID, DIM, 0, older_file_whole, &older), 0, "%s", err_detail());
+	cr_assert_geq(older, 3);
+	/* Rotate (the preparer's file is now an old one), then remove every older file, as a
+	   flush's checkpoint does: the preparer must not keep a removed file open. */
+	cr_assert_eq(wal_rotate(w), 0, "%s", err_detail());
+	cr_assert_eq(wal_remove_upto(w, k - 1), 0, "%s", err_detail());
+	int held = -1;
+	for (int i = 0; i < 2000 && held != 0; i++) {
+		held = deleted_wal_files_open();
+		if (held)
+			usleep(1000);
+	}
+	cr_assert_eq(held, 0, "%d removed WAL file(s) still open", held);
 	cr_assert_eq(wal_close(w), 0);
+	/* What is left recovers (checkpoint k - 1: the manifest's, had a flush removed the rest). */
 	struct replay rp;
 	struct wal_recovery res;
-	cr_assert_eq(recover(&d, 0, true, &want, &rp, &res), 0, "%s", err_detail());
-	cr_assert_eq(rp.n, k - 1);
+	cr_assert_eq(recover(&d, k - 1, true, &want, &rp, &res), 0, "%s", err_detail());
+	cr_assert_eq(rp.n, 0);
+	cr_assert_eq(res.next_lsn, k);
 	cr_assert_eq(res.torn_bytes + res.zero_bytes, 0);
 	log_free(&want);
 	t_dir_free(&d);
