@@ -61,6 +61,7 @@ struct Config {
 	double write_rate = 2000;  // part 2: writer vectors per second
 	double ingest_rate = 0;    // part 3: writer vectors per second (0: as fast as it can)
 	uint64_t memtable = 0;     // part 3: memtable_max_vectors (0: the default)
+	uint32_t merge_factor = 0; // part 3: merge_factor (0: the default)
 	unsigned parts = 7;        // bit mask: 1, 2, 4
 	bool quick = false;
 	std::string cmdline;
@@ -81,6 +82,7 @@ void usage(FILE *out)
 	      "                   fresh vectors exactly)\n"
 	      "  --memtable N     part 3: memtable_max_vectors (default: the library's, 1,000,000,\n"
 	      "                   though 256 MiB of memtable_max_bytes comes first at 128-d)\n"
+	      "  --merge-factor F part 3: merge_factor (default: the library's)\n"
 	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
 	      "  --tmp DIR        where the databases are made (default /tmp)\n"
@@ -134,6 +136,8 @@ Config parse_args(int argc, char **argv)
 			c.ingest_rate = strtod(val(), nullptr);
 		} else if (a == "--memtable") {
 			c.memtable = strtoull(val(), nullptr, 10);
+		} else if (a == "--merge-factor") {
+			c.merge_factor = (uint32_t)num(val());
 		} else if (a == "--parts") {
 			if (!parse_parts(val(), 3, c.parts))
 				die(std::string("--parts: not a part list: ") + argv[i]);
@@ -510,6 +514,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	std::string dir = work + "/p3";
 	strata_options o = base_opts(0); // defaults: memtable limits, merge factor, SYNC_ALWAYS
 	o.memtable_max_vectors = cfg.memtable;
+	if (cfg.merge_factor)
+		o.merge_factor = cfg.merge_factor;
 	strata_db *db = open_fresh(dir, o);
 	std::atomic<size_t> written(0);
 	std::atomic<bool> stop_writer(false);
@@ -535,7 +541,10 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	Table t;
 	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, %s, %s", n,
 	              data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "",
-	              cfg.memtable ? fmt("memtable_max_vectors %" PRIu64, cfg.memtable).c_str() : "default options",
+	              (std::string(cfg.memtable ? fmt("memtable_max_vectors %" PRIu64, cfg.memtable).c_str()
+	                                        : "default memtable") +
+	               (cfg.merge_factor ? fmt(", merge_factor %u", cfg.merge_factor) : std::string()))
+	                  .c_str(),
 	              cfg.ingest_rate > 0 ? fmt("%.0f vectors/s", cfg.ingest_rate).c_str()
 	                                  : "as fast as acknowledged");
 	t.head = {"rows", "time", "segments", "tiers", "memtable", "unindexed", "merges",
