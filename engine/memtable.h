@@ -73,6 +73,10 @@ void mt_unref(struct memtable *mt);
  * record is written, so that applying the record cannot fail. Returns 0,
  * STRATA_ELIMIT (full: freeze it) or STRATA_ENOMEM.
  */
+int mt_reserve(struct memtable *mt, size_t rows, size_t keys);
+/* Give back a reservation that a failed write will not use. */
+void mt_unreserve(struct memtable *mt, size_t rows, size_t keys);
+
 /*
  * Off the write path (the flusher thread): make the pages the next appends
  * will write present now, as many rows ahead as the memtable holds already
@@ -82,10 +86,6 @@ void mt_unref(struct memtable *mt);
 void mt_prefault(struct memtable *mt);
 /* Whether mt_prefault has work (cheap: a writer asks after each batch). */
 bool mt_prefault_due(const struct memtable *mt);
-
-int mt_reserve(struct memtable *mt, size_t rows, size_t keys);
-/* Give back a reservation that a failed write will not use. */
-void mt_unreserve(struct memtable *mt, size_t rows, size_t keys);
 
 /*
  * Apply an upsert of rows ids[0..n) with vectors (normalised already for
