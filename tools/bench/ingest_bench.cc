@@ -7,7 +7,9 @@
 //      (group commit); (c) one writer, batches of 1,000, while the memtable has
 //      room. Beside each: WAL fdatasyncs per second (stats wal_fsyncs), and
 //      the disk's own limit, a loop of 4 KiB pwrite + fdatasync on a file in
-//      the database's file system; whether the WAL used io_uring.
+//      the database's file system; whether the WAL used io_uring; and a bare
+//      group commit (threads, a mutex, pwrite + fdatasync, no database) with
+//      1 and 8 threads, so the ratio (b) / (a) has the pattern's own beside it.
 //   2. Sustained ingestion of --n SIFT rows end to end (upserts in batches,
 //      SYNC_ALWAYS, default memtable limits so flushes happen, strata_flush at
 //      the end included) against hnswlib's parallel addPoint with the same M,
@@ -32,7 +34,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -141,9 +145,86 @@ double raw_fdatasync_rate(const std::string &dir, double secs, bool append)
 	return (double)ops / el;
 }
 
+// The group-commit pattern alone, to set (b) / (a) beside what the pattern gets here:
+// `threads` threads each queue a record of `rec` bytes and wait until a leader
+// (whichever waiter finds none) has written the whole queue with one pwrite
+// and one fdatasync. No database, no gathering wait, nothing else running; the
+// file is written and synced beforehand, so records overwrite (as strata's WAL
+// does with its zeros ahead). Returns records per second; *per_sync: records
+// per fdatasync.
+double bare_group_commit(const std::string &dir, unsigned threads, size_t rec, double secs,
+                         double *per_sync)
+{
+	std::string path = dir + "/group-commit-probe";
+	int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		die("cannot create " + path + ": " + strerror(errno));
+	const size_t file_bytes = 64u << 20;
+	std::vector<char> zeros(1u << 20, 0);
+	for (size_t off = 0; off < file_bytes; off += zeros.size())
+		if (pwrite(fd, zeros.data(), zeros.size(), (off_t)off) != (ssize_t)zeros.size())
+			die(path + ": write failed: " + strerror(errno));
+	if (fdatasync(fd) != 0)
+		die(path + ": fdatasync failed: " + strerror(errno));
+
+	std::mutex mu;
+	std::condition_variable cv;
+	std::vector<char> queue, batch;
+	uint64_t next = 1, durable = 0, syncs = 0;
+	size_t write_off = 0;
+	bool leading = false;
+	std::atomic<bool> stop(false);
+	std::atomic<uint64_t> done(0);
+	auto worker = [&]() {
+		std::vector<char> record(rec, 0x5a);
+		uint64_t mine = 0;
+		while (!stop.load(std::memory_order_relaxed)) {
+			std::unique_lock<std::mutex> lk(mu);
+			queue.insert(queue.end(), record.begin(), record.end());
+			uint64_t me = next++;
+			while (durable < me) {
+				if (leading) {
+					cv.wait(lk);
+					continue;
+				}
+				leading = true;
+				batch.swap(queue);
+				queue.clear();
+				uint64_t upto = next - 1;
+				size_t off = write_off % (file_bytes - batch.size());
+				write_off += batch.size();
+				lk.unlock();
+				if (pwrite(fd, batch.data(), batch.size(), (off_t)off) != (ssize_t)batch.size() ||
+				    fdatasync(fd) != 0)
+					die(path + ": write failed: " + strerror(errno));
+				lk.lock();
+				durable = upto;
+				syncs++;
+				leading = false;
+				cv.notify_all();
+			}
+			mine++;
+		}
+		done.fetch_add(mine);
+	};
+	double t0 = now_s();
+	std::vector<std::thread> pool;
+	for (unsigned i = 0; i < threads; i++)
+		pool.emplace_back(worker);
+	std::this_thread::sleep_for(std::chrono::duration<double>(secs));
+	stop = true;
+	for (auto &t : pool)
+		t.join();
+	double el = now_s() - t0;
+	close(fd);
+	unlink(path.c_str());
+	*per_sync = syncs ? (double)done.load() / (double)syncs : 0;
+	return (double)done.load() / el;
+}
+
 struct WriteRun {
 	double vectors_per_s = -1, fsyncs_per_s = -1;
-	uint64_t vectors = 0, fsyncs = 0, stalls = 0, stall_ms = 0;
+	uint64_t vectors = 0, fsyncs = 0, stalls = 0, stall_ms = 0, wal_bytes = 0;
 	double secs = 0;
 	double unstalled_per_s = -1; // (c): batches during which no writer waited for room
 	bool io_uring = false;
@@ -182,6 +263,7 @@ WriteRun single_vector_writers(const Config &cfg, const Data &data, const std::s
 	r.secs = el;
 	r.vectors = done.load();
 	r.fsyncs = s1.wal_fsyncs - s0.wal_fsyncs;
+	r.wal_bytes = s1.wal_bytes - s0.wal_bytes;
 	r.vectors_per_s = (double)r.vectors / el;
 	r.fsyncs_per_s = (double)r.fsyncs / el;
 	r.stalls = s1.write_stalls - s0.write_stalls;
@@ -251,6 +333,13 @@ void part1(const Config &cfg, const Data &data, const std::string &work, Report 
 	fprintf(stderr, "  (a) %.0f vectors/s, %.0f fdatasyncs/s\n", a.vectors_per_s, a.fsyncs_per_s);
 	WriteRun b = single_vector_writers(cfg, data, work + "/p1b", cfg.writers);
 	fprintf(stderr, "  (b) %.0f vectors/s, %.0f fdatasyncs/s\n", b.vectors_per_s, b.fsyncs_per_s);
+	// Right after (a) and (b), with (a)'s WAL bytes per record: the same records, the same minutes.
+	const size_t rec = a.vectors ? (size_t)(a.wal_bytes / a.vectors) : 552;
+	double bare1_per_sync = 0, baren_per_sync = 0;
+	double bare1 = bare_group_commit(work, 1, rec, cfg.disk_seconds, &bare1_per_sync);
+	double baren = bare_group_commit(work, cfg.writers, rec, cfg.disk_seconds, &baren_per_sync);
+	fprintf(stderr, "  bare group commit: %.0f/s with 1 thread, %.0f/s with %u\n", bare1, baren,
+	        cfg.writers);
 	WriteRun c = batch_writer(cfg, data, work + "/p1c");
 	fprintf(stderr, "  (c) %.0f vectors/s, %.0f fdatasyncs/s\n", c.vectors_per_s, c.fsyncs_per_s);
 
@@ -273,8 +362,17 @@ void part1(const Config &cfg, const Data &data, const std::string &work, Report 
 	t.rows.push_back({"disk: 4 KiB pwrite+fdatasync, appending", rate(raw_append), "the disk's limit",
 	                  "a file in the databases' file system, " + work});
 	t.rows.push_back({"disk: 4 KiB pwrite+fdatasync, same block", rate(raw_over), "", ""});
+	t.rows.push_back({"bare group commit, 1 thread", rate(bare1), "", ""});
+	t.rows.push_back({fmt("bare group commit, %u threads", cfg.writers), rate(baren),
+	                  fmt("%u / 1 thread: %s", cfg.writers, ratio_str(baren, bare1).c_str()),
+	                  fmt("%.1f records per fdatasync", baren_per_sync)});
 	t.notes.push_back("(c) runs with memtable_max_unindexed = 200000 + one batch: the burst fits "
 	                  "before back-pressure (default 4096: searches scan at most that many fresh vectors)");
+	t.notes.push_back(fmt("bare group commit: the pattern alone, no database: threads queue %zu-byte "
+	                      "records under a mutex, a leader writes the queue (pwrite) and fdatasyncs, "
+	                      "the others wait on a condition variable (no gathering wait): what the "
+	                      "pattern's 8 / 1 ratio is on this machine, beside (b) / (a)",
+	                      rec));
 	t.notes.push_back(fmt("WAL through io_uring (stats wal_io_uring): %s",
 	                      a.io_uring ? "yes" : "no (pwrite + fdatasync)"));
 	if (a.stalls || b.stalls)
@@ -293,6 +391,8 @@ void part1(const Config &cfg, const Data &data, const std::string &work, Report 
 	rep.num("upsert_batch_stalls", (double)c.stalls);
 	rep.num("disk_fdatasync_append_per_s", raw_append);
 	rep.num("disk_fdatasync_rewrite_per_s", raw_over);
+	rep.num("bare_group_commit_1thread_per_s", bare1);
+	rep.num("bare_group_commit_nthreads_per_s", baren);
 	rep.num("wal_io_uring", a.io_uring ? 1 : 0);
 }
 
