@@ -40,4 +40,14 @@ static inline void le_store64(uint8_t *p, uint64_t v)
 	memcpy(p, &v, sizeof v);
 }
 
+/*
+ * Whether the f32 stored at p is finite, tested on its bits (exponent not all
+ * ones): a build with -ffast-math may assume no infinities and fold isfinite()
+ * to true, and a file's bytes must be judged the same by every build.
+ */
+static inline int le_f32_finite(const uint8_t *p)
+{
+	return (le_load32(p) & 0x7f800000u) != 0x7f800000u;
+}
+
 #endif /* STRATA_LE_H */

@@ -66,8 +66,7 @@ static int verify_padding(const struct seg_info *in)
 }
 
 /*
- * Layer 0. Vectors are tested by their bits, not with isfinite(): a build
- * with -ffast-math may assume no infinities and fold isfinite() to true.
+ * Layer 0. Vectors are tested by their bits (le_f32_finite), not with isfinite().
  * Slots nbr[nbr_count..M0-1] are unused and unspecified (FORMAT.md): the
  * builder prunes lists in place and leaves old ids there.
  */
@@ -77,11 +76,10 @@ static int verify_nodes(const struct seg_info *in)
 	for (uint64_t i = 0; i < in->count; i++) {
 		const uint8_t *rec = in->nodes + (size_t)i * in->stride;
 		for (uint32_t j = 0; j < in->dim; j++) {
-			uint32_t bits = le_load32(rec + 4 * (size_t)j);
-			if ((bits & 0x7f800000u) == 0x7f800000u)
+			if (!le_f32_finite(rec + 4 * (size_t)j))
 				return ERR_CORRUPT("section %u (%s): node %llu, component %u is not finite "
 				                   "(bits 0x%08x)",
-				                   SEC(SEG_SEC_NODES), ULL(i), j, bits);
+				                   SEC(SEG_SEC_NODES), ULL(i), j, le_load32(rec + 4 * (size_t)j));
 		}
 		const uint8_t *links = rec + 4 * (size_t)in->dim;
 		uint32_t n = le_load32(links);

@@ -231,21 +231,48 @@ static int walrec_exact(const uint8_t *payload, size_t len, uint64_t want, const
 	return 0;
 }
 
+/*
+ * The database's rules for values (FORMAT.md 10.4), which strata_upsert and
+ * strata_delete check before they log: no id is STRATA_NO_ID, every component
+ * is finite. A record that breaks them was never written by strata; applied,
+ * it would give the database an id no call can name, or a vector no segment
+ * may hold. The counts have been checked against the length.
+ */
+static int walrec_values(const uint8_t *payload, uint32_t n, uint32_t dim, const char *what)
+{
+	const uint8_t *ids = payload + WAL_PAYLOAD_PREFIX_SIZE;
+	for (uint32_t i = 0; i < n; i++)
+		if (le_load64(ids + 8 * (size_t)i) == UINT64_MAX)
+			return ERR_CORRUPT("%s payload: id %u of %u is 2^64-1 (STRATA_NO_ID, reserved)", what,
+			                   i, n);
+	const uint8_t *vec = ids + 8 * (size_t)n;
+	for (uint64_t c = 0, total = (uint64_t)n * dim; c < total; c++)
+		if (!le_f32_finite(vec + 4 * (size_t)c))
+			return ERR_CORRUPT("%s payload: row %llu, component %llu is not finite (bits 0x%08x)",
+			                   what, ULL(c / dim), ULL(c % dim), le_load32(vec + 4 * (size_t)c));
+	return 0;
+}
+
 int walrec_payload_check(unsigned type, const uint8_t *payload, size_t len)
 {
 	if (len < WAL_PAYLOAD_PREFIX_SIZE)
 		return ERR_CORRUPT("payload of %zu bytes, shorter than its 8-byte prefix", len);
 	uint32_t n = le_load32(payload);
 	uint32_t second = le_load32(payload + 4);
+	int rc;
 	switch (type) {
 	case WAL_REC_UPSERT:
 		if (second < 1 || second > STRATA_DIM_MAX)
 			return ERR_CORRUPT("upsert payload: dim %u is outside 1..%u", second, STRATA_DIM_MAX);
-		return walrec_exact(payload, len, walrec_upsert_payload_len(n, second), "upsert");
+		if ((rc = walrec_exact(payload, len, walrec_upsert_payload_len(n, second), "upsert")))
+			return rc;
+		return walrec_values(payload, n, second, "upsert");
 	case WAL_REC_DELETE:
 		if (second != 0)
 			return ERR_CORRUPT("delete payload: reserved word is %u, not 0", second);
-		return walrec_exact(payload, len, walrec_delete_payload_len(n), "delete");
+		if ((rc = walrec_exact(payload, len, walrec_delete_payload_len(n), "delete")))
+			return rc;
+		return walrec_values(payload, n, 0, "delete");
 	default:
 		return ERR_CORRUPT("record type %u is not upsert (1) or delete (2)", type);
 	}

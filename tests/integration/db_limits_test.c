@@ -37,6 +37,7 @@
 #include "strata.h"
 #include "t_support.h"
 #include "tombstone.h"
+#include "wal_record.h"
 #include "xsum.h"
 
 /* ---- the allocation meter ---------------------------------------------------- */
@@ -392,6 +393,70 @@ static void t_db_with_wal(const struct t_dir *d, const char *rel, char *dir, siz
 	         (unsigned long long)le_load64(wal.data + 32)); /* its first LSN */
 	t_write_file(p, wal.data, wal.len);
 	free(wal.data);
+}
+
+/*
+ * A WAL file, checksums and all, whose second record upserts the reserved id
+ * 2^64-1 (or, with `nan`, a NaN component): strata_upsert never logs such a
+ * record, so the open refuses the log as corrupt, naming the file, instead of
+ * giving the database an id that comes back from searches as an empty slot
+ * (found by fuzz_wal_nock). The file is left as it was.
+ */
+static void t_open_refuses_wal_value(bool nan)
+{
+	struct t_dir d = t_dir_new();
+	char dir[700], p[1024];
+	t_path(&d, "db", dir, sizeof dir);
+	cr_assert_eq(mkdir(dir, 0755), 0);
+	static const uint8_t uuid[16] = {0x57, 0x41, 0x4c, 0x2d, 0x66, 0x75, 0x7a, 0x7a,
+	                                 0x2d, 0x73, 0x65, 0x65, 0x64, 0x2d, 0x30, 0x31};
+	struct mf_manifest m = {.dim = 3, .metric = STRATA_METRIC_L2, .M = 4, .ef_construction = 8,
+	                        .ef_search = 8, .generation = 1, .next_seq = 1};
+	memcpy(m.db_uuid, uuid, 16);
+	cr_assert_eq(mf_commit(dir, &m), 0);
+	struct walrec_file_header h = {.first_lsn = 1, .dim = 3};
+	memcpy(h.db_uuid, uuid, 16);
+	uint8_t b[512] = {0};
+	walrec_file_header_encode(&h, b);
+	size_t off = WAL_FILE_HEADER_SIZE;
+	for (uint64_t lsn = 1; lsn <= 2; lsn++) {
+		uint8_t pl[8 + 8 + 12], hdr[WAL_RECORD_HEADER_SIZE], tail[WAL_RECORD_TAIL_MAX];
+		walrec_upsert_prefix(1, 3, pl);
+		le_store64(pl + 8, lsn == 2 && !nan ? UINT64_MAX : lsn);
+		for (uint32_t j = 0; j < 3; j++)
+			le_store32(pl + 16 + 4 * j, lsn == 2 && nan && j == 1 ? 0x7fc00000u : 0x3f800000u);
+		struct iovec iov = {pl, sizeof pl};
+		size_t tl;
+		uint32_t total;
+		cr_assert_eq(walrec_encode(WAL_REC_UPSERT, lsn, &iov, 1, hdr, tail, &tl, &total), 0);
+		memcpy(b + off, hdr, sizeof hdr);
+		memcpy(b + off + sizeof hdr, pl, sizeof pl);
+		memcpy(b + off + sizeof hdr + sizeof pl, tail, tl);
+		off += total;
+	}
+	snprintf(p, sizeof p, "%s/wal-0000000000000001.log", dir);
+	t_write_file(p, b, off);
+	strata_db *db = NULL;
+	cr_assert_eq(strata_open(dir, NULL, 0, &db), STRATA_ECORRUPT, "%s",
+	             strata_last_error_detail());
+	cr_assert_null(db);
+	const char *detail = strata_last_error_detail();
+	cr_assert(strstr(detail, "wal-0000000000000001.log"), "%s", detail);
+	cr_assert(strstr(detail, nan ? "not finite" : "2^64-1"), "%s", detail);
+	struct t_blob after = t_read_file(p);
+	cr_assert(after.len == off && memcmp(after.data, b, off) == 0, "the open changed the log");
+	free(after.data);
+	t_dir_free(&d);
+}
+
+Test(db_limits, wal_record_of_the_reserved_id_refuses_the_open)
+{
+	t_open_refuses_wal_value(false);
+}
+
+Test(db_limits, wal_record_with_a_nan_refuses_the_open)
+{
+	t_open_refuses_wal_value(true);
 }
 
 /*

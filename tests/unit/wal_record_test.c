@@ -376,3 +376,57 @@ Test(wal_record, payload_inconsistencies_refused)
 	/* Unknown type. */
 	cr_assert_eq(walrec_payload_check(7, p, 16), STRATA_ECORRUPT);
 }
+
+/*
+ * The database's value rules hold in the log too (FORMAT.md 10.4): strata_upsert
+ * and strata_delete never log the reserved id or a non-finite component, so a
+ * record that does is corrupt, wherever in the payload the value sits. Found by
+ * fuzz_wal_nock: a replayed upsert of id 2^64-1 came back from searches as an
+ * empty slot (tests/fuzz-regress/wal/upsert-of-id-2p64-1-no-id-reserved.log).
+ */
+Test(wal_record, reserved_id_and_non_finite_components_refused)
+{
+	enum { N = 3, DIM = 4 };
+	uint8_t p[8 + N * 8 + N * DIM * 4];
+	uint32_t n;
+	const uint64_t *ids;
+	const float *vecs;
+	const uint32_t bad_bits[] = {0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffffffffu};
+	for (uint32_t at = 0; at < N; at++) {
+		walrec_upsert_prefix(N, DIM, p);
+		for (uint32_t i = 0; i < N; i++)
+			le_store64(p + 8 + 8 * i, i == at ? UINT64_MAX : 10 + i);
+		memset(p + 8 + N * 8, 0, N * DIM * 4);
+		cr_assert_eq(walrec_upsert_view(p, sizeof p, DIM, &n, &ids, &vecs), STRATA_ECORRUPT,
+		             "upsert with the reserved id at %u", at);
+		cr_assert(strstr(err_detail(), "2^64-1"), "%s", err_detail());
+
+		walrec_delete_prefix(N, p);
+		cr_assert_eq(walrec_delete_view(p, 8 + N * 8, &n, &ids), STRATA_ECORRUPT,
+		             "delete of the reserved id at %u", at);
+		le_store64(p + 8 + 8 * at, 7);
+		cr_assert_eq(walrec_delete_view(p, 8 + N * 8, &n, &ids), 0, "%s", err_detail());
+	}
+	for (uint32_t c = 0; c < N * DIM; c++)
+		for (size_t b = 0; b < sizeof bad_bits / sizeof *bad_bits; b++) {
+			walrec_upsert_prefix(N, DIM, p);
+			for (uint32_t i = 0; i < N; i++)
+				le_store64(p + 8 + 8 * i, 10 + i);
+			memset(p + 8 + N * 8, 0, N * DIM * 4);
+			le_store32(p + 8 + N * 8 + 4 * c, bad_bits[b]);
+			cr_assert_eq(walrec_upsert_view(p, sizeof p, DIM, &n, &ids, &vecs), STRATA_ECORRUPT,
+			             "component %u bits 0x%08x", c, bad_bits[b]);
+			cr_assert(strstr(err_detail(), "not finite"), "%s", err_detail());
+		}
+	/* The edges of finite are accepted: the largest, the smallest subnormal, -0. */
+	const uint32_t good_bits[] = {0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u};
+	for (size_t b = 0; b < sizeof good_bits / sizeof *good_bits; b++) {
+		walrec_upsert_prefix(N, DIM, p);
+		for (uint32_t i = 0; i < N; i++)
+			le_store64(p + 8 + 8 * i, 10 + i);
+		for (uint32_t c = 0; c < N * DIM; c++)
+			le_store32(p + 8 + N * 8 + 4 * c, good_bits[b]);
+		cr_assert_eq(walrec_upsert_view(p, sizeof p, DIM, &n, &ids, &vecs), 0, "bits 0x%08x: %s",
+		             good_bits[b], err_detail());
+	}
+}

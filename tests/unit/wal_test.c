@@ -865,6 +865,68 @@ Test(wal, upsert_of_another_dim_is_corruption)
 	t_dir_free(&d);
 }
 
+/*
+ * Whole, checksummed records whose values no strata writer logs (FORMAT.md
+ * 10.4): the reserved id in an upsert or a delete, a non-finite component.
+ * Never a torn tail, wherever they sit: refused with the file and offset,
+ * nothing cut. Before, recovery applied them (fuzz_wal_nock).
+ */
+Test(wal, reserved_id_or_non_finite_component_is_corruption)
+{
+	enum { BAD_ID, BAD_DELETE, BAD_NAN, BAD_INF, N_CASES };
+	for (int bad = 0; bad < N_CASES; bad++)
+		for (int last = 0; last < 2; last++) {
+			struct t_dir d = t_dir_new();
+			struct walrec_file_header h = {.first_lsn = 1, .dim = DIM};
+			memcpy(h.db_uuid, UUID, 16);
+			uint8_t b[1024] = {0};
+			walrec_file_header_encode(&h, b);
+			size_t off = 64, bad_off = 0;
+			/* A good record, the bad one, and (unless it is last) a good one after it. */
+			for (uint64_t lsn = 1; lsn <= (last ? 2u : 3u); lsn++) {
+				bool is_bad = lsn == 2;
+				uint8_t pl[8 + 8 + 4 * DIM];
+				uint64_t id = is_bad && bad != BAD_NAN && bad != BAD_INF ? UINT64_MAX : lsn;
+				unsigned type = is_bad && bad == BAD_DELETE ? WAL_REC_DELETE : WAL_REC_UPSERT;
+				size_t pl_len = type == WAL_REC_DELETE ? 16 : sizeof pl;
+				if (type == WAL_REC_DELETE)
+					walrec_delete_prefix(1, pl);
+				else
+					walrec_upsert_prefix(1, DIM, pl);
+				le_store64(pl + 8, id);
+				for (uint32_t j = 0; j < DIM; j++)
+					le_store32(pl + 16 + 4 * j, 0x3f800000u); /* 1.0f */
+				if (is_bad && bad == BAD_NAN)
+					le_store32(pl + 16 + 4 * (DIM - 1), 0x7fc00000u);
+				if (is_bad && bad == BAD_INF)
+					le_store32(pl + 16, 0xff800000u);
+				struct iovec iov = {pl, pl_len};
+				uint8_t hdr[16], tail[15];
+				size_t tl;
+				uint32_t total;
+				cr_assert_eq(walrec_encode(type, lsn, &iov, 1, hdr, tail, &tl, &total), 0);
+				if (is_bad)
+					bad_off = off;
+				memcpy(b + off, hdr, 16);
+				memcpy(b + off + 16, pl, pl_len);
+				memcpy(b + off + 16 + pl_len, tail, tl);
+				off += total;
+			}
+			char p[600], at[64];
+			t_write_file(wal_path(&d, 1, p, sizeof p), b, off);
+			struct replay rp;
+			struct wal_recovery res;
+			cr_assert_eq(recover(&d, 0, false, NULL, &rp, &res), STRATA_ECORRUPT, "case %d last %d",
+			             bad, last);
+			cr_assert(strstr(err_detail(), bad == BAD_NAN || bad == BAD_INF ? "not finite" : "2^64-1"),
+			          "%s", err_detail());
+			snprintf(at, sizeof at, "%zu", bad_off);
+			cr_assert(strstr(err_detail(), at), "the offset %s is not named: %s", at, err_detail());
+			cr_assert_eq(file_size(p), off, "a valid-looking record was cut as a torn tail");
+			t_dir_free(&d);
+		}
+}
+
 /* Damage followed by MiBs of plausible headers: the search for a valid record gives up, in bounded time. */
 Test(wal, hostile_tail_cannot_make_the_search_quadratic)
 {
