@@ -29,12 +29,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <string>
