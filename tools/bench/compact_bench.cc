@@ -538,13 +538,14 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 			written.store(at + m);
 		}
 	});
+	std::string options = cfg.memtable ? fmt("memtable_max_vectors %" PRIu64, cfg.memtable)
+	                                   : std::string("default memtable");
+	if (cfg.merge_factor)
+		options += fmt(", merge_factor %u", cfg.merge_factor);
 	Table t;
 	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, %s, %s", n,
 	              data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "",
-	              (std::string(cfg.memtable ? fmt("memtable_max_vectors %" PRIu64, cfg.memtable).c_str()
-	                                        : "default memtable") +
-	               (cfg.merge_factor ? fmt(", merge_factor %u", cfg.merge_factor) : std::string()))
-	                  .c_str(),
+	              options.c_str(),
 	              cfg.ingest_rate > 0 ? fmt("%.0f vectors/s", cfg.ingest_rate).c_str()
 	                                  : "as fast as acknowledged");
 	t.head = {"rows", "time", "segments", "tiers", "memtable", "unindexed", "merges",
