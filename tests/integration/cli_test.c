@@ -253,10 +253,11 @@ Test(cli, ids_file_gives_the_returned_ids)
 	char db[1024], in[1024], ids[1024];
 	t_path(&d, "db", db, sizeof db);
 	t_path(&d, "base.fvecs", in, sizeof in);
-	char *text = malloc(N_BASE * 24);
-	size_t len = 0;
+	size_t cap = N_BASE * 24, len = 0;
+	char *text = malloc(cap);
+	cr_assert_not_null(text);
 	for (size_t i = 0; i < N_BASE; i++)
-		len += (size_t)sprintf(text + len, "%zu\n", 1000000 + i * 3);
+		len += (size_t)snprintf(text + len, cap - len, "%zu\n", 1000000 + i * 3);
 	t_write_file(t_path(&d, "ids.txt", ids, sizeof ids), text, len);
 	free(text);
 	struct t_run *r = t_run(&d, "build", db, "--input", in, "--ids", ids, "--quiet", NULL);
