@@ -220,38 +220,32 @@ int fio_write_all(int fd, const void *buf, size_t len, const char *path)
 	return 0;
 }
 
-int fio_fsync(int fd, const char *path)
+/* fsync or fdatasync, retried on EINTR, through the failpoints and the recorder. */
+static int fio_sync_call(int fd, const char *path, int (*call)(int), const char *what)
 {
 	int inj = fp_inject(FP_FSYNC);
 	if (inj)
-		return fio_fail(inj, "fsync", path);
+		return fio_fail(inj, what, path);
 	struct fio_rec_op op = {.kind = FIO_REC_FSYNC, .fd = fd};
 	if (fio_rec_begin(&op))
-		return fio_dead("fsync", path);
+		return fio_dead(what, path);
 	int r;
 	do
-		r = fsync(fd);
+		r = call(fd);
 	while (r != 0 && errno == EINTR);
 	int e = errno;
 	fio_rec_end(&op, r ? -e : 0, 0);
-	return r ? fio_fail(-e, "fsync", path) : 0;
+	return r ? fio_fail(-e, what, path) : 0;
+}
+
+int fio_fsync(int fd, const char *path)
+{
+	return fio_sync_call(fd, path, fsync, "fsync");
 }
 
 int fio_fdatasync(int fd, const char *path)
 {
-	int inj = fp_inject(FP_FSYNC);
-	if (inj)
-		return fio_fail(inj, "fdatasync", path);
-	struct fio_rec_op op = {.kind = FIO_REC_FSYNC, .fd = fd};
-	if (fio_rec_begin(&op))
-		return fio_dead("fdatasync", path);
-	int r;
-	do
-		r = fdatasync(fd);
-	while (r != 0 && errno == EINTR);
-	int e = errno;
-	fio_rec_end(&op, r ? -e : 0, 0);
-	return r ? fio_fail(-e, "fdatasync", path) : 0;
+	return fio_sync_call(fd, path, fdatasync, "fdatasync");
 }
 
 int fio_file_size(int fd, uint64_t *size_out, const char *path)

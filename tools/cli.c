@@ -135,6 +135,23 @@ int cli_parse(const char *cmd, int argc, char **argv, const struct cli_opt *opts
 	return CLI_EXIT_OK;
 }
 
+int cli_parse_dir(const char *cmd, int argc, char **argv, const struct cli_opt *opts,
+                  const char *usage, const char **dir_out, bool *help_out)
+{
+	size_t npos;
+	*dir_out = NULL;
+	int rc = cli_parse(cmd, argc, argv, opts, dir_out, 1, &npos, help_out);
+	if (rc)
+		return rc;
+	if (*help_out) {
+		fputs(usage, stdout);
+		return CLI_EXIT_OK;
+	}
+	if (npos == 0)
+		return cli_usage_error(cmd, "missing the database directory DIR");
+	return CLI_EXIT_OK;
+}
+
 int cli_metric_parse(const char *s, strata_metric *metric_out)
 {
 	if (strcmp(s, "l2") == 0)

@@ -80,6 +80,15 @@ struct cli_opt {
 int cli_parse(const char *cmd, int argc, char **argv, const struct cli_opt *opts,
               const char **pos_out, size_t pos_max, size_t *pos_count_out, bool *help_out);
 
+/*
+ * cli_parse for the commands whose one positional word is the database
+ * directory: on --help prints `usage` to stdout and sets *help_out; a missing
+ * DIR is a usage error. Returns CLI_EXIT_OK (*dir_out set unless help) or
+ * CLI_EXIT_USAGE after printing the error.
+ */
+int cli_parse_dir(const char *cmd, int argc, char **argv, const struct cli_opt *opts,
+                  const char *usage, const char **dir_out, bool *help_out);
+
 /* Parse a metric name ("l2", "ip", "cosine"). Returns 0 or -1. */
 int cli_metric_parse(const char *s, strata_metric *metric_out);
 const char *cli_metric_name(uint32_t metric); /* "l2", "ip", "cosine" or "unknown" */

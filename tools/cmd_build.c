@@ -85,23 +85,15 @@ int cmd_build(int argc, char **argv)
 		{"--quiet", "-q", CLI_OPT_FLAG, &quiet, 0, 0},
 		{NULL, NULL, CLI_OPT_FLAG, NULL, 0, 0},
 	};
-	const char *pos[1];
-	size_t npos;
-	int rc = cli_parse(CMD, argc, argv, opts, pos, 1, &npos, &help);
-	if (rc != 0)
+	const char *dir;
+	int rc = cli_parse_dir(CMD, argc, argv, opts, usage_text, &dir, &help);
+	if (rc || help)
 		return rc;
-	if (help) {
-		fputs(usage_text, stdout);
-		return CLI_EXIT_OK;
-	}
-	if (npos == 0)
-		return cli_usage_error(CMD, "missing the database directory DIR");
 	if (!input)
 		return cli_usage_error(CMD, "missing required option --input FILE");
 	strata_metric metric;
 	if (cli_metric_parse(metric_s, &metric) != 0)
 		return cli_usage_error(CMD, "unknown metric '%s' (expected l2, ip or cosine)", metric_s);
-	const char *dir = pos[0];
 	if (target_free(dir) != 0)
 		return CLI_EXIT_FAIL;
 

@@ -32,17 +32,10 @@ int cmd_compact(int argc, char **argv)
 		{"--json", NULL, CLI_OPT_FLAG, &json, 0, 0},
 		{NULL, NULL, CLI_OPT_FLAG, NULL, 0, 0},
 	};
-	const char *pos[1];
-	size_t npos;
-	int rc = cli_parse(cmd, argc, argv, opts, pos, 1, &npos, &help);
-	if (rc)
+	const char *dir;
+	int rc = cli_parse_dir(cmd, argc, argv, opts, compact_usage, &dir, &help);
+	if (rc || help)
 		return rc;
-	if (help) {
-		fputs(compact_usage, stdout);
-		return CLI_EXIT_OK;
-	}
-	if (npos == 0)
-		return cli_usage_error(cmd, "missing the database directory DIR");
 
 	struct cli_progress prog;
 	cli_progress_init(&prog, "compact", quiet || json);
@@ -54,17 +47,17 @@ int cmd_compact(int argc, char **argv)
 	o.progress_ctx = &prog;
 	strata_db *db;
 	double t0 = cli_now();
-	if ((rc = strata_open(pos[0], &o, 0, &db)))
-		return cli_fail(cmd, pos[0], rc);
+	if ((rc = strata_open(dir, &o, 0, &db)))
+		return cli_fail(cmd, dir, rc);
 	struct strata_stats before, after;
 	strata_stats(db, &before);
 	int r = strata_compact(db);
 	cli_progress_finish(&prog);
 	strata_stats(db, &after);
-	rc = r ? cli_fail(cmd, pos[0], r) : 0;
+	rc = r ? cli_fail(cmd, dir, r) : 0;
 	int c = strata_close(db);
 	if (!rc && c)
-		rc = cli_fail(cmd, pos[0], c);
+		rc = cli_fail(cmd, dir, c);
 	if (rc)
 		return rc;
 	double secs = cli_now() - t0;
@@ -72,7 +65,7 @@ int cmd_compact(int argc, char **argv)
 		struct cli_json j;
 		cli_json_init(&j, stdout);
 		cli_json_obj_begin(&j, NULL);
-		cli_json_str(&j, "dir", pos[0]);
+		cli_json_str(&j, "dir", dir);
 		cli_json_u64(&j, "segments_before", before.segments);
 		cli_json_u64(&j, "segments_after", after.segments);
 		cli_json_u64(&j, "vectors", after.vectors);
@@ -89,12 +82,12 @@ int cmd_compact(int argc, char **argv)
 	char b[32];
 	if (after.merges == 0)
 		printf("compacted %s: nothing to merge (%u segment%s, %" PRIu64 " vectors), in %.2f s\n",
-		       pos[0], after.segments, after.segments == 1 ? "" : "s", after.vectors, secs);
+		       dir, after.segments, after.segments == 1 ? "" : "s", after.vectors, secs);
 	else
 		printf("compacted %s: %u segments -> %u, %" PRIu64 " vectors, %" PRIu64
 		       " deleted or superseded dropped; %" PRIu64 " nodes reused with their edges, %" PRIu64
 		       " inserted; %s written, in %.2f s\n",
-		       pos[0], before.segments, after.segments, after.vectors,
+		       dir, before.segments, after.segments, after.vectors,
 		       before.tombstones - after.tombstones, after.merge_reused_nodes,
 		       after.merge_inserted_nodes,
 		       cli_fmt_bytes(after.flush_bytes + after.compaction_bytes, b, sizeof b), secs);

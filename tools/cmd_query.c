@@ -126,20 +126,12 @@ int cmd_query(int argc, char **argv)
 		{"--json", NULL, CLI_OPT_FLAG, &json, 0, 0},
 		{NULL, NULL, CLI_OPT_FLAG, NULL, 0, 0},
 	};
-	const char *pos[1];
-	size_t npos;
-	int rc = cli_parse(CMD, argc, argv, opts, pos, 1, &npos, &help);
-	if (rc != 0)
+	const char *dir;
+	int rc = cli_parse_dir(CMD, argc, argv, opts, usage_text, &dir, &help);
+	if (rc || help)
 		return rc;
-	if (help) {
-		fputs(usage_text, stdout);
-		return CLI_EXIT_OK;
-	}
-	if (npos == 0)
-		return cli_usage_error(CMD, "missing the database directory DIR");
 	if (!input)
 		return cli_usage_error(CMD, "missing required option --input FILE");
-	const char *dir = pos[0];
 
 	strata_db *db = NULL;
 	rc = strata_open(dir, NULL, STRATA_READONLY, &db);

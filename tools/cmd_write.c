@@ -63,32 +63,25 @@ int cmd_create(int argc, char **argv)
 		{"--ef-search", NULL, CLI_OPT_U32, &o.ef_search, 1, STRATA_EF_MAX},
 		{NULL, NULL, CLI_OPT_FLAG, NULL, 0, 0},
 	};
-	const char *pos[1];
-	size_t npos;
-	int rc = cli_parse(cmd, argc, argv, opts, pos, 1, &npos, &help);
-	if (rc)
+	const char *dir;
+	int rc = cli_parse_dir(cmd, argc, argv, opts, create_usage, &dir, &help);
+	if (rc || help)
 		return rc;
-	if (help) {
-		fputs(create_usage, stdout);
-		return CLI_EXIT_OK;
-	}
-	if (npos == 0)
-		return cli_usage_error(cmd, "missing the database directory DIR");
 	if (o.dim == 0)
 		return cli_usage_error(cmd, "missing required option --dim D");
 	if (cli_metric_parse(metric_s, &o.metric) != 0)
 		return cli_usage_error(cmd, "unknown metric '%s' (expected l2, ip or cosine)", metric_s);
 	struct stat st;
 	char mf[4096];
-	snprintf(mf, sizeof mf, "%s/MANIFEST", pos[0]);
+	snprintf(mf, sizeof mf, "%s/MANIFEST", dir);
 	if (stat(mf, &st) == 0)
-		return cli_error(cmd, "%s already holds a database", pos[0]);
+		return cli_error(cmd, "%s already holds a database", dir);
 	strata_db *db;
-	if ((rc = open_writable(cmd, pos[0], &o, STRATA_CREATE, &db)))
+	if ((rc = open_writable(cmd, dir, &o, STRATA_CREATE, &db)))
 		return rc;
-	if ((rc = close_db(cmd, pos[0], db)))
+	if ((rc = close_db(cmd, dir, db)))
 		return rc;
-	printf("created %s: dim %u, %s, M %u, ef_construction %u, ef_search %u\n", pos[0], o.dim,
+	printf("created %s: dim %u, %s, M %u, ef_construction %u, ef_search %u\n", dir, o.dim,
 	       cli_metric_name(o.metric), o.M, o.ef_construction, o.ef_search);
 	return CLI_EXIT_OK;
 }
@@ -129,17 +122,10 @@ int cmd_import(int argc, char **argv)
 		{"--quiet", "-q", CLI_OPT_FLAG, &quiet, 0, 0},
 		{NULL, NULL, CLI_OPT_FLAG, NULL, 0, 0},
 	};
-	const char *pos[1];
-	size_t npos;
-	int rc = cli_parse(cmd, argc, argv, opts, pos, 1, &npos, &help);
-	if (rc)
+	const char *dir;
+	int rc = cli_parse_dir(cmd, argc, argv, opts, import_usage, &dir, &help);
+	if (rc || help)
 		return rc;
-	if (help) {
-		fputs(import_usage, stdout);
-		return CLI_EXIT_OK;
-	}
-	if (npos == 0)
-		return cli_usage_error(cmd, "missing the database directory DIR");
 	if (!input)
 		return cli_usage_error(cmd, "missing required option --input FILE");
 	if (ids_path && start)
@@ -170,12 +156,12 @@ int cmd_import(int argc, char **argv)
 		                       mat.rows);
 	}
 	strata_db *db = NULL;
-	rc = open_writable(cmd, pos[0], &o, 0, &db);
+	rc = open_writable(cmd, dir, &o, 0, &db);
 	/* strata_upsert reads n x the database's dim floats: rows of another dim would be misread. */
 	struct strata_stats st;
 	if (!rc && strata_stats(db, &st) == 0 && st.dim != mat.dim)
 		rc = cli_error(cmd, "%s has vectors of dim %u, the database %s has dim %u: nothing "
-		                    "imported", input, mat.dim, pos[0], st.dim);
+		                    "imported", input, mat.dim, dir, st.dim);
 	uint64_t *chunk_ids = malloc((size_t)batch * sizeof *chunk_ids);
 	if (!rc && !chunk_ids)
 		rc = cli_error(cmd, "out of memory");
@@ -188,20 +174,20 @@ int cmd_import(int argc, char **argv)
 			chunk_ids[i] = ids ? ids[off + i] : start + off + i;
 		int r = strata_upsert(db, chunk_ids, mat.data + off * mat.dim, n);
 		if (r)
-			rc = cli_fail(cmd, pos[0], r);
+			rc = cli_fail(cmd, dir, r);
 		cli_progress_update(&prog, off + n, mat.rows);
 	}
 	cli_progress_finish(&prog);
 	double secs = cli_now() - t0;
 	if (db) {
-		int c = close_db(cmd, pos[0], db); /* syncs the WAL: after it, all is durable */
+		int c = close_db(cmd, dir, db); /* syncs the WAL: after it, all is durable */
 		if (!rc)
 			rc = c;
 	}
 	secs = cli_now() - t0;
 	if (!rc)
 		printf("imported %zu vectors into %s in %.2f s (%.0f vectors/s, sync %s)\n", mat.rows,
-		       pos[0], secs, secs > 0 ? (double)mat.rows / secs : 0.0, sync_s);
+		       dir, secs, secs > 0 ? (double)mat.rows / secs : 0.0, sync_s);
 	free(chunk_ids);
 	free(ids);
 	vecio_mat_free(&mat);
@@ -263,17 +249,10 @@ int cmd_delete(int argc, char **argv)
 		{"--ids", NULL, CLI_OPT_STR, &ids_s, 0, 0},
 		{NULL, NULL, CLI_OPT_FLAG, NULL, 0, 0},
 	};
-	const char *pos[1];
-	size_t npos;
-	int rc = cli_parse(cmd, argc, argv, opts, pos, 1, &npos, &help);
-	if (rc)
+	const char *dir;
+	int rc = cli_parse_dir(cmd, argc, argv, opts, delete_usage, &dir, &help);
+	if (rc || help)
 		return rc;
-	if (help) {
-		fputs(delete_usage, stdout);
-		return CLI_EXIT_OK;
-	}
-	if (npos == 0)
-		return cli_usage_error(cmd, "missing the database directory DIR");
 	if (!ids_s)
 		return cli_usage_error(cmd, "missing required option --ids FILE|LIST");
 	uint64_t *ids = NULL;
@@ -289,17 +268,17 @@ int cmd_delete(int argc, char **argv)
 	strata_options o;
 	strata_options_default(&o);
 	strata_db *db;
-	if ((rc = open_writable(cmd, pos[0], &o, 0, &db))) {
+	if ((rc = open_writable(cmd, dir, &o, 0, &db))) {
 		free(ids);
 		return rc;
 	}
 	int r = strata_delete(db, ids, n);
-	rc = r ? cli_fail(cmd, pos[0], r) : 0;
-	int c = close_db(cmd, pos[0], db);
+	rc = r ? cli_fail(cmd, dir, r) : 0;
+	int c = close_db(cmd, dir, db);
 	if (!rc)
 		rc = c;
 	if (!rc)
-		printf("deleted %zu ids from %s\n", n, pos[0]);
+		printf("deleted %zu ids from %s\n", n, dir);
 	free(ids);
 	return rc;
 }
@@ -317,32 +296,25 @@ int cmd_flush(int argc, char **argv)
 	const char *cmd = "flush";
 	bool help = false;
 	const struct cli_opt opts[] = {{NULL, NULL, CLI_OPT_FLAG, NULL, 0, 0}};
-	const char *pos[1];
-	size_t npos;
-	int rc = cli_parse(cmd, argc, argv, opts, pos, 1, &npos, &help);
-	if (rc)
+	const char *dir;
+	int rc = cli_parse_dir(cmd, argc, argv, opts, flush_usage, &dir, &help);
+	if (rc || help)
 		return rc;
-	if (help) {
-		fputs(flush_usage, stdout);
-		return CLI_EXIT_OK;
-	}
-	if (npos == 0)
-		return cli_usage_error(cmd, "missing the database directory DIR");
 	strata_options o;
 	strata_options_default(&o);
 	strata_db *db;
-	if ((rc = open_writable(cmd, pos[0], &o, 0, &db)))
+	if ((rc = open_writable(cmd, dir, &o, 0, &db)))
 		return rc;
 	struct strata_stats st;
 	strata_stats(db, &st);
 	int r = strata_flush(db);
-	rc = r ? cli_fail(cmd, pos[0], r) : 0;
-	int c = close_db(cmd, pos[0], db);
+	rc = r ? cli_fail(cmd, dir, r) : 0;
+	int c = close_db(cmd, dir, db);
 	if (!rc)
 		rc = c;
 	if (!rc)
 		printf("flushed %s: %" PRIu64 " WAL records replayed at open, %" PRIu64
 		       " vectors in memtable written to a segment\n",
-		       pos[0], st.replay_records, st.memtable_vectors);
+		       dir, st.replay_records, st.memtable_vectors);
 	return rc;
 }
