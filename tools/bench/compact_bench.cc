@@ -19,6 +19,12 @@
 //      writer keeps writing); at the end, the QPS and recall of the database
 //      as written against the same data after strata_compact (one segment),
 //      at ef 64 and over an ef sweep (QPS at equal recall).
+//   4. The floor of a database as written: the best a compactor can keep
+//      while rows arrive is every row but the memtable's in one segment. Rows
+//      [0, n - m) compacted into one segment and rows [n - m, n) in the
+//      memtable (m = --memtable, else n / 8), against all n compacted:
+//      distance evaluations per query (stats distance_evals: a count, not a
+//      timing), recall and QPS over ef.
 //
 // strata through engine/strata.h only; SIFT rows through sift.h (real rows of
 // ../shared/data, then synthetic SIFT-like ones, which the report says).
@@ -62,7 +68,7 @@ struct Config {
 	double ingest_rate = 0;    // part 3: writer vectors per second (0: as fast as it can)
 	uint64_t memtable = 0;     // part 3: memtable_max_vectors (0: the default)
 	uint32_t merge_factor = 0; // part 3: merge_factor (0: the default)
-	unsigned parts = 7;        // bit mask: 1, 2, 4
+	unsigned parts = 15;       // bit mask: 1, 2, 4, 8
 	bool quick = false;
 	std::string cmdline;
 };
@@ -81,9 +87,10 @@ void usage(FILE *out)
 	      "                   indexer and every search also scans up to memtable_max_unindexed\n"
 	      "                   fresh vectors exactly)\n"
 	      "  --memtable N     part 3: memtable_max_vectors (default: the library's, 1,000,000,\n"
-	      "                   though 256 MiB of memtable_max_bytes comes first at 128-d)\n"
+	      "                   though 256 MiB of memtable_max_bytes comes first at 128-d);\n"
+	      "                   part 4: the memtable's rows (default --n / 8)\n"
 	      "  --merge-factor F part 3: merge_factor (default: the library's)\n"
-	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3)\n"
+	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3,4)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
 	      "  --tmp DIR        where the databases are made (default /tmp)\n"
 	      "Figures and the issue's targets go to stdout, progress to stderr.\n",
@@ -139,7 +146,7 @@ Config parse_args(int argc, char **argv)
 		} else if (a == "--merge-factor") {
 			c.merge_factor = (uint32_t)num(val());
 		} else if (a == "--parts") {
-			if (!parse_parts(val(), 3, c.parts))
+			if (!parse_parts(val(), 4, c.parts))
 				die(std::string("--parts: not a part list: ") + argv[i]);
 		} else if (a == "--data") {
 			c.data_dir = val();
@@ -630,6 +637,81 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	std::filesystem::remove_all(dir, ec);
 }
 
+
+// ---- part 4 ---------------------------------------------------------------------
+
+struct FloorPoint {
+	double evals, recall, qps;
+};
+
+// Distance evaluations per query (one pass over the queries), recall and QPS at `ef`.
+FloorPoint floor_point(strata_db *db, const Mat &q, const std::vector<uint64_t> &truth, uint32_t ef)
+{
+	struct strata_stats s0 = stats_of(db);
+	std::vector<uint64_t> found = search_all(db, q, ef);
+	struct strata_stats s1 = stats_of(db);
+	return {(double)(s1.distance_evals - s0.distance_evals) / (double)q.rows,
+	        recall_at_10(found, truth, q.rows), search_loop(db, q, ef, 1.0)};
+}
+
+void part4(const Config &cfg, const Data &data, const std::string &work)
+{
+	const size_t n = cfg.n, m = cfg.memtable ? (size_t)cfg.memtable : n / 8;
+	if (m == 0 || m >= n)
+		die(fmt("part 4: the memtable's rows (%zu) must be between 1 and --n (%zu)", m, n));
+	std::string dir = work + "/p4";
+	strata_options o = base_opts(0);
+	o.disable_background_merges = true;
+	o.memtable_max_vectors = m;
+	o.sync_mode = STRATA_SYNC_NONE;
+	strata_db *db = open_fresh(dir, o);
+	note(fmt("part 4: %zu rows into one segment", n - m));
+	upsert_rows(db, data, 0, n - m);
+	check_strata(strata_compact(db), "strata_compact");
+	note(fmt("part 4: %zu rows into the memtable", m));
+	upsert_rows(db, data, n - m, n);
+	struct strata_stats st = stats_of(db);
+	for (; st.memtable_unindexed; st = stats_of(db))
+		usleep(50000);
+	if (st.segments != 1 || st.memtable_vectors != m)
+		die(fmt("part 4: %u segments and %" PRIu64 " memtable rows, want 1 and %zu", st.segments,
+		        st.memtable_vectors, m));
+	note("part 4: truth over all rows");
+	std::vector<uint64_t> truth = brute_force_top10(data.base, n, data.query, 2);
+	const uint32_t efs[] = {10, 32, 64, 128, 256};
+	std::vector<FloorPoint> written, compacted;
+	for (uint32_t ef : efs)
+		written.push_back(floor_point(db, data.query, truth, ef));
+	note("part 4: strata_compact");
+	check_strata(strata_compact(db), "strata_compact");
+	for (uint32_t ef : efs)
+		compacted.push_back(floor_point(db, data.query, truth, ef));
+	check_strata(strata_close(db), "strata_close");
+
+	Table t;
+	t.title = fmt("4. The floor as written: one segment of %zu rows + %zu memtable rows, against "
+	              "all %zu compacted (%s%s)",
+	              n - m, m, n, data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "");
+	t.head = {"ef", "evals/query written", "compacted", "ratio", "recall written", "compacted",
+	          "QPS written", "compacted", "ratio"};
+	t.right = {true, true, true, true, true, true, true, true, true};
+	for (size_t i = 0; i < written.size(); i++) {
+		const FloorPoint &w = written[i], &c = compacted[i];
+		t.rows.push_back({fmt("%u", efs[i]), fmt("%.0f", w.evals), fmt("%.0f", c.evals),
+		                  fmt("%.2f", c.evals / w.evals), fmt("%.4f", w.recall),
+		                  fmt("%.4f", c.recall), fmt("%.0f", w.qps), fmt("%.0f", c.qps),
+		                  fmt("%.2f", w.qps / c.qps)});
+	}
+	t.notes.push_back("ratio: compacted evaluations / written (what QPS would be if a query cost its");
+	t.notes.push_back("distance evaluations), then measured QPS written / compacted; one query per");
+	t.notes.push_back("call on one thread, 1 s per point; the memtable is walked with the k-th best");
+	t.notes.push_back("distance of the segment as its bound (search.c), as in any database as written");
+	render_text(stdout, t);
+	fflush(stdout);
+	std::error_code ec;
+	std::filesystem::remove_all(dir, ec);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
@@ -657,6 +739,8 @@ int main(int argc, char **argv)
 		part2(cfg, data, work);
 	if (cfg.parts & 4)
 		part3(cfg, data, work);
+	if (cfg.parts & 8)
+		part4(cfg, data, work);
 	printf("load average at end %s\n", loadavg().c_str());
 	std::filesystem::remove_all(work, ec);
 	return 0;
