@@ -87,6 +87,7 @@ struct compactor {
 	/* policy, from the handle's options */
 	uint32_t factor;
 	uint64_t max_live;
+	uint32_t max_segs; /* 0: no bound */
 	uint32_t tomb_pct;
 	uint32_t threads;
 	bool background;
@@ -208,6 +209,36 @@ static uint32_t tier_pick(const struct compactor *c, const strata_db *db, const 
 	return m >= 2 ? m : 0;
 }
 
+/*
+ * The merge down to max_segments, if it is due: the nseg - max_segs + 1
+ * smallest segments of `v` (so that the bound holds after it), as many of
+ * them as fit in max_live, kept only if at least two. Writes them to sel in
+ * the version's order, as tier_pick does; returns their count. sel and tmp
+ * hold v->nseg entries each.
+ */
+static uint32_t bound_pick(const struct compactor *c, const struct db_version *v,
+                           struct db_segment **sel, struct db_segment **tmp)
+{
+	if (!c->max_segs || v->nseg <= c->max_segs)
+		return 0;
+	memcpy(tmp, v->segs, v->nseg * sizeof *tmp);
+	qsort(tmp, v->nseg, sizeof *tmp, cmp_live);
+	uint32_t want = v->nseg - c->max_segs + 1, k = 0;
+	uint64_t sum = 0;
+	while (k < want && (!c->max_live || sum + seg_live_persisted(tmp[k]) <= c->max_live))
+		sum += seg_live_persisted(tmp[k++]);
+	if (k < 2)
+		return 0;
+	uint32_t m = 0;
+	for (uint32_t i = 0; i < v->nseg; i++)
+		for (uint32_t j = 0; j < k; j++)
+			if (v->segs[i] == tmp[j]) {
+				sel[m++] = v->segs[i];
+				break;
+			}
+	return m;
+}
+
 static bool needs_rewrite(const struct compactor *c, const struct db_segment *s)
 {
 	uint64_t dead = atomic_load(&s->tomb_saved);
@@ -229,14 +260,18 @@ static uint32_t top_tier(const strata_db *db, const struct db_version *v)
 /*
  * The next background job for version `v` (job->n = 0: nothing due), and the
  * number of jobs due in *pending_out (may be NULL). Tier merges come first,
- * lowest tier first: they also drop the deleted rows of their inputs.
+ * lowest tier first: they also drop the deleted rows of their inputs; then
+ * the merge down to max_segments, then rewrites.
  */
 static int policy_pick(const struct compactor *c, const strata_db *db, const struct db_version *v,
                        struct merge_job *job, uint32_t *pending_out)
 {
 	uint32_t pending = 0;
-	/* Three areas of 2F: the chosen merge, the tiers counted after it, qsort scratch. */
-	size_t area = 2 * (size_t)c->factor;
+	/*
+	 * Three areas of 2F + nseg: the chosen merge, the merges counted after it,
+	 * qsort scratch (a tier merge takes at most 2F, the bound's at most nseg).
+	 */
+	size_t area = 2 * (size_t)c->factor + v->nseg;
 	struct db_segment **sel = calloc(3 * area, sizeof *sel);
 	if (!sel)
 		return err_set(STRATA_ENOMEM, "compaction policy");
@@ -253,6 +288,12 @@ static int policy_pick(const struct compactor *c, const strata_db *db, const str
 		pending++;
 		if (!chosen)
 			chosen = n;
+	}
+	uint32_t n_bound = bound_pick(c, v, sel + (chosen ? area : 0), tmp);
+	if (n_bound) {
+		pending++;
+		if (!chosen)
+			chosen = n_bound;
 	}
 	for (uint32_t i = 0; i < v->nseg; i++) {
 		if (!needs_rewrite(c, v->segs[i]))
@@ -820,20 +861,23 @@ static void lower_priority(void)
 
 /*
  * Merges are falling behind when some tier holds more than F segments the
- * policy could merge: a merge of F was due and another flush came before it
+ * policy could merge, or more than max_segments + 1 segments exist and some
+ * of them could be merged: a merge was due and another flush came before it
  * was done. On a machine kept busy all the time an idle-priority merge never
  * runs, and segments (each a graph walk per query) pile up without end; so
  * then merges run at normal priority and take their share of the CPU.
  */
 static bool merges_behind(const struct compactor *c, const strata_db *db, const struct db_version *v)
 {
-	struct db_segment **sel = calloc(4 * (size_t)c->factor, sizeof *sel);
+	size_t area = 2 * (size_t)c->factor + v->nseg;
+	struct db_segment **sel = calloc(2 * area, sizeof *sel);
 	if (!sel)
 		return false;
 	uint32_t max_tier = top_tier(db, v);
-	bool behind = false;
+	bool behind = c->max_segs && v->nseg > 1 && v->nseg - 1 > c->max_segs &&
+	              bound_pick(c, v, sel, sel + area) != 0;
 	for (uint32_t t = 0; v->nseg && t <= max_tier && !behind; t++)
-		behind = tier_pick(c, db, v, t, sel, sel + 2 * c->factor) > c->factor;
+		behind = tier_pick(c, db, v, t, sel, sel + area) > c->factor;
 	free(sel);
 	return behind;
 }
@@ -1004,6 +1048,7 @@ int compactor_start(strata_db *db)
 	pthread_cond_init(&c->cond, NULL);
 	c->factor = factor_of(db);
 	c->max_live = o->max_segment_vectors;
+	c->max_segs = o->max_segments;
 	c->tomb_pct = o->tombstone_pct ? o->tombstone_pct : TOMB_PCT_DEFAULT;
 	c->threads = o->compaction_threads ? o->compaction_threads : 1;
 	c->background = !o->disable_background_merges;

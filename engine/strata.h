@@ -143,6 +143,17 @@ typedef struct strata_options {
 	/* A background merge never makes a segment of more live vectors. 0 = no limit. Default 0 */
 	uint64_t max_segment_vectors;
 	/*
+	 * At most this many segments, besides the size tiers: past it the
+	 * compactor merges the smallest segments (the largest one's graph reused,
+	 * so the CPU goes to inserting the smaller ones) until this many remain,
+	 * never past max_segment_vectors. Every segment costs each query a graph
+	 * descent and a walk even when it holds nothing close, so fewer segments
+	 * search faster while a database is written; the price is bytes: with 1,
+	 * every flush rewrites the large segment, and write amplification grows
+	 * with the database's size over the memtable's. 0 = no bound. Default 0
+	 */
+	uint32_t max_segments;
+	/*
 	 * A segment whose deleted share (persisted deletion file) reaches this
 	 * percentage is rewritten without them. 1..100 (100: only when empty). Default 20
 	 */
@@ -424,7 +435,9 @@ struct strata_stats {
 	uint32_t obsolete_files;   /* replaced files kept for their grace period (readers in other processes) */
 	/*
 	 * Merges are falling behind: a size tier holds more than merge_factor
-	 * segments the policy could merge. A background merge that is then
+	 * segments the policy could merge, or more than max_segments + 1 segments
+	 * exist and some could be merged (a flush came before the merge down to
+	 * the bound was done). A background merge that is then
 	 * starved at idle priority (less than a quarter of a core over a second)
 	 * is given up and run again at normal priority: it takes a share of the
 	 * CPU from queries and writes; writers are not slowed for it.

@@ -189,6 +189,80 @@ Test(db_compact, background_merges_bound_the_segment_count_and_keep_every_write)
 	t_dir_free(&dir);
 }
 
+/* Upsert ids [from, to) in batches of `batch`, each followed by a flush, then wait for the compactor. */
+static struct strata_stats ingest_flushing(strata_db *db, const float *vecs, bool *live, uint64_t from,
+                                           uint64_t to, uint64_t batch, uint32_t dim)
+{
+	uint64_t ids[512];
+	cr_assert_leq(batch, 512);
+	for (uint64_t at = from; at < to; at += batch) {
+		uint64_t m = to - at < batch ? to - at : batch;
+		for (uint64_t i = 0; i < m; i++) {
+			ids[i] = at + i;
+			live[at + i] = true;
+		}
+		cr_assert_eq(strata_upsert(db, ids, vecs + at * dim, m), 0, "%s", strata_last_error_detail());
+		cr_assert_eq(strata_flush(db), 0, "%s", strata_last_error_detail());
+	}
+	return wait_idle(db);
+}
+
+Test(db_compact, max_segments_merges_the_smallest_down_to_the_bound)
+{
+	enum { N = 4000, DIM = 8 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.memtable_max_vectors = 1000; /* flushes only when asked */
+	o.max_segments = 1;            /* merge_factor stays 4: tiers alone would keep up to 3 */
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(N, DIM, 21);
+	bool *live = calloc(N, sizeof *live);
+	struct strata_stats st = {0};
+	for (uint64_t at = 0; at < 2000; at += 200) {
+		st = ingest_flushing(db, vecs, live, at, at + 200, 200, DIM);
+		cr_assert_leq(st.segments, 1, "%u segments after the flush of rows up to %llu", st.segments,
+		              (unsigned long long)(at + 200));
+		cr_assert(!st.merges_behind);
+	}
+	cr_log_info("max_segments 1: %llu flushes, %llu merges (%llu nodes reused, %llu inserted), "
+	            "write amplification %.2f", (unsigned long long)st.flushes,
+	            (unsigned long long)st.merges, (unsigned long long)st.merge_reused_nodes,
+	            (unsigned long long)st.merge_inserted_nodes, st.write_amplification);
+	cr_assert_eq(st.flushes, 10);
+	cr_assert_eq(st.merges, 9, "one merge per flush after the first");
+	/* Each merge reuses the large segment's graph and inserts only the 200 new rows. */
+	cr_assert_eq(st.merge_inserted_nodes, 9 * 200);
+	cr_assert_eq(st.merge_reused_nodes, 200 * (1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9));
+	check_content(db, vecs, live, N, DIM, "max_segments 1");
+	check_exact_search(db, vecs, live, N, DIM, "max_segments 1");
+	cr_assert_eq(strata_close(db), 0);
+
+	/* A bound of 3, and max_segment_vectors above it: merges stop where a segment would pass 1000. */
+	o.max_segments = 3;
+	o.max_segment_vectors = 1000;
+	db = open_or_die(dir.path, &o, 0);
+	st = ingest_flushing(db, vecs, live, 2000, N, 250, DIM);
+	cr_assert_leq(st.segments, 4, "%u segments", st.segments);
+	cr_assert_geq(st.segments, 3, "%u segments: no merge may pass max_segment_vectors", st.segments);
+	cr_assert_eq(st.compaction_pending, 0);
+	check_content(db, vecs, live, N, DIM, "max_segments 3, max_segment_vectors 1000");
+	check_exact_search(db, vecs, live, N, DIM, "max_segments 3, max_segment_vectors 1000");
+	cr_assert_eq(strata_close(db), 0);
+
+	/* Over the bound with nothing that fits max_segment_vectors: not behind, nothing pending. */
+	uint32_t before = st.segments;
+	o.max_segments = 1;
+	db = open_or_die(dir.path, &o, 0);
+	st = wait_idle(db);
+	cr_assert_eq(st.segments, before);
+	cr_assert(!st.merges_behind, "%u segments over a bound of 1 that no merge can meet",
+	          st.segments);
+	cr_assert_eq(strata_close(db), 0);
+	free(vecs);
+	free(live);
+	t_dir_free(&dir);
+}
+
 Test(db_compact, compact_makes_one_segment_without_the_deleted_vectors)
 {
 	enum { N = 3000, DIM = 12 };

@@ -70,6 +70,7 @@ struct Config {
 	double ingest_rate = 0;    // part 3: writer vectors per second (0: as fast as it can)
 	uint64_t memtable = 0;     // part 3: memtable_max_vectors (0: the default)
 	uint32_t merge_factor = 0; // part 3: merge_factor (0: the default)
+	uint32_t max_segments = 0; // part 3: max_segments (0: the default)
 	unsigned parts = 15;       // bit mask: 1, 2, 4, 8
 	bool quick = false;
 	std::string cmdline;
@@ -92,6 +93,7 @@ void usage(FILE *out)
 	      "                   though 256 MiB of memtable_max_bytes comes first at 128-d);\n"
 	      "                   part 4: the memtable's rows (default --n / 8)\n"
 	      "  --merge-factor F part 3: merge_factor (default: the library's)\n"
+	      "  --max-segments S part 3: max_segments (default: the library's, no bound)\n"
 	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3,4)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
 	      "  --tmp DIR        where the databases are made (default /tmp)\n"
@@ -147,6 +149,8 @@ Config parse_args(int argc, char **argv)
 			c.memtable = strtoull(val(), nullptr, 10);
 		} else if (a == "--merge-factor") {
 			c.merge_factor = (uint32_t)num(val());
+		} else if (a == "--max-segments") {
+			c.max_segments = (uint32_t)num(val());
 		} else if (a == "--parts") {
 			if (!parse_parts(val(), 4, c.parts))
 				die(std::string("--parts: not a part list: ") + argv[i]);
@@ -543,6 +547,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	o.memtable_max_vectors = cfg.memtable;
 	if (cfg.merge_factor)
 		o.merge_factor = cfg.merge_factor;
+	o.max_segments = cfg.max_segments;
 	/*
 	 * A reference beside the database as written: all n rows built into one
 	 * segment before the ingestion, searched right after each sample. The
@@ -583,6 +588,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	                                   : std::string("default memtable");
 	if (cfg.merge_factor)
 		options += fmt(", merge_factor %u", cfg.merge_factor);
+	if (cfg.max_segments)
+		options += fmt(", max_segments %u", cfg.max_segments);
 	Table t;
 	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, %s, %s", n,
 	              data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "",

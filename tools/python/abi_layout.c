@@ -37,6 +37,7 @@ int main(void)
 	FIELD(strata_options, memtable_max_unindexed);
 	FIELD(strata_options, merge_factor);
 	FIELD(strata_options, max_segment_vectors);
+	FIELD(strata_options, max_segments);
 	FIELD(strata_options, tombstone_pct);
 	FIELD(strata_options, compaction_threads);
 	FIELD(strata_options, disable_background_merges);

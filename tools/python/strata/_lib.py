@@ -84,6 +84,7 @@ class Options(Structure):
         ("memtable_max_unindexed", c_uint64),
         ("merge_factor", c_uint32),
         ("max_segment_vectors", c_uint64),
+        ("max_segments", c_uint32),
         ("tombstone_pct", c_uint32),
         ("compaction_threads", c_uint32),
         ("disable_background_merges", c_bool),
