@@ -16,9 +16,11 @@
  *     exactly the segment files the manifest names (no leftover of a merge
  *     or flush the kill interrupted).
  * The child's handle merges in the background (merge factor 2, rewrites at
- * 10% deleted) and now and then calls strata_compact, announced through the
- * pipe, so kills land in flushes, merges, rewrites and their commits; the
- * parent counts the kills that hit a strata_compact.
+ * 10% deleted; every other child also with max_segments 1, so that every
+ * flush is merged into the large segment) and now and then calls
+ * strata_compact, announced through the pipe, so kills land in flushes,
+ * merges, rewrites and their commits; the parent counts the kills that hit a
+ * strata_compact.
  * Vectors are a function of (id, version), so the parent knows what each
  * version must look like.
  *
@@ -108,6 +110,7 @@ static void send_msg(int fd, const struct msg *m)
 static void child(const char *dir, int fd, uint64_t seed, uint32_t *ver)
 {
 	strata_options o = opts();
+	o.max_segments = seed & 1; /* 0: size tiers only */
 	strata_db *db;
 	int rc = strata_open(dir, &o, 0, &db);
 	if (rc) {

@@ -4,13 +4,14 @@
  * under ThreadSanitizer by tools/scripts/test.sh), then the content must
  * equal a reference model, before and after a reopen with full verification.
  *
- * The memtable is small and the merge factor 2, so flushes, tier merges and
- * tombstone rewrites replace segments all the time under the searchers; a
- * fifth thread calls strata_compact now and then, and a sixth opens the
- * directory read-only over and over (as a reader process would). Searchers
- * check what can be checked mid-flight: results sorted, no id twice, only
- * ids that were written. Writers own disjoint id ranges, so each knows the
- * final state of its ids.
+ * The memtable is small, the merge factor 2 and max_segments 3, so flushes,
+ * tier merges, merges down to the bound and tombstone rewrites replace
+ * segments all the time under the searchers; a fifth thread calls
+ * strata_compact now and then, and a sixth opens the directory read-only
+ * over and over (as a reader process would). Searchers check what can be
+ * checked mid-flight: results sorted, no id twice, only ids that were
+ * written. Writers own disjoint id ranges, so each knows the final state of
+ * its ids.
  *
  *   STRATA_STRESS_SECONDS   how long the writers run (default 6)
  */
@@ -167,6 +168,7 @@ int main(void)
 	o.sync_mode = STRATA_SYNC_INTERVAL; /* durability is not the point; keep the fsyncs few */
 	o.sync_interval_ms = 20;
 	o.merge_factor = 2;
+	o.max_segments = 3; /* and merges across tiers, the largest graph reused */
 	o.tombstone_pct = 10;
 	strata_db *db;
 	int rc = strata_open(g_dir, &o, STRATA_CREATE, &db);
