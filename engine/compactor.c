@@ -176,28 +176,21 @@ static int cmp_live(const void *a, const void *b)
 }
 
 /*
- * The tier merge of version `v`'s tier t, if it is due: the segments of that
- * tier (at most 2F, oldest first), cut to max_live (smallest first) and kept
- * only if at least two remain. Writes the chosen ones to sel in the version's
- * order (the merge's dedup relies on it: the newest input wins); returns
- * their count. sel holds 2F entries, tmp as many.
+ * Of the n candidates in sel (in the version's order), keep the `want`
+ * smallest by live vectors, fewer where their sum would pass max_live.
+ * Writes the kept ones back to sel in the version's order (the merge's
+ * dedup relies on it: the newest input wins); returns their count, 0 when
+ * fewer than two remain. tmp holds n entries.
  */
-static uint32_t tier_pick(const struct compactor *c, const strata_db *db, const struct db_version *v,
-                          uint32_t t, struct db_segment **sel, struct db_segment **tmp)
+static uint32_t keep_smallest(const struct compactor *c, struct db_segment **sel, uint32_t n,
+                              uint32_t want, struct db_segment **tmp)
 {
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < v->nseg && n < 2 * c->factor; i++)
-		if (compactor_tier(db, seg_live_persisted(v->segs[i])) == t)
-			sel[n++] = v->segs[i];
-	if (n < c->factor)
-		return 0;
-	if (!c->max_live)
-		return n;
 	memcpy(tmp, sel, n * sizeof *tmp);
 	qsort(tmp, n, sizeof *tmp, cmp_live);
 	uint64_t sum = 0;
 	uint32_t k = 0;
-	while (k < n && sum + seg_live_persisted(tmp[k]) <= c->max_live)
+	while (k < want && k < n &&
+	       (!c->max_live || sum + seg_live_persisted(tmp[k]) <= c->max_live))
 		sum += seg_live_persisted(tmp[k++]);
 	uint32_t m = 0;
 	for (uint32_t i = 0; i < n; i++)
@@ -210,33 +203,36 @@ static uint32_t tier_pick(const struct compactor *c, const strata_db *db, const 
 }
 
 /*
+ * The tier merge of version `v`'s tier t, if it is due: the segments of that
+ * tier (at most 2F, oldest first), cut to max_live (smallest first) and kept
+ * only if at least two remain, in sel in the version's order; returns their
+ * count. sel holds 2F entries, tmp as many.
+ */
+static uint32_t tier_pick(const struct compactor *c, const strata_db *db, const struct db_version *v,
+                          uint32_t t, struct db_segment **sel, struct db_segment **tmp)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < v->nseg && n < 2 * c->factor; i++)
+		if (compactor_tier(db, seg_live_persisted(v->segs[i])) == t)
+			sel[n++] = v->segs[i];
+	if (n < c->factor)
+		return 0;
+	return c->max_live ? keep_smallest(c, sel, n, n, tmp) : n;
+}
+
+/*
  * The merge down to max_segments, if it is due: the nseg - max_segs + 1
  * smallest segments of `v` (so that the bound holds after it), as many of
- * them as fit in max_live, kept only if at least two. Writes them to sel in
- * the version's order, as tier_pick does; returns their count. sel and tmp
- * hold v->nseg entries each.
+ * them as fit in max_live, kept only if at least two, in sel in the
+ * version's order; returns their count. sel and tmp hold v->nseg entries.
  */
 static uint32_t bound_pick(const struct compactor *c, const struct db_version *v,
                            struct db_segment **sel, struct db_segment **tmp)
 {
 	if (!c->max_segs || v->nseg <= c->max_segs)
 		return 0;
-	memcpy(tmp, v->segs, v->nseg * sizeof *tmp);
-	qsort(tmp, v->nseg, sizeof *tmp, cmp_live);
-	uint32_t want = v->nseg - c->max_segs + 1, k = 0;
-	uint64_t sum = 0;
-	while (k < want && (!c->max_live || sum + seg_live_persisted(tmp[k]) <= c->max_live))
-		sum += seg_live_persisted(tmp[k++]);
-	if (k < 2)
-		return 0;
-	uint32_t m = 0;
-	for (uint32_t i = 0; i < v->nseg; i++)
-		for (uint32_t j = 0; j < k; j++)
-			if (v->segs[i] == tmp[j]) {
-				sel[m++] = v->segs[i];
-				break;
-			}
-	return m;
+	memcpy(sel, v->segs, v->nseg * sizeof *sel);
+	return keep_smallest(c, sel, v->nseg, v->nseg - c->max_segs + 1, tmp);
 }
 
 static bool needs_rewrite(const struct compactor *c, const struct db_segment *s)
