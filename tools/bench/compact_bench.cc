@@ -18,9 +18,9 @@
 //      merges, write amplification and the search QPS measured meanwhile (the
 //      writer keeps writing), each beside the QPS of a reference built from
 //      all the rows before the ingestion and searched the second after (the
-//      machine's speed drifts over minutes); at the end, the QPS and recall of the database
-//      as written against the same data after strata_compact (one segment),
-//      at ef 64 and over an ef sweep (QPS at equal recall).
+//      machine's speed drifts over minutes); at the end, the QPS and recall of
+//      the database as written against the same data after strata_compact
+//      (one segment), at ef 64 and over an ef sweep (QPS at equal recall).
 //   4. The floor of a database as written: the best a compactor can keep
 //      while rows arrive is every row but the memtable's in one segment. Rows
 //      [0, n - m) compacted into one segment and rows [n - m, n) in the
@@ -599,7 +599,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	t.head = {"rows", "time", "segments", "tiers", "memtable", "unindexed", "merges",
 	          "write ampl.", "QPS (ef 64)", "reference", "ratio"};
 	t.right = {true, true, true, false, true, true, true, true, true, true, true};
-	std::vector<double> qps_writing, qps_ref;
+	std::vector<double> qps_writing, qps_ref, ratios;
 	for (int step = 1; step <= 10; step++) {
 		size_t mark = n * (size_t)step / 10;
 		while (written.load() < mark)
@@ -610,13 +610,15 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		if (step < 10) {
 			qps_writing.push_back(q);
 			qps_ref.push_back(qr);
+			ratios.push_back(q / qr);
 		}
 		t.rows.push_back({fmt("%zu", mark), fmt("%.0f s", now_s() - t0), fmt("%u", st.segments),
 		                  tiers_of(st), fmt("%" PRIu64, st.memtable_vectors),
 		                  fmt("%" PRIu64, st.memtable_unindexed),
 		                  fmt("%" PRIu64, st.merges), fmt("%.2f", st.write_amplification),
 		                  step < 10 ? fmt("%.0f", q) : "(done)",
-		                  step < 10 ? fmt("%.0f", qr) : "", step < 10 ? fmt("%.2f", q / qr) : ""});
+		                  step < 10 ? fmt("%.0f", qr) : "",
+		                  step < 10 ? fmt("%.2f", ratios.back()) : ""});
 		note(fmt("part 3: %zu rows", mark));
 	}
 	writer.join();
@@ -679,9 +681,6 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	                      "(target >= 0.80)",
 	                      qps_mean / ref_mean));
 	/* Less swayed than the ratio of means by a lucky or unlucky single second. */
-	std::vector<double> ratios;
-	for (size_t i = 0; i < qps_writing.size(); i++)
-		ratios.push_back(qps_writing[i] / qps_ref[i]);
 	std::sort(ratios.begin(), ratios.end());
 	if (!ratios.empty())
 		t.notes.push_back(fmt("per-sample ratio written / reference: median %.2f, range %.2f-%.2f",
