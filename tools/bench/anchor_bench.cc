@@ -1,0 +1,162 @@
+// anchor_bench.cc - strata-anchor-bench: what searching a database as written
+// would cost if the memtable's rows were found through the segment's graph
+// instead of through a graph of their own (issue 4's QPS target). It prints
+// figures; it never passes or fails.
+//
+// The state measured is part 4 of strata-compact-bench, the best a compactor
+// can keep while rows arrive: every row but the memtable's in one segment.
+// Three ways to search it, with the engine's own graph code (engine/hnsw.h,
+// through anchor_core.c), in memory, on one thread:
+//   compacted  all rows in one graph, one walk;
+//   written    the segment walked at ef, then the memtable's graph walked
+//              bounded by the segment's 10th best, as engine/search.c does;
+//   anchored   each memtable row hung as a leaf under its nearest segment node
+//              (found by a walk of the segment at ef 8 when the row is added);
+//              the segment walked at ef and the leaves of its ef best nodes
+//              evaluated: no walk of the memtable's graph at all.
+// The anchored way is a design measured, not the engine's: the engine does
+// not anchor rows (README, issue 4, says what landing it would take).
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "anchor_core.h"
+#include "bench.h"
+#include "report.h"
+#include "sift.h"
+
+using namespace bench;
+
+namespace {
+
+#ifndef STRATA_SOURCE_ROOT
+#define STRATA_SOURCE_ROOT "."
+#endif
+
+struct Config {
+	std::string data_dir = STRATA_SOURCE_ROOT "/../shared/data";
+	size_t n = 400000;    // rows in all
+	size_t memtable = 0;  // the memtable's rows (0: n / 8)
+	unsigned threads = 2; // graph builds
+	double seconds = 1;   // per QPS point
+	std::string cmdline;
+};
+
+void usage(FILE *out)
+{
+	fputs("usage: strata-anchor-bench [options]\n"
+	      "  --quick        small sizes: a smoke run (seconds)\n"
+	      "  --n N          rows in all (default 400000)\n"
+	      "  --memtable M   of them, the memtable's (default N / 8)\n"
+	      "  --threads T    threads of the graph builds (default 2)\n"
+	      "  --seconds S    per QPS point (default 1)\n"
+	      "  --data DIR     datasets folder (default ../shared/data of the source tree)\n",
+	      out);
+}
+
+size_t count_arg(const char *opt, const char *v)
+{
+	char *end = nullptr;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (!*v || *end || x == 0)
+		die(std::string(opt) + ": not a positive count: " + v);
+	return (size_t)x;
+}
+
+Config parse_args(int argc, char **argv)
+{
+	Config c;
+	for (int i = 0; i < argc; i++)
+		c.cmdline += (i ? " " : "") + std::string(argv[i]);
+	for (int i = 1; i < argc; i++) {
+		std::string a = argv[i];
+		auto value = [&]() -> const char * {
+			if (i + 1 >= argc)
+				die(a + ": needs a value");
+			return argv[++i];
+		};
+		if (a == "--help" || a == "-h") {
+			usage(stdout);
+			exit(0);
+		} else if (a == "--quick") {
+			c.n = 20000;
+			c.seconds = 0.2;
+		} else if (a == "--n") {
+			c.n = count_arg("--n", value());
+		} else if (a == "--memtable") {
+			c.memtable = count_arg("--memtable", value());
+		} else if (a == "--threads") {
+			c.threads = (unsigned)count_arg("--threads", value());
+		} else if (a == "--seconds") {
+			c.seconds = atof(value());
+			if (!(c.seconds > 0))
+				die("--seconds: not a positive number");
+		} else if (a == "--data") {
+			c.data_dir = value();
+		} else {
+			usage(stderr);
+			die("unknown option " + a);
+		}
+	}
+	return c;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	g_prog = "strata-anchor-bench";
+	Config cfg = parse_args(argc, argv);
+	const size_t n = cfg.n, m = cfg.memtable ? cfg.memtable : n / 8;
+	if (m == 0 || m >= n)
+		die(fmt("the memtable's rows (%zu) must be between 1 and --n (%zu)", m, n));
+	std::string load_start = loadavg();
+	Data data = load_sift(cfg.data_dir, n);
+	printf("strata-anchor-bench: %s\n", cfg.cmdline.c_str());
+	printf("data %s (%zu real rows, synthetic rows after them); load average at start %s\n\n",
+	       data.name.c_str(), data.real_rows, load_start.c_str());
+	fflush(stdout);
+	std::vector<uint64_t> truth = brute_force_top10(data.base, n, data.query, 2);
+	const std::vector<uint32_t> efs = {10, 32, 64, 128};
+	std::vector<anchor_point> pts(3 * efs.size());
+	anchor_costs costs;
+	char err[256];
+	if (anchor_measure(data.base.f.data(), n - m, m, (uint32_t)data.base.dim, data.query.f.data(),
+	                   data.query.rows, truth.data(), efs.data(), efs.size(), cfg.threads,
+	                   cfg.seconds, pts.data(), &costs, err, sizeof err))
+		die(err);
+
+	Table t;
+	t.title = fmt("Memtable rows anchored in the segment's graph: %zu segment rows + %zu memtable "
+	              "rows, against all %zu in one graph (%s%s)",
+	              n - m, m, n, data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "");
+	t.head = {"ef", "way", "evals/query", "recall@10", "QPS", "evals: compacted / this",
+	          "QPS: this / compacted"};
+	t.right = {true, false, true, true, true, true, true};
+	const char *names[3] = {"compacted", "written", "anchored"};
+	for (size_t i = 0; i < efs.size(); i++) {
+		const anchor_point &c = pts[3 * i];
+		for (int w = 0; w < 3; w++) {
+			const anchor_point &p = pts[3 * i + w];
+			t.rows.push_back({w ? "" : fmt("%u", efs[i]), names[w], fmt("%.0f", p.evals),
+			                  fmt("%.4f", p.recall), fmt("%.0f", p.qps),
+			                  w ? fmt("%.2f", c.evals / p.evals) : "",
+			                  w ? fmt("%.2f", p.qps / c.qps) : ""});
+		}
+	}
+	t.notes.push_back("M 16, ef_construction 200, l2, k 10; one thread, one query per call, " +
+	                  fmt("%.1f s per QPS point; in memory (no mmap, no database around it)",
+	                      cfg.seconds));
+	t.notes.push_back(fmt("graph builds (%u threads): segment %.1f s, memtable %.1f s, all rows "
+	                      "%.1f s; anchoring the %zu memtable rows (one thread): %.2f s, %.0f "
+	                      "distance evaluations per row",
+	                      cfg.threads, costs.build_segment_s, costs.build_memtable_s,
+	                      costs.build_all_s, m, costs.anchor_s, costs.anchor_evals_per_row));
+	t.notes.push_back(fmt("anchored, ef %u: %.1f memtable rows evaluated per query as leaves of "
+	                      "the segment's %u best nodes",
+	                      efs.back(), costs.leaves_per_query, efs.back()));
+	render_text(stdout, t);
+	printf("\nload average at end %s\n", loadavg().c_str());
+	return 0;
+}
