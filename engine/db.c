@@ -121,6 +121,8 @@ static void scratch_free(struct db_scratch *s)
 	free(s->merged);
 	free(s->best);
 	free(s->query);
+	hnsw_trace_free(&s->trace);
+	mt_seen_free(&s->seen);
 	free(s);
 }
 

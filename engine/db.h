@@ -85,6 +85,8 @@ struct db_scratch {
 	size_t best_cap;
 	float *query;             /* the normalised query (cosine) */
 	size_t query_cap;
+	struct hnsw_trace trace;  /* the first source's expanded nodes (memtable anchors) */
+	struct mt_seen seen;      /* memtable rows met under those nodes */
 };
 
 struct db_result {
@@ -150,6 +152,7 @@ struct strata_db {
 	struct hnsw_build_params gp;/* parameters of memtable graphs */
 	size_t mt_capacity;
 	uint64_t tail_max;          /* options.memtable_max_unindexed */
+	bool anchors;               /* the indexer hangs memtable rows (write.c, anchor_round) */
 
 	pthread_mutex_t pool_lock;
 	struct db_scratch **pool;

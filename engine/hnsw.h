@@ -154,6 +154,36 @@ int hnsw_search_bounded(const struct hnsw_view *v, const float *query, uint32_t 
                         float limit, const struct hnsw_filter *filter, struct hnsw_scratch *s,
                         struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals);
 
+/* A binary heap of hits (hnsw_internal.h has its operations). */
+struct hnsw_heap {
+	struct hnsw_hit *a;
+	size_t n;
+	size_t cap;
+};
+
+/*
+ * The `want` layer-0 nodes closest to the query among those a search
+ * evaluated (hnsw_search_traced), dead ones included, in best.a[0..best.n),
+ * unordered. The caller owns it.
+ */
+struct hnsw_trace {
+	struct hnsw_heap best;
+	uint32_t want;
+};
+void hnsw_trace_free(struct hnsw_trace *t);
+
+/*
+ * hnsw_search_filtered of a segment's view (not a live one: STRATA_EINVAL)
+ * that also keeps in `trace` the `want` closest layer-0 nodes it computed a
+ * distance to: the query's neighbourhood as this graph sees it, dead nodes
+ * included (a walk goes through them), at no extra distance. The memtable's
+ * anchored rows hang under such nodes (memtable.h, mt_search_anchored).
+ */
+int hnsw_search_traced(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                       uint32_t want, const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                       struct hnsw_trace *trace, struct hnsw_hit *out, uint32_t *n_out,
+                       uint64_t *dist_evals);
+
 /*
  * Exact k nearest of `query` among `nodes[0..n)` (or among all nodes when
  * nodes is NULL) that `accept` passes (NULL = all): the answer for a filter

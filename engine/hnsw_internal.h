@@ -18,12 +18,6 @@
 #include "segment.h"
 #include "strata.h"
 
-struct hnsw_heap {
-	struct hnsw_hit *a;
-	size_t n;
-	size_t cap;
-};
-
 struct hnsw_scratch {
 	uint16_t *tags;   /* visit marks: tags[node] == epoch means visited in this search */
 	size_t tags_len;

@@ -140,6 +140,62 @@ HNSW_ALWAYS_INLINE bool list_copy_locked(const uint32_t *l, uint32_t max, uint32
 	return true;
 }
 
+void hnsw_trace_free(struct hnsw_trace *t)
+{
+	free(t->best.a);
+	*t = (struct hnsw_trace){0};
+}
+
+/*
+ * Every node the walk computes a distance to goes into the trace, unsorted
+ * (a store; a heap kept per distance cost the walk ~15%); the `want`
+ * closest are picked once at the end (trace_keep_best).
+ */
+HNSW_ALWAYS_INLINE int trace_offer(struct hnsw_trace *t, float d, uint32_t x)
+{
+	if (t->best.n == t->best.cap && hnsw_heap_reserve(&t->best, t->best.n + 1))
+		return err_set(STRATA_ENOMEM, "search trace of %zu nodes", t->best.n + 1);
+	t->best.a[t->best.n++] = (struct hnsw_hit){d, x};
+	return 0;
+}
+
+/*
+ * Keep the trace's `want` closest: a quickselect with a three-way partition
+ * (so that equal distances, duplicate vectors, cannot make it quadratic).
+ * Invariant: a[0..lo) <= a[lo..hi) <= a[hi..n), and lo < want < hi.
+ */
+static void trace_keep_best(struct hnsw_trace *t)
+{
+	struct hnsw_hit *a = t->best.a;
+	size_t lo = 0, hi = t->best.n, want = t->want;
+	if (hi <= want)
+		return;
+	while (lo < want && want < hi) {
+		float p = a[lo + (hi - lo) / 2].dist;
+		size_t lt = lo, i = lo, gt = hi;
+		while (i < gt) {
+			struct hnsw_hit x = a[i];
+			if (x.dist < p) {
+				a[i++] = a[lt];
+				a[lt++] = x;
+			} else if (x.dist > p) {
+				a[i] = a[--gt];
+				a[gt] = x;
+			} else {
+				i++;
+			}
+		}
+		/* a[lo..lt) < p, a[lt..gt) == p (or unordered: NaN), a[gt..hi) > p */
+		if (want <= lt)
+			hi = lt;
+		else if (want >= gt)
+			lo = gt;
+		else
+			break;
+	}
+	t->best.n = want;
+}
+
 /* Greedy walk on one upper layer: move to any closer neighbour until none is. */
 HNSW_ALWAYS_INLINE int descend_layer(const struct hnsw_view *v, const float *q, uint32_t level,
                                      uint32_t *cur, float *cur_dist, uint64_t *evals,
@@ -230,7 +286,7 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
                                      float ep_dist, uint32_t ef, const struct hnsw_filter *filter,
                                      struct hnsw_scratch *s, uint64_t *evals_io, const bool live,
                                      const bool filtered, const bool bounded, uint32_t k,
-                                     float limit)
+                                     float limit, struct hnsw_trace *trace)
 {
 	uint16_t *tags = s->tags;
 	const uint16_t epoch = s->epoch;
@@ -255,6 +311,8 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 	int rc;
 
 	tags[ep] = epoch;
+	if (trace && (rc = trace_offer(trace, ep_dist, ep)))
+		goto out;
 	if (bounded)
 		kbest->n = 0;
 	if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){ep_dist, ep})))
@@ -321,6 +379,8 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 			float d = hnsw_dist_ordered(
 			        dist(q, (const float *)(const void *)(nodes + (size_t)x * stride), dim));
 			evals++;
+			if (trace && (rc = trace_offer(trace, d, x)))
+				goto out;
 			if (top->n < ef || d < bound) {
 				if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){d, x})))
 					goto out;
@@ -356,7 +416,8 @@ out:
 HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *query, uint32_t ef,
                                     const struct hnsw_filter *filter, struct hnsw_scratch *s,
                                     uint64_t *evals, const bool live, const bool filtered,
-                                    const bool bounded, uint32_t k, float limit)
+                                    const bool bounded, uint32_t k, float limit,
+                                    struct hnsw_trace *trace)
 {
 	int rc;
 	uint32_t cur = v->entry;
@@ -367,7 +428,7 @@ HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *quer
 			return rc;
 	}
 	return search_layer0(v, query, cur, cur_dist, ef, filter, s, evals, live, filtered, bounded, k,
-	                     limit);
+	                     limit, trace);
 }
 
 /*
@@ -382,14 +443,25 @@ HNSW_ALWAYS_INLINE int search_graph(const struct hnsw_view *v, const float *quer
 HNSW_NOINLINE static int search_segment(const struct hnsw_view *v, const float *query, uint32_t ef,
                                         struct hnsw_scratch *s, uint64_t *evals)
 {
-	return search_graph(v, query, ef, NULL, s, evals, false, false, false, 0, 0);
+	return search_graph(v, query, ef, NULL, s, evals, false, false, false, 0, 0, NULL);
 }
 
 HNSW_NOINLINE static int search_segment_filtered(const struct hnsw_view *v, const float *query,
                                                  uint32_t ef, const struct hnsw_filter *filter,
                                                  struct hnsw_scratch *s, uint64_t *evals)
 {
-	return search_graph(v, query, ef, filter, s, evals, false, true, false, 0, 0);
+	return search_graph(v, query, ef, filter, s, evals, false, true, false, 0, 0, NULL);
+}
+
+/* The first source of a search whose memtable rows hang under its nodes (search.c). */
+HNSW_NOINLINE static int search_segment_traced(const struct hnsw_view *v, const float *query,
+                                               uint32_t ef, const struct hnsw_filter *filter,
+                                               struct hnsw_scratch *s, uint64_t *evals,
+                                               struct hnsw_trace *trace)
+{
+	if (filter)
+		return search_graph(v, query, ef, filter, s, evals, false, true, false, 0, 0, trace);
+	return search_graph(v, query, ef, NULL, s, evals, false, false, false, 0, 0, trace);
 }
 
 /* The later sources of a multi-source search (search.c), filtered or not. */
@@ -399,8 +471,8 @@ HNSW_NOINLINE static int search_segment_bounded(const struct hnsw_view *v, const
                                                 struct hnsw_scratch *s, uint64_t *evals)
 {
 	if (filter)
-		return search_graph(v, query, ef, filter, s, evals, false, true, true, k, limit);
-	return search_graph(v, query, ef, NULL, s, evals, false, false, true, k, limit);
+		return search_graph(v, query, ef, filter, s, evals, false, true, true, k, limit, NULL);
+	return search_graph(v, query, ef, NULL, s, evals, false, false, true, k, limit, NULL);
 }
 
 HNSW_NOINLINE static int search_live(const struct hnsw_view *v, const float *query, uint32_t k,
@@ -418,12 +490,12 @@ HNSW_NOINLINE static int search_live(const struct hnsw_view *v, const float *que
 	}
 	bool bounded = limit < __builtin_inff();
 	if (filter && bounded)
-		return search_graph(v, query, ef, filter, s, evals, true, true, true, k, limit);
+		return search_graph(v, query, ef, filter, s, evals, true, true, true, k, limit, NULL);
 	if (filter)
-		return search_graph(v, query, ef, filter, s, evals, true, true, false, 0, 0);
+		return search_graph(v, query, ef, filter, s, evals, true, true, false, 0, 0, NULL);
 	if (bounded)
-		return search_graph(v, query, ef, NULL, s, evals, true, false, true, k, limit);
-	return search_graph(v, query, ef, NULL, s, evals, true, false, false, 0, 0);
+		return search_graph(v, query, ef, NULL, s, evals, true, false, true, k, limit, NULL);
+	return search_graph(v, query, ef, NULL, s, evals, true, false, false, 0, 0, NULL);
 }
 
 /*
@@ -491,6 +563,38 @@ int hnsw_search_bounded(const struct hnsw_view *v, const float *query, uint32_t 
 	*n_out = beam_best(&s->top, k, out);
 	s->top.n = 0;
 out:
+	*dist_evals += evals;
+	return rc;
+}
+
+int hnsw_search_traced(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
+                       uint32_t want, const struct hnsw_filter *filter, struct hnsw_scratch *s,
+                       struct hnsw_trace *trace, struct hnsw_hit *out, uint32_t *n_out,
+                       uint64_t *dist_evals)
+{
+	*n_out = 0;
+	trace->best.n = 0;
+	trace->want = want;
+	if (hnsw_heap_reserve(&trace->best, (size_t)ef * 16 + 64))
+		return err_set(STRATA_ENOMEM, "search trace for ef %u", ef);
+	if (v->locks)
+		return err_set(STRATA_EINVAL, "a traced search of a live graph");
+	if (v->count == 0 || k == 0 || v->entry == SEG_NO_NODE)
+		return 0;
+	if (ef < k)
+		ef = k;
+	if (v->entry >= v->count)
+		return ERR_CORRUPT("graph: entry point %u beyond the %u nodes", v->entry, v->count);
+	int rc = hnsw_scratch_prepare(s, v->count, ef);
+	if (rc)
+		return rc;
+	uint64_t evals = 0;
+	rc = search_segment_traced(v, query, ef, filter, s, &evals, trace);
+	if (!rc) {
+		*n_out = beam_best(&s->top, k, out);
+		trace_keep_best(trace);
+	}
+	s->top.n = 0;
 	*dist_evals += evals;
 	return rc;
 }

@@ -73,6 +73,13 @@ void mt_unref(struct memtable *mt)
 	big_free(mt->lsns, mt->capacity * sizeof *mt->lsns);
 	big_free(mt->dead, dead_bytes(mt->capacity));
 	big_free(mt->map, mt->map_cap * sizeof *mt->map);
+	for (struct mt_anchors *a = atomic_load_explicit(&mt->anchors, memory_order_acquire), *o; a;
+	     a = o) {
+		o = a->older;
+		big_free(a->head, (size_t)a->seg_count * sizeof *a->head);
+		big_free(a->next, mt->capacity * MT_ANCHOR_LINKS * sizeof *a->next);
+		free(a);
+	}
 	pthread_mutex_destroy(&mt->lock);
 	pthread_mutex_destroy(&mt->index_lock);
 	free(mt);
@@ -377,6 +384,191 @@ int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, 
 		for (uint32_t j = 0; j < *n_out && !seen; j++)
 			seen = out[j].node == row;
 		if (seen)
+			continue;
+		float d = hnsw_dist_ordered(v.dist(query, hnsw_vec(&v, row), v.dim));
+		e++;
+		topk_insert(out, n_out, k, d, row);
+	}
+	*evals += e;
+	return 0;
+}
+
+/* ---- anchors ------------------------------------------------------------------- */
+
+int mt_anchor(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg,
+              const _Atomic uint64_t *seg_dead, struct hnsw_scratch *s, size_t max_rows,
+              bool *progress)
+{
+	if (progress)
+		*progress = false;
+	struct mt_anchors *a = atomic_load_explicit(&mt->anchors, memory_order_relaxed);
+	if (!a || a->seg_seq != seg_seq) {
+		/* Links are numbered in 32 bits. */
+		if (mt->anchor_gens >= MT_ANCHOR_GENS || seg->count == 0 ||
+		    mt->capacity >= UINT32_MAX / MT_ANCHOR_LINKS)
+			return 0;
+		struct mt_anchors *n = calloc(1, sizeof *n);
+		if (n) {
+			n->head = big_zalloc((size_t)seg->count * sizeof *n->head);
+			n->next = big_zalloc(mt->capacity * MT_ANCHOR_LINKS * sizeof *n->next);
+		}
+		if (!n || !n->head || !n->next) {
+			if (n) {
+				big_free(n->head, (size_t)seg->count * sizeof *n->head);
+				big_free(n->next, mt->capacity * MT_ANCHOR_LINKS * sizeof *n->next);
+			}
+			free(n);
+			return err_set(STRATA_ENOMEM, "memtable anchors for %u segment nodes", seg->count);
+		}
+		n->seg_seq = seg_seq;
+		n->seg_count = seg->count;
+		n->older = a;
+		atomic_store_explicit(&mt->anchors, n, memory_order_release);
+		mt->anchor_gens++;
+		a = n;
+	}
+	size_t from = atomic_load_explicit(&a->anchored, memory_order_relaxed);
+	size_t upto = hnsw_graph_appended(mt->g); /* its graph need not hold a row to hang it */
+	if (upto <= from)
+		return 0;
+	if (max_rows && upto - from > max_rows)
+		upto = from + max_rows;
+	struct hnsw_view v;
+	hnsw_graph_view_live(mt->g, &v);
+	struct hnsw_filter f = {.dead = seg_dead};
+	size_t row = from;
+	for (; row < upto; row++) {
+		struct hnsw_hit h[MT_ANCHOR_LINKS];
+		uint32_t n = 0;
+		uint64_t evals = 0;
+		int rc = hnsw_search_bounded(seg, hnsw_vec(&v, (uint32_t)row), MT_ANCHOR_LINKS,
+		                             MT_ANCHOR_EF, __builtin_inff(), seg_dead ? &f : NULL, s, h,
+		                             &n, &evals);
+		if (rc == STRATA_ENOMEM && row == from)
+			return rc;
+		/* A corrupt graph (searches refuse it too) or no live node: the rest stay unanchored. */
+		if (rc || n == 0)
+			break;
+		for (uint32_t j = 0; j < n; j++) {
+			uint32_t link = (uint32_t)row * MT_ANCHOR_LINKS + j;
+			/* Before the head's release store: a search that finds the link reads its next. */
+			a->next[link] = atomic_load_explicit(&a->head[h[j].node], memory_order_relaxed);
+			atomic_store_explicit(&a->head[h[j].node], link + 1, memory_order_release);
+		}
+	}
+	atomic_store_explicit(&a->anchored, row, memory_order_release);
+	if (progress)
+		*progress = row > from;
+	return 0;
+}
+
+const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq)
+{
+	const struct mt_anchors *a = atomic_load_explicit(&mt->anchors, memory_order_acquire);
+	return a && a->seg_seq == seg_seq ? a : NULL;
+}
+
+void mt_seen_free(struct mt_seen *seen)
+{
+	free(seen->tags);
+	free(seen->rows);
+	*seen = (struct mt_seen){0};
+}
+
+static int seen_grow(struct mt_seen *seen)
+{
+	size_t want = seen->rows_cap ? seen->rows_cap * 2 : 256;
+	uint32_t *r = realloc(seen->rows, want * sizeof *r);
+	if (!r)
+		return err_set(STRATA_ENOMEM, "search scratch: %zu memtable rows", want);
+	seen->rows = r;
+	seen->rows_cap = want;
+	return 0;
+}
+
+static int seen_prepare(struct mt_seen *seen, size_t rows)
+{
+	if (seen->len < rows) {
+		size_t want = rows + rows / 4 + 1024;
+		uint32_t *t = calloc(want, sizeof *t);
+		if (!t)
+			return err_set(STRATA_ENOMEM, "search scratch: %zu memtable marks", want);
+		free(seen->tags);
+		seen->tags = t;
+		seen->len = want;
+		seen->epoch = 0;
+	}
+	if (++seen->epoch == 0) {
+		memset(seen->tags, 0, seen->len * sizeof *seen->tags);
+		seen->epoch = 1;
+	}
+	return 0;
+}
+
+int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const float *query,
+                       uint32_t k, const struct hnsw_hit *nodes, size_t n_nodes, struct mt_seen *seen,
+                       struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals, bool *used)
+{
+	/* The row count first, as mt_search: every row below it is complete. */
+	size_t appended = hnsw_graph_appended(mt->g);
+	size_t indexed = hnsw_graph_indexed(mt->g);
+	size_t anchored = atomic_load_explicit(&a->anchored, memory_order_acquire);
+	*n_out = 0;
+	*used = false;
+	if (anchored > appended)
+		anchored = appended;
+	if (anchored + MT_ANCHOR_LAG_MAX < indexed)
+		return 0;
+	int rc = seen_prepare(seen, anchored);
+	if (rc)
+		return rc;
+	*used = true;
+	struct hnsw_view v;
+	hnsw_graph_view_live(mt->g, &v);
+	uint32_t *tags = seen->tags, epoch = seen->epoch;
+	uint64_t e = 0;
+	/* The rows first, then their distances: scattered vectors, loaded ahead of use. */
+	for (size_t i = 0; i < n_nodes; i++)
+		if (nodes[i].node < a->seg_count)
+			__builtin_prefetch(&a->head[nodes[i].node]);
+	size_t n_rows = 0;
+	for (size_t i = 0; i < n_nodes; i++) {
+		uint32_t node = nodes[i].node;
+		if (node >= a->seg_count)
+			continue;
+		/*
+		 * Rows hung after `anchored` was read may head the list: they are the
+		 * tail's, skipped here, but the links after them are not.
+		 */
+		for (uint32_t l = atomic_load_explicit(&a->head[node], memory_order_acquire); l;
+		     l = a->next[l - 1]) {
+			uint32_t row = (l - 1) / MT_ANCHOR_LINKS;
+			if (row >= anchored || tags[row] == epoch)
+				continue;
+			tags[row] = epoch;
+			if (mt_is_dead(mt, row))
+				continue;
+			if (n_rows == seen->rows_cap && (rc = seen_grow(seen)))
+				return rc;
+			seen->rows[n_rows++] = row;
+			__builtin_prefetch(hnsw_vec(&v, row));
+		}
+	}
+	for (size_t i = 0; i < n_rows; i++) {
+		uint32_t row = seen->rows[i];
+		if (i + 2 < n_rows) {
+			const char *p = (const char *)hnsw_vec(&v, seen->rows[i + 2]);
+			for (size_t off = 0; off < (size_t)v.dim * sizeof(float); off += 64)
+				__builtin_prefetch(p + off);
+		}
+		float d = hnsw_dist_ordered(v.dist(query, hnsw_vec(&v, row), v.dim));
+		e++;
+		topk_insert(out, n_out, k, d, row);
+	}
+	/* The rows not hung yet, exactly (none of them was met above). */
+	for (size_t r = anchored; r < appended; r++) {
+		uint32_t row = (uint32_t)r;
+		if (mt_is_dead(mt, row))
 			continue;
 		float d = hnsw_dist_ordered(v.dist(query, hnsw_vec(&v, row), v.dim));
 		e++;

@@ -37,6 +37,57 @@ struct mt_slot {
 	uint32_t used;
 };
 
+/*
+ * Anchors: every indexed row hung under its nearest live node of one segment
+ * (the database's largest), found by a short walk of that segment's graph
+ * (mt_anchor, the indexer). A search that walks that segment first then
+ * finds the memtable's rows near the query among the rows hung under the
+ * nodes its walk expanded (mt_search_anchored), a few dozen distances, where
+ * a walk of the memtable's own graph costs a descent and a beam of its own
+ * (measured: tools/bench/anchor_bench.cc, README issue 4). One generation per
+ * segment anchored to: a merge that makes another segment the largest starts
+ * a new one from row 0. A search may hold a generation while the indexer
+ * replaces it, so generations are freed with the memtable, and after
+ * MT_ANCHOR_GENS of them the memtable anchors no more (searches walk).
+ */
+#define MT_ANCHOR_GENS 4
+/*
+ * Rows not hung yet are scanned exactly; when more of them than this are in
+ * the graph already, its walk (a descent and a beam, ~200-250 distances) is
+ * the cheaper way to the memtable's rows.
+ */
+#define MT_ANCHOR_LAG_MAX 128
+/*
+ * Each row hangs under its this many nearest segment nodes: under one, a
+ * query's neighbour hangs where the walk did not go often enough to cost
+ * recall on real data (siftsmall, 8,000 + 2,000 rows, ef 64: 0.957 under one
+ * node, 0.992 under four, the memtable's own walk 0.998; near-copies of
+ * segment rows do not show it).
+ */
+#define MT_ANCHOR_LINKS 4
+/* The walk of the segment that finds a row's nodes: a narrow beam (~190 distances on SIFT). */
+#define MT_ANCHOR_EF 8u
+/*
+ * A search looks under the max(ef, this) segment nodes closest to the query
+ * that its walk met (hnsw_search_traced): at a small ef the nodes the walk
+ * keeps are too few to hold the rows near the query.
+ */
+#define MT_ANCHOR_TRACE_MIN 64u
+
+struct mt_anchors {
+	uint64_t seg_seq;          /* the segment's manifest sequence number: never reused */
+	uint32_t seg_count;        /* its nodes */
+	/*
+	 * Links: link row * MT_ANCHOR_LINKS + j hangs the row under its j-th
+	 * nearest node. head[node]: 1 + the node's last link (0: none); next[link]:
+	 * 1 + the link hung before it under the same node.
+	 */
+	_Atomic uint32_t *head;    /* [seg_count] */
+	uint32_t *next;            /* [capacity * MT_ANCHOR_LINKS] */
+	_Atomic size_t anchored;   /* rows [0, anchored) are hung (stored with release) */
+	struct mt_anchors *older;  /* the generation it replaced */
+};
+
 struct memtable {
 	_Atomic int refs;
 	struct hnsw_graph *g;
@@ -57,6 +108,8 @@ struct memtable {
 	uint64_t max_lsn;
 	uint64_t deletes;         /* delete records applied (a memtable of deletes only still flushes) */
 	_Atomic size_t prefaulted; /* rows [0, prefaulted) of the arrays are present (mt_prefault) */
+	_Atomic(struct mt_anchors *) anchors; /* the current generation (set by the indexer only) */
+	uint32_t anchor_gens;      /* generations made (indexer only) */
 };
 
 /*
@@ -137,5 +190,43 @@ typedef bool (*mt_accept_fn)(const struct memtable *mt, uint32_t row, void *ctx)
 int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, float limit,
               mt_accept_fn accept, void *ctx, const uint32_t *rows, size_t n_rows, bool scan_all,
               struct hnsw_scratch *s, struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals);
+
+/*
+ * The indexer (one thread): hang appended rows (indexed in the graph or not)
+ * under their MT_ANCHOR_LINKS nearest live nodes of segment `seg_seq` (graph `seg`, tombstones `seg_dead`,
+ * may be NULL), at most max_rows of them (0: all), starting a generation
+ * when the current one is for another segment. *progress (may be NULL): whether
+ * a row was hung. A segment with no live node near a row stops the generation
+ * at that row: the rows from there on are scanned exactly, or walked.
+ * Returns 0 or STRATA_ENOMEM (nothing changed).
+ */
+int mt_anchor(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg,
+              const _Atomic uint64_t *seg_dead, struct hnsw_scratch *s, size_t max_rows,
+              bool *progress);
+
+/* The current anchor generation if it is for segment seg_seq, else NULL. */
+const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq);
+
+/* Per-search marks of the rows met (a row hangs under several nodes): the caller's scratch. */
+struct mt_seen {
+	uint32_t *tags;
+	size_t len;
+	uint32_t epoch;
+	uint32_t *rows;  /* the rows met, before their distances */
+	size_t rows_cap;
+};
+void mt_seen_free(struct mt_seen *seen);
+
+/*
+ * The k nearest live rows of `query` (unfiltered) among the rows of `a` hung
+ * under nodes[0..n_nodes).node (the nodes a walk of a's segment met closest
+ * to the query: hnsw_search_traced), plus an exact scan of the rows appended after the
+ * anchored ones. When the anchors trail the graph by more than
+ * MT_ANCHOR_LAG_MAX rows, *used is false and nothing is searched: the caller
+ * walks instead (mt_search). Results as mt_search's; STRATA_ENOMEM (marks).
+ */
+int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const float *query,
+                       uint32_t k, const struct hnsw_hit *nodes, size_t n_nodes, struct mt_seen *seen,
+                       struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals, bool *used);
 
 #endif /* STRATA_MEMTABLE_H */

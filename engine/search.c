@@ -427,6 +427,8 @@ struct batch {
 	const struct filter *flt;
 	const struct seg_plan *plans; /* one per segment */
 	struct mt_plan mtp[2];        /* active, frozen */
+	/* Per memtable: its rows hang under the first source's nodes (mt_search_anchored), or NULL. */
+	const struct mt_anchors *anchors[2];
 	uint32_t *order;              /* sources, largest first: segment i, or nseg + m for mtp[m] */
 	uint32_t n_sources;
 	uint64_t *ids_out;
@@ -471,8 +473,13 @@ static int plan_memtable(struct memtable *mt, const struct filter *flt, uint32_t
 	return 0; /* PLAN_SCAN_LIST with rows NULL: every row, exactly */
 }
 
+/*
+ * trace: non-NULL for the first source when a memtable's rows hang under its
+ * nodes (b->anchors; never with a filter, never an exact scan): the walk also
+ * keeps the nodes it met closest to the query.
+ */
 static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t i, const float *query,
-                          float limit, uint32_t *n, uint64_t *evals)
+                          float limit, uint32_t *n, uint64_t *evals, struct hnsw_trace *trace)
 {
 	const struct db_segment *seg = b->v->segs[i];
 	const struct seg_plan *p = &b->plans[i];
@@ -499,6 +506,12 @@ static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t 
 		return hnsw_scan(&seg->view, query, b->k, NULL, 0,
 		                 (filtered || tombs) ? accept_node_all : NULL, &all, s->hs, s->hits, n,
 		                 evals);
+	}
+	if (trace) {
+		struct hnsw_filter dead = {.dead = seg->tomb};
+		uint32_t want = p->ef > MT_ANCHOR_TRACE_MIN ? p->ef : MT_ANCHOR_TRACE_MIN;
+		return hnsw_search_traced(&seg->view, query, b->k, p->ef, want, tombs ? &dead : NULL,
+		                          s->hs, trace, s->hits, n, evals);
 	}
 	if (!filtered && !tombs)
 		return hnsw_search_bounded(&seg->view, query, b->k, p->ef, limit, NULL, s->hs, s->hits,
@@ -619,14 +632,23 @@ static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 		uint32_t src = b->order[o], n = 0;
 		size_t from = n_merged;
 		if (src < v->nseg) {
-			if ((rc = search_segment(b, s, src, query, limit, &n, &evals))) {
+			bool traced = o == 0 && (b->anchors[0] || b->anchors[1]);
+			if ((rc = search_segment(b, s, src, query, limit, &n, &evals,
+			                         traced ? &s->trace : NULL))) {
 				err_prefix(rc, v->segs[src]->name);
 				break;
 			}
 			merge_in(s, &n_merged, n, NULL, v->segs[src]->info.ids);
 		} else {
-			struct memtable *mt = mts[src - v->nseg];
-			if ((rc = search_memtable(b, s, mt, &b->mtp[src - v->nseg], query, limit, &n, &evals)))
+			uint32_t m = src - v->nseg;
+			struct memtable *mt = mts[m];
+			bool used = false;
+			if (b->anchors[m])
+				rc = mt_search_anchored(mt, b->anchors[m], query, k, s->trace.best.a,
+				                        s->trace.best.n, &s->seen, s->hits, &n, &evals, &used);
+			if (!rc && !used)
+				rc = search_memtable(b, s, mt, &b->mtp[m], query, limit, &n, &evals);
+			if (rc)
 				break;
 			merge_in(s, &n_merged, n, mt->ids, NULL);
 		}
@@ -796,6 +818,27 @@ static int order_sources(struct batch *b)
 	return 0;
 }
 
+/*
+ * b->anchors: a memtable's rows are found through the first source's walk when
+ * that source is the segment they hang under, walked (not scanned), and no
+ * filter applies (a filter narrows the beam and the leaves with it); the
+ * memtable must be walked too, not scanned. Otherwise its own graph is walked.
+ */
+static void plan_anchors(struct batch *b)
+{
+	const struct db_version *v = b->v;
+	if (b->n_sources < 2 || b->order[0] >= v->nseg || has_filter(b->so))
+		return;
+	const struct db_segment *first = v->segs[b->order[0]];
+	const struct seg_plan *p = &b->plans[b->order[0]];
+	if (p->mode != PLAN_GRAPH || p->ef >= first->info.count)
+		return;
+	struct memtable *mts[2] = {v->active, v->frozen};
+	for (int m = 0; m < 2; m++)
+		if (mts[m] && b->mtp[m].mode == PLAN_GRAPH && b->mtp[m].ef < mt_rows(mts[m]))
+			b->anchors[m] = mt_anchors_for(mts[m], first->entry.seq);
+}
+
 int strata_search(strata_db *db, const float *queries, size_t nq, uint32_t k,
                   const strata_search_options *sopts, uint64_t *ids_out, float *dists_out)
 {
@@ -879,6 +922,7 @@ int strata_search(strata_db *db, const float *queries, size_t nq, uint32_t k,
 			goto out;
 	if ((rc = order_sources(&b)))
 		goto out;
+	plan_anchors(&b);
 	rc = run_batch(&b, nq, sopts->threads ? sopts->threads : 1);
 	if (!rc) {
 		atomic_fetch_add_explicit(&db->searches, nq, memory_order_relaxed);

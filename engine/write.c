@@ -534,10 +534,42 @@ static void indexer_policy(void)
  * under a second of work.
  */
 #define INDEX_ROUND_ROWS 2048
+/* Anchoring a row is ~1/15 of its insertion: rounds of as many rows' worth of time. */
+#define ANCHOR_ROUND_ROWS (15 * INDEX_ROUND_ROWS)
+
+/*
+ * Hang the active memtable's appended rows under the segment searches walk
+ * first (search.c's order: most live vectors, ties to the earlier one), one
+ * round of rows; whether any row was hung. Not while the memtable is the
+ * larger: it is then searched first and its anchors would go unused.
+ */
+static bool anchor_round(const strata_db *db, struct db_version *v, struct hnsw_scratch *hs)
+{
+	struct memtable *mt = v->active;
+	if (!db->anchors)
+		return false;
+	const struct db_segment *big = NULL;
+	uint64_t big_live = 0;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		const struct db_segment *seg = v->segs[i];
+		uint64_t live = seg->info.count - atomic_load_explicit(&seg->tomb_n, memory_order_relaxed);
+		if (!big || live > big_live) {
+			big = seg;
+			big_live = live;
+		}
+	}
+	if (!mt || !hs || !big || big_live < mt_live(mt))
+		return false;
+	bool progress = false;
+	/* Out of memory: no anchors, and searches walk the memtable's graph as before. */
+	(void)mt_anchor(mt, big->entry.seq, &big->view, big->tomb, hs, ANCHOR_ROUND_ROWS, &progress);
+	return progress;
+}
 
 static void *indexer_main(void *arg)
 {
 	strata_db *db = arg;
+	struct hnsw_scratch *anchor_hs = hnsw_scratch_new(); /* NULL: no anchors */
 	indexer_policy();
 	pthread_setname_np(pthread_self(), "strata-index"); /* its graph workers inherit the name */
 	for (;;) {
@@ -547,9 +579,12 @@ static void *indexer_main(void *arg)
 		if (stop)
 			break;
 		struct db_version *v = db_pin(db);
+		/* Anchors first: a row costs them a short walk, the graph a full insertion. */
+		bool anchored = anchor_round(db, v, anchor_hs);
 		bool work = mt_needs_index(v->active);
 		if (work && mt_index(v->active, INDEX_ROUND_ROWS) != 0)
 			work = false; /* out of memory for scratch: the tail stays scanned exactly */
+		work = work || anchored;
 		pthread_mutex_lock(&db->flush_lock);
 		pthread_cond_broadcast(&db->flush_cond);
 		if (!work && !db->stopping) {
@@ -571,6 +606,7 @@ static void *indexer_main(void *arg)
 		pthread_mutex_unlock(&db->flush_lock);
 		db_unpin(db, v);
 	}
+	hnsw_scratch_free(anchor_hs);
 	return NULL;
 }
 
@@ -920,6 +956,12 @@ int db_writer_start(strata_db *db)
 	};
 	db->mt_capacity = memtable_capacity(db);
 	db->tail_max = db->opts.memtable_max_unindexed ? db->opts.memtable_max_unindexed : 4096;
+	/*
+	 * Not for inner product: a row's "nearest" nodes by inner product are the
+	 * few of largest norm, not its neighbourhood, so rows would pile under them.
+	 */
+	const char *anchors = getenv("STRATA_MEMTABLE_ANCHORS");
+	db->anchors = db->mf.metric != STRATA_METRIC_IP && !(anchors && strcmp(anchors, "off") == 0);
 	struct memtable *mt;
 	rc = new_memtable(db, db->mt_capacity, &mt);
 	if (rc)

@@ -3,7 +3,8 @@
  * keep the segment count bounded and the content exact, strata_compact makes
  * one segment without the deleted vectors, tombstone rewrites, recall after
  * heavy deletion against a fresh build, graph reuse, abandoned merges at
- * close, and read-only readers in another process while merges replace files.
+ * close, read-only readers in another process while merges replace files,
+ * and the memtable's rows found through the largest segment's walk (anchors).
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "memtable.h"
 #include "strata.h"
 #include "t_support.h"
 
@@ -649,6 +651,178 @@ Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independen
 	free(c);
 	free(da);
 	free(dc);
+	free(ids);
+	free(truth);
+	t_mat_free(&base);
+	t_mat_free(&q);
+	t_mat_free(&gt);
+	t_dir_free(&dir);
+}
+
+/* Whether the active memtable's rows all hang under the largest (first) segment's nodes. */
+static bool all_anchored(strata_db *db)
+{
+	struct db_version *v = db_pin(db);
+	const struct mt_anchors *a =
+	        v->active && v->nseg ? mt_anchors_for(v->active, v->segs[0]->entry.seq) : NULL;
+	bool all = a && atomic_load(&a->anchored) == mt_rows(v->active);
+	db_unpin(db, v);
+	return all;
+}
+
+/* Distance computations per query of the memtable's part of a search at `ef` (k 10). */
+static double memtable_evals(strata_db *db, const struct t_mat *q, uint32_t ef)
+{
+	struct strata_stats st0, st1;
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = ef;
+	uint64_t *ids = malloc(q->rows * 10 * sizeof *ids);
+	cr_assert_eq(strata_stats(db, &st0), 0);
+	cr_assert_eq(strata_search(db, q->f, q->rows, 10, &so, ids, NULL), 0);
+	cr_assert_eq(strata_stats(db, &st1), 0);
+	free(ids);
+	/* The segment's own walk, as the search made it (dead nodes rejected, walked through). */
+	struct db_version *v = db_pin(db);
+	const struct db_segment *seg = v->segs[0];
+	struct hnsw_scratch *hs = hnsw_scratch_new();
+	struct hnsw_trace trace = {0};
+	struct hnsw_filter dead = {.dead = seg->tomb};
+	struct hnsw_hit hits[10];
+	uint32_t n = 0;
+	uint64_t seg_evals = 0;
+	for (size_t i = 0; i < q->rows; i++)
+		cr_assert_eq(hnsw_search_traced(&seg->view, q->f + i * q->dim, 10, ef,
+		                                ef > MT_ANCHOR_TRACE_MIN ? ef : MT_ANCHOR_TRACE_MIN,
+		                                atomic_load(&seg->tomb_n) ? &dead : NULL, hs, &trace,
+		                                hits, &n, &seg_evals),
+		             0);
+	hnsw_trace_free(&trace);
+	hnsw_scratch_free(hs);
+	db_unpin(db, v);
+	return (double)(st1.distance_evals - st0.distance_evals - seg_evals) / (double)q->rows;
+}
+
+/* Each of ids [from, to) searched by its own vector (k 1): how many come back first. */
+static size_t found_by_own_vector(strata_db *db, const float *base, size_t dim, size_t from,
+                                  size_t to)
+{
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = 64;
+	size_t found = 0;
+	for (size_t i = from; i < to; i++) {
+		uint64_t id;
+		cr_assert_eq(strata_search(db, base + i * dim, 1, 1, &so, &id, NULL), 0);
+		found += id == i;
+	}
+	return found;
+}
+
+/*
+ * The memtable's rows hang under the largest segment's nodes (memtable.h,
+ * anchors), so a search finds them among the rows under the nodes its walk of
+ * that segment expanded, not by a walk of the memtable's own graph (a descent
+ * and a beam, ~170 distances here, against ~60); rows under nodes deleted since still
+ * are found (the walk goes through dead nodes).
+ */
+Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .timeout = 300)
+{
+	char bp[512], qp[512], tp[512];
+	struct t_mat base = t_read_fvecs(t_data_path("siftsmall/siftsmall_base.fvecs", bp, sizeof bp), 0);
+	struct t_mat q = t_read_fvecs(t_data_path("siftsmall/siftsmall_query.fvecs", qp, sizeof qp), 0);
+	struct t_mat gt = t_read_ivecs(t_data_path("siftsmall/siftsmall_groundtruth.ivecs", tp, sizeof tp), 0);
+	const size_t n = base.rows, dim = base.dim, in_seg = 8000;
+	uint32_t *truth = malloc(q.rows * 10 * sizeof *truth);
+	for (size_t i = 0; i < q.rows; i++)
+		for (size_t j = 0; j < 10; j++)
+			truth[i * 10 + j] = (uint32_t)gt.i[i * gt.dim + j];
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o;
+	strata_options_default(&o);
+	o.dim = (uint32_t)dim;
+	o.threads = 2;
+	o.sync_mode = STRATA_SYNC_NONE;
+	o.disable_background_merges = true;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	uint64_t *ids = malloc(n * sizeof *ids);
+	for (size_t i = 0; i < n; i++)
+		ids[i] = i;
+	cr_assert_eq(strata_upsert(db, ids, base.f, in_seg), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, ids + in_seg, base.f + in_seg * dim, n - in_seg), 0);
+	struct strata_stats st;
+	bool anchored = false;
+	for (int i = 0; i < 3000 && !anchored; i++) {
+		strata_stats(db, &st);
+		anchored = st.memtable_unindexed == 0 && all_anchored(db);
+		struct timespec d = {0, 10 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+	cr_assert(anchored, "the indexer did not hang the memtable's %zu rows", n - in_seg);
+	cr_assert_eq(st.segments, 1);
+
+	double share = memtable_evals(db, &q, 64);
+	cr_log_info("memtable's part of a search at ef 64: %.1f distances per query", share);
+	cr_assert_lt(share, 110.0, "%.1f distances per query: the memtable's graph was walked", share);
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = 64;
+	uint64_t *found = malloc(q.rows * 10 * sizeof *found);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	double written = t_recall(found, q.rows, 10, truth, 10);
+	size_t self = found_by_own_vector(db, base.f, dim, in_seg, n);
+	cr_assert_geq(self, (n - in_seg) * 995 / 1000, "%zu of %zu memtable rows found by their own vector",
+	              self, n - in_seg);
+
+	/*
+	 * The nodes rows hang under deleted (few: the plan keeps ef 64 for a
+	 * segment 98.5% live): the walk goes through them, so their rows are
+	 * still found, and through the anchors.
+	 */
+	enum { DEAD_ANCHORS = 120 };
+	uint64_t gone[DEAD_ANCHORS], hung[4 * DEAD_ANCHORS];
+	size_t n_gone = 0, n_hung = 0;
+	struct db_version *v = db_pin(db);
+	const struct mt_anchors *a = mt_anchors_for(v->active, v->segs[0]->entry.seq);
+	cr_assert_not_null(a);
+	for (uint32_t node = 0; node < a->seg_count && n_gone < DEAD_ANCHORS; node++) {
+		uint32_t r = atomic_load(&a->head[node]);
+		if (!r)
+			continue;
+		memcpy(&gone[n_gone++], v->segs[0]->info.ids + (size_t)node * 8, 8);
+		for (; r && n_hung < 4 * DEAD_ANCHORS; r = a->next[r - 1])
+			hung[n_hung++] = v->active->ids[r - 1];
+	}
+	db_unpin(db, v);
+	cr_assert_eq(n_gone, DEAD_ANCHORS);
+	cr_assert_eq(strata_delete(db, gone, n_gone), 0);
+	cr_assert(all_anchored(db));
+	share = memtable_evals(db, &q, 64);
+	cr_assert_lt(share, 110.0, "after deletes, %.1f distances per query", share);
+	size_t hung_found = 0;
+	for (size_t i = 0; i < n_hung; i++)
+		hung_found += found_by_own_vector(db, base.f, dim, hung[i], hung[i] + 1);
+	cr_assert_geq(hung_found, n_hung * 99 / 100,
+	              "%zu of the %zu rows under deleted nodes found by their own vector", hung_found,
+	              n_hung);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	for (size_t i = 0; i < q.rows * 10; i++)
+		for (size_t j = 0; j < n_gone; j++)
+			cr_assert_neq(found[i], gone[j], "deleted id %llu returned",
+			              (unsigned long long)gone[j]);
+
+	/* Recall as written against the same rows compacted (the deleted ones written again). */
+	for (size_t i = 0; i < n_gone; i++)
+		cr_assert_eq(strata_upsert(db, &gone[i], base.f + gone[i] * dim, 1), 0);
+	cr_assert_eq(strata_compact(db), 0);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	double one = t_recall(found, q.rows, 10, truth, 10);
+	cr_log_info("recall@10 at ef 64: as written %.4f, compacted %.4f", written, one);
+	cr_assert_geq(written, one - 0.01, "as written %.4f, compacted %.4f", written, one);
+
+	strata_close(db);
+	free(found);
 	free(ids);
 	free(truth);
 	t_mat_free(&base);

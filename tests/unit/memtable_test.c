@@ -2,7 +2,8 @@
  * memtable_test.c - the memtable on its own: the indexer's bounded rounds
  * (mt_index with max_rows), and the id map across its rehashes (its arrays
  * are mapped memory, engine/bigmem.c, grown by doubling), and the pages
- * made present ahead of the writer (mt_prefault).
+ * made present ahead of the writer (mt_prefault), and the anchors (rows hung
+ * under a segment's nodes, found through that segment's walk).
  * Through the database: db_model_test.c, db_write_concurrency_test.c.
  */
 #include <criterion/criterion.h>
@@ -138,4 +139,182 @@ Test(memtable, prefault_makes_the_rows_ahead_present_and_no_more)
 	/* 4500 rows: 9000 wanted, 6000 present: 3000 of 4500 ahead missing. */
 	cr_assert(mt_prefault_due(mt));
 	mt_unref(mt);
+}
+
+/* The vector upsert() gives id `id`. */
+static void vector_of(uint64_t id, uint32_t dim, float *x)
+{
+	for (uint32_t d = 0; d < dim; d++)
+		x[d] = (float)((id * 2654435761u + d * 40503u) % 1000) / 10.0f;
+}
+
+static float l2(const float *a, const float *b, uint32_t dim)
+{
+	float s = 0;
+	for (uint32_t d = 0; d < dim; d++)
+		s += (a[d] - b[d]) * (a[d] - b[d]);
+	return s;
+}
+
+/* Recall@10 of hits over the memtable's live rows [0, rows), exactly. */
+static double recall_rows(struct memtable *mt, const float *q, uint32_t dim, size_t rows,
+                          const struct hnsw_hit *hits, uint32_t n)
+{
+	struct hnsw_view v;
+	hnsw_graph_view_live(mt->g, &v);
+	float best[10];
+	uint32_t nb = 0;
+	for (size_t r = 0; r < rows; r++) {
+		if (mt_is_dead(mt, (uint32_t)r))
+			continue;
+		float d = l2(q, hnsw_vec(&v, (uint32_t)r), dim);
+		if (nb == 10 && !(d < best[9]))
+			continue;
+		uint32_t i = nb < 10 ? nb++ : 9;
+		for (; i > 0 && best[i - 1] > d; i--)
+			best[i] = best[i - 1];
+		best[i] = d;
+	}
+	uint32_t found = 0;
+	for (uint32_t i = 0; i < n; i++)
+		found += nb > 0 && hits[i].dist <= best[nb - 1];
+	return nb ? (double)found / nb : 1.0;
+}
+
+Test(memtable, anchored_rows_are_found_under_the_nodes_a_segment_walk_expands)
+{
+	const uint32_t dim = 16;
+	const size_t ns = 4000, nm = 1000;
+	float *sv = malloc(ns * dim * sizeof *sv);
+	cr_assert(sv);
+	for (size_t i = 0; i < ns; i++)
+		vector_of(100000 + i, dim, sv + i * dim);
+	struct hnsw_build_params p = {.dim = dim, .metric = STRATA_METRIC_L2, .M = 8,
+	                              .ef_construction = 40, .threads = 2, .seed = 7};
+	struct hnsw_graph *g = NULL;
+	cr_assert_eq(hnsw_build(&p, sv, ns, &g), 0, "%s", err_detail());
+	struct hnsw_view seg;
+	hnsw_graph_view(g, &seg);
+	struct memtable *mt = fresh(2000, dim);
+	upsert(mt, dim, 0, nm, 1);
+	struct hnsw_scratch *as = hnsw_scratch_new(), *qs = hnsw_scratch_new();
+	struct hnsw_trace trace = {0};
+	struct mt_seen seen = {0};
+	cr_assert(as && qs);
+
+	/* Rows hang as soon as they are appended: their own graph need not hold them. */
+	cr_assert_eq(hnsw_graph_indexed(mt->g), 0);
+	bool progress = false;
+	cr_assert_eq(mt_anchor(mt, 7, &seg, NULL, as, 0, &progress), 0, "%s", err_detail());
+	cr_assert(progress);
+	const struct mt_anchors *a = mt_anchors_for(mt, 7);
+	cr_assert_not_null(a);
+	cr_assert_null(mt_anchors_for(mt, 8));
+	cr_assert_eq(atomic_load(&a->anchored), nm);
+	cr_assert_eq(mt_anchor(mt, 7, &seg, NULL, as, 0, &progress), 0);
+	cr_assert(!progress, "nothing new to hang");
+	/* Every row under MT_ANCHOR_LINKS distinct nodes, each link in one list once. */
+	uint8_t *met = calloc(nm * MT_ANCHOR_LINKS, 1);
+	uint32_t *under = calloc(nm * MT_ANCHOR_LINKS, sizeof *under);
+	cr_assert(met && under);
+	for (uint32_t node = 0; node < a->seg_count; node++)
+		for (uint32_t l = atomic_load(&a->head[node]); l; l = a->next[l - 1]) {
+			cr_assert(l - 1 < nm * MT_ANCHOR_LINKS && !met[l - 1],
+			          "link %u met twice or beyond the rows", l - 1);
+			met[l - 1] = 1;
+			under[l - 1] = node;
+		}
+	for (size_t r = 0; r < nm; r++)
+		for (uint32_t j = 0; j < MT_ANCHOR_LINKS; j++) {
+			cr_assert(met[r * MT_ANCHOR_LINKS + j], "row %zu: link %u hangs nowhere", r, j);
+			for (uint32_t i = 0; i < j; i++)
+				cr_assert_neq(under[r * MT_ANCHOR_LINKS + i], under[r * MT_ANCHOR_LINKS + j],
+				              "row %zu hangs twice under node %u", r, under[r * MT_ANCHOR_LINKS + j]);
+		}
+	free(met);
+	free(under);
+
+	/* New points as queries: the memtable's 10 nearest, through the segment's walk. */
+	float q[16];
+	struct hnsw_hit seg_hits[10], hits[10];
+	uint32_t n = 0, nh = 0;
+	double recall = 0;
+	uint64_t evals = 0, seg_evals = 0;
+	const int nq = 50;
+	for (int i = 0; i < nq; i++) {
+		vector_of(500000 + (uint64_t)i, dim, q);
+		cr_assert_eq(hnsw_search_traced(&seg, q, 10, 64, 64, NULL, qs, &trace, seg_hits, &n,
+		                                &seg_evals), 0);
+		cr_assert_eq(trace.best.n, 64);
+		bool used = false;
+		cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, &seen, hits, &nh, &evals,
+		                                &used), 0);
+		cr_assert(used);
+		recall += recall_rows(mt, q, dim, nm, hits, nh) / nq;
+	}
+	cr_log_info("anchored: recall@10 of the memtable's rows %.3f, %.1f distances per query",
+	            recall, (double)evals / nq);
+	cr_assert_geq(recall, 0.9);
+	cr_assert_lt((double)evals / nq, nm / 4.0, "a few rows per query, not a scan");
+
+	/* Each row's own vector finds it; dead rows never come back. */
+	for (uint64_t id = 0; id < 100; id++)
+		mt_kill_id(mt, id);
+	uint32_t self = 0;
+	for (uint32_t r = 0; r < nm; r++) {
+		vector_of(r, dim, q);
+		cr_assert_eq(hnsw_search_traced(&seg, q, 1, 64, 64, NULL, qs, &trace, seg_hits, &n,
+		                                &seg_evals), 0);
+		bool used = false;
+		cr_assert_eq(mt_search_anchored(mt, a, q, 1, trace.best.a, trace.best.n, &seen, hits, &nh, &evals,
+		                                &used), 0);
+		cr_assert(used);
+		if (r < 100) {
+			cr_assert(nh == 0 || hits[0].node >= 100, "dead row %u returned", hits[0].node);
+			continue;
+		}
+		self += nh == 1 && hits[0].node == r;
+	}
+	cr_assert_geq(self, (nm - 100) * 99 / 100, "%u of %zu rows found by their own vector", self,
+	              nm - 100);
+
+	/* Rows the graph holds but no anchor: past MT_ANCHOR_LAG_MAX of them the caller walks. */
+	upsert(mt, dim, 5000, MT_ANCHOR_LAG_MAX + 50, 2);
+	cr_assert_eq(mt_index(mt, 0), 0, "%s", err_detail());
+	bool used = true;
+	cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, &seen, hits, &nh, &evals, &used), 0);
+	cr_assert(!used);
+	cr_assert_eq(mt_anchor(mt, 7, &seg, NULL, as, 0, &progress), 0);
+	cr_assert(progress);
+	cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, &seen, hits, &nh, &evals, &used), 0);
+	cr_assert(used);
+
+	/* Another segment: a new generation from row 0; at most MT_ANCHOR_GENS of them. */
+	size_t rows = mt_rows(mt);
+	for (uint64_t seq = 8; seq < 7 + MT_ANCHOR_GENS; seq++) {
+		cr_assert_eq(mt_anchor(mt, seq, &seg, NULL, as, 0, &progress), 0);
+		cr_assert_null(mt_anchors_for(mt, seq - 1));
+		const struct mt_anchors *b = mt_anchors_for(mt, seq);
+		cr_assert_not_null(b);
+		cr_assert_eq(atomic_load(&b->anchored), rows);
+	}
+	uint64_t last = 6 + MT_ANCHOR_GENS;
+	cr_assert_eq(mt_anchor(mt, last + 1, &seg, NULL, as, 0, &progress), 0);
+	cr_assert(!progress);
+	cr_assert_null(mt_anchors_for(mt, last + 1));
+	cr_assert_not_null(mt_anchors_for(mt, last), "the last generation stays");
+
+	/* A live graph cannot be traced (its nodes are rows, not a segment's). */
+	struct hnsw_view live;
+	hnsw_graph_view_live(mt->g, &live);
+	cr_assert_eq(hnsw_search_traced(&live, q, 1, 8, 8, NULL, qs, &trace, hits, &nh, &evals),
+	             STRATA_EINVAL);
+
+	hnsw_trace_free(&trace);
+	mt_seen_free(&seen);
+	hnsw_scratch_free(as);
+	hnsw_scratch_free(qs);
+	mt_unref(mt);
+	hnsw_graph_free(g);
+	free(sv);
 }
