@@ -1,21 +1,20 @@
-// anchor_bench.cc - strata-anchor-bench: what searching a database as written
-// would cost if the memtable's rows were found through the segment's graph
-// instead of through a graph of their own (issue 4's QPS target). It prints
-// figures; it never passes or fails.
+// anchor_bench.cc - strata-anchor-bench: a database as written, its
+// memtable's rows found through the segment's graph (the engine's anchors,
+// engine/memtable.h) against a walk of the memtable's own graph (issue 4's
+// QPS target). It prints figures; it never passes or fails.
 //
 // The state measured is part 4 of strata-compact-bench, the best a compactor
 // can keep while rows arrive: every row but the memtable's in one segment.
-// Three ways to search it, with the engine's own graph code (engine/hnsw.h,
-// through anchor_core.c), in memory, on one thread:
+// Three ways to search it, with the engine's own graph and memtable code
+// (through anchor_core.c), in memory, on one thread:
 //   compacted  all rows in one graph, one walk;
-//   written    the segment walked at ef, then the memtable's graph walked
-//              bounded by the segment's 10th best, as engine/search.c does;
-//   anchored   each memtable row hung as a leaf under its nearest segment node
-//              (found by a walk of the segment at ef 8 when the row is added);
-//              the segment walked at ef and the leaves of its ef best nodes
-//              evaluated: no walk of the memtable's graph at all.
-// The anchored way is a design measured, not the engine's: the engine does
-// not anchor rows (README, issue 4, says what landing it would take).
+//   walked     the segment walked at ef, then the memtable's graph walked
+//              bounded by the segment's 10th best (engine/search.c before
+//              anchors; still its way when anchors cannot serve);
+//   anchored   each memtable row hung under its MT_ANCHOR_LINKS nearest
+//              segment nodes (mt_anchor, a walk of the segment at ef
+//              MT_ANCHOR_EF); the segment walked at ef and the rows hung under
+//              the nodes it expanded evaluated (engine/search.c now).
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -134,7 +133,7 @@ int main(int argc, char **argv)
 	t.head = {"ef", "way", "evals/query", "recall@10", "QPS", "evals: compacted / this",
 	          "QPS: this / compacted"};
 	t.right = {true, false, true, true, true, true, true};
-	const char *names[3] = {"compacted", "written", "anchored"};
+	const char *names[3] = {"compacted", "walked", "anchored"};
 	for (size_t i = 0; i < efs.size(); i++) {
 		const anchor_point &c = pts[3 * i];
 		for (int w = 0; w < 3; w++) {
@@ -148,14 +147,13 @@ int main(int argc, char **argv)
 	t.notes.push_back("M 16, ef_construction 200, l2, k 10; one thread, one query per call, " +
 	                  fmt("%.1f s per QPS point; in memory (no mmap, no database around it)",
 	                      cfg.seconds));
-	t.notes.push_back(fmt("graph builds (%u threads): segment %.1f s, memtable %.1f s, all rows "
-	                      "%.1f s; anchoring the %zu memtable rows (one thread): %.2f s, %.0f "
-	                      "distance evaluations per row",
-	                      cfg.threads, costs.build_segment_s, costs.build_memtable_s,
-	                      costs.build_all_s, m, costs.anchor_s, costs.anchor_evals_per_row));
-	t.notes.push_back(fmt("anchored, ef %u: %.1f memtable rows evaluated per query as leaves of "
-	                      "the segment's %u best nodes",
-	                      efs.back(), costs.leaves_per_query, efs.back()));
+	t.notes.push_back(fmt("builds (%u threads): segment %.1f s, all rows %.1f s, memtable graph "
+	                      "%.1f s; hanging its %zu rows (one thread): %.2f s",
+	                      cfg.threads, costs.build_segment_s, costs.build_all_s,
+	                      costs.build_memtable_s, m, costs.anchor_s));
+	t.notes.push_back(fmt("anchored, ef %u: %.1f memtable rows evaluated per query under the nodes "
+	                      "the segment's walk expanded",
+	                      efs.back(), costs.leaves_per_query));
 	render_text(stdout, t);
 	printf("\nload average at end %s\n", loadavg().c_str());
 	return 0;

@@ -1,8 +1,8 @@
 /*
- * anchor_core.c - see anchor_core.h. Everything is in memory: graphs built by
- * hnsw_build, searched by hnsw_search_bounded exactly as a segment and a
- * memtable are (the memtable's graph here is a built one, not the live
- * incremental one, which walks the same way).
+ * anchor_core.c - see anchor_core.h. The segment and the compacted graph are
+ * built by hnsw_build and searched as segments are; the memtable is the
+ * engine's own (engine/memtable.h): rows applied, indexed by mt_index and
+ * hung by mt_anchor, searched by mt_search (walk) or mt_search_anchored.
  */
 #include "anchor_core.h"
 
@@ -14,9 +14,8 @@
 #include <time.h>
 
 #include "hnsw.h"
+#include "memtable.h"
 
-/* Anchoring: the nearest segment node of a memtable row, from a walk at this ef. */
-#define ANCHOR_EF 8u
 #define K 10u
 
 static double now_s(void)
@@ -65,16 +64,15 @@ static double hits_of(const struct best *b, const uint64_t *truth)
 	return (double)h / K;
 }
 
-/* What one search needs: the graphs, their node -> row maps and the anchors. */
 struct setup {
-	struct hnsw_view all, seg, mt;
-	uint32_t *row_all, *row_seg, *row_mt; /* node -> row of `base` */
-	uint32_t *leaf_start;                 /* [seg count + 1]: CSR of memtable nodes per segment node */
-	uint32_t *leaf;
-	uint32_t *seen;                       /* per memtable node: the query's epoch when evaluated */
-	uint32_t epoch;
+	struct hnsw_view all, seg;
+	uint32_t *row_all, *row_seg; /* node -> row of `base` */
+	struct memtable *mt;         /* row r = base row n_seg + r (its id) */
+	const struct mt_anchors *anchors;
+	struct hnsw_trace trace;
+	struct mt_seen seen;
 	struct hnsw_scratch *s;
-	struct hnsw_hit *hits;                /* room for the largest ef */
+	struct hnsw_hit hits[K];
 };
 
 enum way { WAY_COMPACTED, WAY_WRITTEN, WAY_ANCHORED };
@@ -91,37 +89,31 @@ static int search_way(struct setup *st, enum way w, const float *q, uint32_t ef,
 			best_add(b, st->hits[i].dist, st->row_all[st->hits[i].node]);
 		return 0;
 	}
-	/* Anchored: the segment's ef best, whose leaves are evaluated; else its k best. */
-	uint32_t want = w == WAY_ANCHORED ? ef : K;
-	if (hnsw_search_bounded(&st->seg, q, want, ef, INFINITY, NULL, st->s, st->hits, &n, evals))
+	uint32_t want = ef > MT_ANCHOR_TRACE_MIN ? ef : MT_ANCHOR_TRACE_MIN;
+	int rc = w == WAY_ANCHORED ? hnsw_search_traced(&st->seg, q, K, ef, want, NULL, st->s,
+	                                                  &st->trace, st->hits, &n, evals)
+	                           : hnsw_search_bounded(&st->seg, q, K, ef, INFINITY, NULL, st->s,
+	                                                 st->hits, &n, evals);
+	if (rc)
 		return -1;
-	for (uint32_t i = 0; i < n && i < K; i++)
+	for (uint32_t i = 0; i < n; i++)
 		best_add(b, st->hits[i].dist, st->row_seg[st->hits[i].node]);
-	if (w == WAY_WRITTEN) {
-		float limit = b->n == K ? b->dist[K - 1] : INFINITY;
-		if (hnsw_search_bounded(&st->mt, q, K, ef, limit, NULL, st->s, st->hits, &n, evals))
-			return -1;
-		for (uint32_t i = 0; i < n; i++)
-			best_add(b, st->hits[i].dist, st->row_mt[st->hits[i].node]);
-		return 0;
-	}
-	uint32_t epoch = ++st->epoch;
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t node = st->hits[i].node;
-		for (uint32_t z = st->leaf_start[node]; z < st->leaf_start[node + 1]; z++) {
-			uint32_t m = st->leaf[z];
-			if (st->seen[m] == epoch)
-				continue;
-			st->seen[m] = epoch;
-			float d = hnsw_dist_ordered(st->mt.dist(q, hnsw_vec(&st->mt, m), st->mt.dim));
-			(*evals)++;
-			best_add(b, d, st->row_mt[m]);
-		}
-	}
+	bool used = false;
+	if (w == WAY_ANCHORED &&
+	    (mt_search_anchored(st->mt, st->anchors, q, K, st->trace.best.a, st->trace.best.n,
+	                        &st->seen, st->hits, &n, evals, &used) ||
+	     !used))
+		return -1;
+	if (w == WAY_WRITTEN &&
+	    mt_search(st->mt, q, K, ef, b->n == K ? b->dist[K - 1] : INFINITY, NULL, NULL, NULL, 0,
+	              false, st->s, st->hits, &n, evals))
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		best_add(b, st->hits[i].dist, st->mt->ids[st->hits[i].node]);
 	return 0;
 }
 
-static int build(const struct hnsw_build_params *p, const float *v, size_t n, uint32_t row0,
+static int build(const struct hnsw_build_params *p, const float *v, size_t n,
                  struct hnsw_graph **g, struct hnsw_view *view, uint32_t **rows, double *secs)
 {
 	double t0 = now_s();
@@ -132,49 +124,34 @@ static int build(const struct hnsw_build_params *p, const float *v, size_t n, ui
 	if (!(*rows = malloc(n * sizeof **rows)))
 		return -1;
 	for (size_t r = 0; r < n; r++)
-		(*rows)[hnsw_graph_node_of_row(*g, r)] = row0 + (uint32_t)r;
+		(*rows)[hnsw_graph_node_of_row(*g, r)] = (uint32_t)r;
 	return 0;
 }
 
-/* Each memtable node hung under its nearest segment node: a CSR by segment node. */
-static int anchor_all(struct setup *st, struct anchor_costs *c)
+/* The engine's memtable over rows [n_seg, n_seg + n_mt): applied, indexed, then hung. */
+static int fill_memtable(struct setup *st, const struct hnsw_build_params *p, const float *v,
+                         size_t n_seg, size_t n_mt, struct anchor_costs *c)
 {
-	uint32_t ns = st->seg.count, nm = st->mt.count;
-	uint32_t *to = malloc((size_t)nm * sizeof *to);
-	st->leaf_start = calloc((size_t)ns + 1, sizeof *st->leaf_start);
-	st->leaf = malloc((size_t)nm * sizeof *st->leaf);
-	st->seen = calloc(nm, sizeof *st->seen);
-	if (!to || !st->leaf_start || !st->leaf || !st->seen) {
-		free(to);
+	uint64_t *ids = malloc(n_mt * sizeof *ids);
+	if (!ids || mt_new(p, n_mt, &st->mt) || mt_reserve(st->mt, n_mt, n_mt)) {
+		free(ids);
 		return -1;
 	}
-	uint64_t evals = 0;
+	for (size_t i = 0; i < n_mt; i++)
+		ids[i] = n_seg + i;
+	mt_apply_upsert(st->mt, 1, ids, v, n_mt, NULL);
+	free(ids);
 	double t0 = now_s();
-	for (uint32_t m = 0; m < nm; m++) {
-		uint32_t n = 0;
-		if (hnsw_search_bounded(&st->seg, hnsw_vec(&st->mt, m), 1, ANCHOR_EF, INFINITY, NULL,
-		                        st->s, st->hits, &n, &evals) ||
-		    n != 1) {
-			free(to);
-			return -1;
-		}
-		to[m] = st->hits[0].node;
-		st->leaf_start[to[m] + 1]++;
-	}
-	c->anchor_s = now_s() - t0;
-	c->anchor_evals_per_row = (double)evals / nm;
-	for (uint32_t i = 0; i < ns; i++)
-		st->leaf_start[i + 1] += st->leaf_start[i];
-	uint32_t *fill = calloc(ns, sizeof *fill);
-	if (!fill) {
-		free(to);
+	if (mt_index(st->mt, 0))
 		return -1;
-	}
-	for (uint32_t m = 0; m < nm; m++)
-		st->leaf[st->leaf_start[to[m]] + fill[to[m]]++] = m;
-	free(fill);
-	free(to);
-	return 0;
+	c->build_memtable_s = now_s() - t0;
+	t0 = now_s();
+	bool progress = false;
+	if (mt_anchor(st->mt, 1, &st->seg, NULL, st->s, 0, &progress) || !progress)
+		return -1;
+	c->anchor_s = now_s() - t0;
+	st->anchors = mt_anchors_for(st->mt, 1);
+	return st->anchors && atomic_load(&st->anchors->anchored) == n_mt ? 0 : -1;
 }
 
 static int measure(struct setup *st, enum way w, const float *queries, size_t nq, uint32_t dim,
@@ -211,63 +188,54 @@ int anchor_measure(const float *base, size_t n_seg, size_t n_mt, uint32_t dim, c
 	struct hnsw_build_params p = {.dim = dim, .metric = STRATA_METRIC_L2, .M = 16,
 	                              .ef_construction = 200, .threads = threads, .seed = 100};
 	struct setup st = {0};
-	struct hnsw_graph *g_all = NULL, *g_seg = NULL, *g_mt = NULL;
-	uint32_t ef_max = ANCHOR_EF;
-	for (size_t i = 0; i < n_ef; i++)
-		ef_max = efs[i] > ef_max ? efs[i] : ef_max;
+	struct hnsw_graph *g_all = NULL, *g_seg = NULL;
 	int rc = -1;
 	memset(costs, 0, sizeof *costs);
 	if (n_seg == 0 || n_mt == 0 || n_seg + n_mt > UINT32_MAX) {
 		rc = fail(err, err_len, "need rows in both parts (%zu + %zu)", n_seg, n_mt);
 		goto out;
 	}
-	if (!(st.s = hnsw_scratch_new()) || !(st.hits = malloc(ef_max * sizeof *st.hits))) {
+	if (!(st.s = hnsw_scratch_new())) {
 		rc = fail(err, err_len, "out of memory");
 		goto out;
 	}
-	if (build(&p, base, n_seg, 0, &g_seg, &st.seg, &st.row_seg, &costs->build_segment_s) ||
-	    build(&p, base + n_seg * dim, n_mt, (uint32_t)n_seg, &g_mt, &st.mt, &st.row_mt,
-	          &costs->build_memtable_s) ||
-	    build(&p, base, n_seg + n_mt, 0, &g_all, &st.all, &st.row_all, &costs->build_all_s)) {
+	if (build(&p, base, n_seg, &g_seg, &st.seg, &st.row_seg, &costs->build_segment_s) ||
+	    build(&p, base, n_seg + n_mt, &g_all, &st.all, &st.row_all, &costs->build_all_s)) {
 		rc = fail(err, err_len, "building the graphs failed (out of memory?)");
 		goto out;
 	}
-	if (anchor_all(&st, costs)) {
-		rc = fail(err, err_len, "anchoring the memtable rows failed");
+	if (fill_memtable(&st, &p, base + n_seg * dim, n_seg, n_mt, costs)) {
+		rc = fail(err, err_len, "filling, indexing or anchoring the memtable failed");
 		goto out;
 	}
+	uint64_t leaves = 0;
 	for (size_t i = 0; i < n_ef; i++)
-		for (int w = WAY_COMPACTED; w <= WAY_ANCHORED; w++)
-			if (measure(&st, (enum way)w, queries, nq, dim, truth, efs[i], secs, &out[3 * i + w])) {
+		for (int w = WAY_COMPACTED; w <= WAY_ANCHORED; w++) {
+			if (measure(&st, (enum way)w, queries, nq, dim, truth, efs[i], secs,
+			            &out[3 * i + w])) {
 				rc = fail(err, err_len, "a search failed at ef %u", efs[i]);
 				goto out;
 			}
-	/* Leaves per query at the largest ef: the anchored walk's evaluations past the segment's. */
-	costs->leaves_per_query = out[3 * (n_ef - 1) + WAY_ANCHORED].evals;
-	{
-		uint64_t seg_evals = 0;
-		for (size_t i = 0; i < nq; i++) {
-			uint32_t n = 0;
-			if (hnsw_search_bounded(&st.seg, queries + i * dim, efs[n_ef - 1], efs[n_ef - 1],
-			                        INFINITY, NULL, st.s, st.hits, &n, &seg_evals)) {
-				rc = fail(err, err_len, "a search failed");
-				goto out;
-			}
 		}
-		costs->leaves_per_query -= (double)seg_evals / (double)nq;
+	/* Rows evaluated under the expanded nodes at the largest ef: anchored minus the segment's walk. */
+	for (size_t i = 0; i < nq; i++) {
+		uint32_t n = 0;
+		if (hnsw_search_traced(&st.seg, queries + i * dim, K, efs[n_ef - 1], efs[n_ef - 1], NULL,
+		                       st.s, &st.trace, st.hits, &n, &leaves)) {
+			rc = fail(err, err_len, "a search failed");
+			goto out;
+		}
 	}
+	costs->leaves_per_query = out[3 * (n_ef - 1) + WAY_ANCHORED].evals - (double)leaves / (double)nq;
 	rc = 0;
 out:
+	mt_unref(st.mt);
 	hnsw_graph_free(g_all);
 	hnsw_graph_free(g_seg);
-	hnsw_graph_free(g_mt);
+	hnsw_trace_free(&st.trace);
+	mt_seen_free(&st.seen);
 	hnsw_scratch_free(st.s);
-	free(st.hits);
 	free(st.row_all);
 	free(st.row_seg);
-	free(st.row_mt);
-	free(st.leaf_start);
-	free(st.leaf);
-	free(st.seen);
 	return rc;
 }

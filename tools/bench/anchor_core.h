@@ -22,22 +22,24 @@ struct anchor_point {
 };
 
 struct anchor_costs {
-	double build_segment_s, build_memtable_s, build_all_s; /* wall, `threads` threads */
-	double anchor_s;           /* anchoring every memtable row, one thread */
-	double anchor_evals_per_row;
-	double leaves_per_query;   /* at the largest ef: memtable rows evaluated as leaves */
+	double build_segment_s, build_all_s; /* hnsw_build, wall, `threads` threads */
+	double build_memtable_s;  /* mt_index of every memtable row, wall, `threads` threads */
+	double anchor_s;          /* mt_anchor of every memtable row, one thread */
+	double leaves_per_query;  /* at the largest ef: memtable rows evaluated under the nodes */
 };
 
 /*
  * Rows [0, n_seg) of `base` (dim floats each, l2) form the segment graph,
- * rows [n_seg, n_seg + n_mt) the memtable's, all of them the compacted one
- * (M 16, ef_construction 200, as the issues). For each ef in efs[0..n_ef):
+ * rows [n_seg, n_seg + n_mt) the engine's memtable (indexed and anchored),
+ * all of them the compacted graph (M 16, ef_construction 200, as the issues).
+ * For each ef in efs[0..n_ef):
  *   out[3 * i + 0]: the compacted graph, one walk at ef;
- *   out[3 * i + 1]: as written, as engine/search.c does it: the segment at ef,
- *                   then the memtable walk bounded by the segment's 10th best;
- *   out[3 * i + 2]: anchored: each memtable row hung under its nearest segment
- *                   node (a search of the segment graph, ef 8); the segment
- *                   walked at ef and the leaves of its ef best nodes evaluated.
+ *   out[3 * i + 1]: as written, walked: the segment at ef, then the
+ *                   memtable's own graph bounded by the segment's 10th best
+ *                   (mt_search), as engine/search.c did before anchors;
+ *   out[3 * i + 2]: as written, anchored: the segment walked at ef (traced),
+ *                   then the memtable rows hung under the nodes it expanded
+ *                   (mt_search_anchored), as engine/search.c does now.
  * truth: 10 row numbers per query. Returns 0, or -1 with a sentence in err.
  */
 int anchor_measure(const float *base, size_t n_seg, size_t n_mt, uint32_t dim, const float *queries,

@@ -780,8 +780,9 @@ void part4(const Config &cfg, const Data &data, const std::string &work)
 	}
 	t.notes.push_back("ratio: compacted evaluations / written (what QPS would be if a query cost its");
 	t.notes.push_back("distance evaluations), then measured QPS written / compacted; one query per");
-	t.notes.push_back("call on one thread, 1 s per point; the memtable is walked with the k-th best");
-	t.notes.push_back("distance of the segment as its bound (search.c), as in any database as written");
+	t.notes.push_back("call on one thread, 1 s per point; the memtable's rows are found under the");
+	t.notes.push_back("segment nodes the walk met (anchors, memtable.h), or its graph is walked with");
+	t.notes.push_back("the segment's k-th best distance as bound (search.c), as in any database as written");
 	render_text(stdout, t);
 	fflush(stdout);
 	std::error_code ec;
