@@ -147,9 +147,11 @@ void hnsw_trace_free(struct hnsw_trace *t)
 }
 
 /*
- * Every node the walk computes a distance to goes into the trace, unsorted
- * (a store; a heap kept per distance cost the walk ~15%); the `want`
- * closest are picked once at the end (trace_keep_best).
+ * Every node the walk queues goes into the trace, unsorted (a store; a heap
+ * kept per distance cost the walk ~15%); the `want` closest are picked once
+ * at the end (trace_keep_best). A node not queued was farther than the
+ * beam's ef-th best then, so for want <= ef none is missed; dead nodes are
+ * queued like the others.
  */
 HNSW_ALWAYS_INLINE int trace_offer(struct hnsw_trace *t, float d, uint32_t x)
 {
@@ -379,9 +381,9 @@ HNSW_ALWAYS_INLINE int search_layer0(const struct hnsw_view *v, const float *q, 
 			float d = hnsw_dist_ordered(
 			        dist(q, (const float *)(const void *)(nodes + (size_t)x * stride), dim));
 			evals++;
-			if (trace && (rc = trace_offer(trace, d, x)))
-				goto out;
 			if (top->n < ef || d < bound) {
+				if (trace && (rc = trace_offer(trace, d, x)))
+					goto out;
 				if ((rc = hnsw_heap_push_min(cand, (struct hnsw_hit){d, x})))
 					goto out;
 				/* The next node to expand: its list is read next, not its vector. */

@@ -61,10 +61,10 @@ struct mt_slot {
  * Each row hangs under its this many nearest segment nodes: under one, a
  * query's neighbour hangs where the walk did not go often enough to cost
  * recall on real data (siftsmall, 8,000 + 2,000 rows, ef 64: 0.957 under one
- * node, 0.992 under four, the memtable's own walk 0.998; near-copies of
- * segment rows do not show it).
+ * node, 0.992 under four, 0.995 under six, the memtable's own walk 0.998;
+ * near-copies of segment rows do not show it).
  */
-#define MT_ANCHOR_LINKS 4
+#define MT_ANCHOR_LINKS 6
 /* The walk of the segment that finds a row's nodes: a narrow beam (~190 distances on SIFT). */
 #define MT_ANCHOR_EF 8u
 /*

@@ -723,7 +723,7 @@ static size_t found_by_own_vector(strata_db *db, const float *base, size_t dim, 
  * The memtable's rows hang under the largest segment's nodes (memtable.h,
  * anchors), so a search finds them among the rows under the nodes its walk of
  * that segment expanded, not by a walk of the memtable's own graph (a descent
- * and a beam, ~170 distances here, against ~60); rows under nodes deleted since still
+ * and a beam, ~170 distances here, against ~80); rows under nodes deleted since still
  * are found (the walk goes through dead nodes).
  */
 Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .timeout = 300)
