@@ -162,9 +162,9 @@ struct hnsw_heap {
 };
 
 /*
- * The `want` layer-0 nodes closest to the query among those a search
- * evaluated (hnsw_search_traced), dead ones included, in best.a[0..best.n),
- * unordered. The caller owns it.
+ * The `want` layer-0 nodes closest to the query among those a search queued
+ * (hnsw_search_traced), dead ones included, in best.a[0..best.n), unordered
+ * (the heap's fields hold a plain array here). The caller owns it.
  */
 struct hnsw_trace {
 	struct hnsw_heap best;
@@ -174,10 +174,12 @@ void hnsw_trace_free(struct hnsw_trace *t);
 
 /*
  * hnsw_search_filtered of a segment's view (not a live one: STRATA_EINVAL)
- * that also keeps in `trace` the `want` closest layer-0 nodes it computed a
- * distance to: the query's neighbourhood as this graph sees it, dead nodes
- * included (a walk goes through them), at no extra distance. The memtable's
- * anchored rows hang under such nodes (memtable.h, mt_search_anchored).
+ * that also keeps in `trace` the `want` closest layer-0 nodes it queued: the
+ * query's neighbourhood as this graph sees it, dead nodes included (a walk
+ * goes through them), at no extra distance (for want <= ef exactly the want
+ * closest it computed; for a larger want the nodes past the beam's bound
+ * when met are not queued, so not kept). The memtable's anchored rows hang
+ * under such nodes (memtable.h, mt_search_anchored).
  */
 int hnsw_search_traced(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
                        uint32_t want, const struct hnsw_filter *filter, struct hnsw_scratch *s,
