@@ -152,7 +152,7 @@ int main(int argc, char **argv)
 	                      cfg.threads, costs.build_segment_s, costs.build_all_s,
 	                      costs.build_memtable_s, m, costs.anchor_s));
 	t.notes.push_back(fmt("anchored, ef %u: %.1f memtable rows evaluated per query under the nodes "
-	                      "the segment's walk expanded",
+	                      "the segment's walk met closest to it",
 	                      efs.back(), costs.leaves_per_query));
 	render_text(stdout, t);
 	printf("\nload average at end %s\n", loadavg().c_str());
