@@ -530,20 +530,30 @@ int hnsw_search_filtered(const struct hnsw_view *v, const float *query, uint32_t
 	                           dist_evals);
 }
 
+/*
+ * What every search does first: nothing to find (1: no hits), ef raised to k,
+ * the entry point checked, the scratch sized. 0: go on; < 0: an error.
+ */
+static int search_begin(const struct hnsw_view *v, uint32_t k, uint32_t *ef,
+                        struct hnsw_scratch *s, uint32_t *n_out)
+{
+	*n_out = 0;
+	if (v->count == 0 || k == 0 || v->entry == SEG_NO_NODE)
+		return 1;
+	if (*ef < k)
+		*ef = k;
+	if (v->entry >= v->count)
+		return ERR_CORRUPT("graph: entry point %u beyond the %u nodes", v->entry, v->count);
+	return hnsw_scratch_prepare(s, v->count, *ef);
+}
+
 int hnsw_search_bounded(const struct hnsw_view *v, const float *query, uint32_t k, uint32_t ef,
                         float limit, const struct hnsw_filter *filter, struct hnsw_scratch *s,
                         struct hnsw_hit *out, uint32_t *n_out, uint64_t *dist_evals)
 {
-	*n_out = 0;
-	if (v->count == 0 || k == 0 || v->entry == SEG_NO_NODE)
-		return 0;
-	if (ef < k)
-		ef = k;
-	if (v->entry >= v->count)
-		return ERR_CORRUPT("graph: entry point %u beyond the %u nodes", v->entry, v->count);
-	int rc = hnsw_scratch_prepare(s, v->count, ef);
+	int rc = search_begin(v, k, &ef, s, n_out);
 	if (rc)
-		return rc;
+		return rc > 0 ? 0 : rc;
 	bool bounded = limit < __builtin_inff();
 	if (bounded && hnsw_heap_reserve(&s->kbest, (size_t)(k > HNSW_BOUNDED_BEAM_MIN
 	                                                          ? k
@@ -574,22 +584,15 @@ int hnsw_search_traced(const struct hnsw_view *v, const float *query, uint32_t k
                        struct hnsw_trace *trace, struct hnsw_hit *out, uint32_t *n_out,
                        uint64_t *dist_evals)
 {
-	*n_out = 0;
 	trace->best.n = 0;
 	trace->want = want;
 	if (hnsw_heap_reserve(&trace->best, (size_t)ef * 16 + 64))
 		return err_set(STRATA_ENOMEM, "search trace for ef %u", ef);
 	if (v->locks)
 		return err_set(STRATA_EINVAL, "a traced search of a live graph");
-	if (v->count == 0 || k == 0 || v->entry == SEG_NO_NODE)
-		return 0;
-	if (ef < k)
-		ef = k;
-	if (v->entry >= v->count)
-		return ERR_CORRUPT("graph: entry point %u beyond the %u nodes", v->entry, v->count);
-	int rc = hnsw_scratch_prepare(s, v->count, ef);
+	int rc = search_begin(v, k, &ef, s, n_out);
 	if (rc)
-		return rc;
+		return rc > 0 ? 0 : rc;
 	uint64_t evals = 0;
 	rc = search_segment_traced(v, query, ef, filter, s, &evals, trace);
 	if (!rc) {

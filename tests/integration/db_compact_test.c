@@ -573,28 +573,60 @@ Test(db_compact, options_are_checked_and_read_only_handles_cannot_compact)
  * better: more graphs are walked), exact search (ef >= count) stay exact,
  * and the answers must not depend on the number of search threads.
  */
-Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independent, .timeout = 600)
+/* siftsmall with its true 10 nearest, and a database for it: default graph, 2 threads, no merges. */
+struct sift_db {
+	struct t_mat base, q, gt;
+	uint32_t *truth;
+	uint64_t *ids; /* ids[i] = i */
+	struct t_dir dir;
+	strata_db *db;
+};
+
+static struct sift_db sift_db_open(void)
 {
+	struct sift_db f;
 	char bp[512], qp[512], tp[512];
-	struct t_mat base = t_read_fvecs(t_data_path("siftsmall/siftsmall_base.fvecs", bp, sizeof bp), 0);
-	struct t_mat q = t_read_fvecs(t_data_path("siftsmall/siftsmall_query.fvecs", qp, sizeof qp), 0);
-	struct t_mat gt = t_read_ivecs(t_data_path("siftsmall/siftsmall_groundtruth.ivecs", tp, sizeof tp), 0);
-	const size_t n = base.rows, dim = base.dim;
-	uint32_t *truth = malloc(q.rows * 10 * sizeof *truth);
-	for (size_t i = 0; i < q.rows; i++)
+	f.base = t_read_fvecs(t_data_path("siftsmall/siftsmall_base.fvecs", bp, sizeof bp), 0);
+	f.q = t_read_fvecs(t_data_path("siftsmall/siftsmall_query.fvecs", qp, sizeof qp), 0);
+	f.gt = t_read_ivecs(t_data_path("siftsmall/siftsmall_groundtruth.ivecs", tp, sizeof tp), 0);
+	f.truth = malloc(f.q.rows * 10 * sizeof *f.truth);
+	f.ids = malloc(f.base.rows * sizeof *f.ids);
+	cr_assert(f.truth && f.ids);
+	for (size_t i = 0; i < f.q.rows; i++)
 		for (size_t j = 0; j < 10; j++)
-			truth[i * 10 + j] = (uint32_t)gt.i[i * gt.dim + j];
-	struct t_dir dir = t_dir_new_mem();
+			f.truth[i * 10 + j] = (uint32_t)f.gt.i[i * f.gt.dim + j];
+	for (size_t i = 0; i < f.base.rows; i++)
+		f.ids[i] = i;
+	f.dir = t_dir_new_mem();
 	strata_options o;
 	strata_options_default(&o);
-	o.dim = (uint32_t)dim;
+	o.dim = (uint32_t)f.base.dim;
 	o.threads = 2;
 	o.sync_mode = STRATA_SYNC_NONE;
 	o.disable_background_merges = true;
-	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
-	uint64_t *ids = malloc(n * sizeof *ids);
-	for (size_t i = 0; i < n; i++)
-		ids[i] = i;
+	f.db = open_or_die(f.dir.path, &o, STRATA_CREATE);
+	return f;
+}
+
+static void sift_db_close(struct sift_db *f)
+{
+	strata_close(f->db);
+	free(f->truth);
+	free(f->ids);
+	t_mat_free(&f->base);
+	t_mat_free(&f->q);
+	t_mat_free(&f->gt);
+	t_dir_free(&f->dir);
+}
+
+Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independent, .timeout = 600)
+{
+	struct sift_db f = sift_db_open();
+	struct t_mat base = f.base, q = f.q;
+	const size_t n = base.rows, dim = base.dim;
+	const uint32_t *truth = f.truth;
+	const uint64_t *ids = f.ids;
+	strata_db *db = f.db;
 	/* 6000 + 2500 in segments, 1500 in the memtable (indexed). */
 	cr_assert_eq(strata_upsert(db, ids, base.f, 6000), 0);
 	cr_assert_eq(strata_flush(db), 0);
@@ -646,17 +678,11 @@ Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independen
 		cr_assert(multi[e] >= one - 0.01, "ef %u: %.4f over three sources, %.4f over one", efs[e],
 		          multi[e], one);
 	}
-	strata_close(db);
 	free(a);
 	free(c);
 	free(da);
 	free(dc);
-	free(ids);
-	free(truth);
-	t_mat_free(&base);
-	t_mat_free(&q);
-	t_mat_free(&gt);
-	t_dir_free(&dir);
+	sift_db_close(&f);
 }
 
 /* Whether the active memtable's rows all hang under the largest (first) segment's nodes. */
@@ -728,26 +754,12 @@ static size_t found_by_own_vector(strata_db *db, const float *base, size_t dim, 
  */
 Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .timeout = 300)
 {
-	char bp[512], qp[512], tp[512];
-	struct t_mat base = t_read_fvecs(t_data_path("siftsmall/siftsmall_base.fvecs", bp, sizeof bp), 0);
-	struct t_mat q = t_read_fvecs(t_data_path("siftsmall/siftsmall_query.fvecs", qp, sizeof qp), 0);
-	struct t_mat gt = t_read_ivecs(t_data_path("siftsmall/siftsmall_groundtruth.ivecs", tp, sizeof tp), 0);
+	struct sift_db f = sift_db_open();
+	struct t_mat base = f.base, q = f.q;
 	const size_t n = base.rows, dim = base.dim, in_seg = 8000;
-	uint32_t *truth = malloc(q.rows * 10 * sizeof *truth);
-	for (size_t i = 0; i < q.rows; i++)
-		for (size_t j = 0; j < 10; j++)
-			truth[i * 10 + j] = (uint32_t)gt.i[i * gt.dim + j];
-	struct t_dir dir = t_dir_new_mem();
-	strata_options o;
-	strata_options_default(&o);
-	o.dim = (uint32_t)dim;
-	o.threads = 2;
-	o.sync_mode = STRATA_SYNC_NONE;
-	o.disable_background_merges = true;
-	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
-	uint64_t *ids = malloc(n * sizeof *ids);
-	for (size_t i = 0; i < n; i++)
-		ids[i] = i;
+	const uint32_t *truth = f.truth;
+	const uint64_t *ids = f.ids;
+	strata_db *db = f.db;
 	cr_assert_eq(strata_upsert(db, ids, base.f, in_seg), 0);
 	cr_assert_eq(strata_flush(db), 0);
 	cr_assert_eq(strata_upsert(db, ids + in_seg, base.f + in_seg * dim, n - in_seg), 0);
@@ -821,14 +833,8 @@ Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .tim
 	cr_log_info("recall@10 at ef 64: as written %.4f, compacted %.4f", written, one);
 	cr_assert_geq(written, one - 0.01, "as written %.4f, compacted %.4f", written, one);
 
-	strata_close(db);
 	free(found);
-	free(ids);
-	free(truth);
-	t_mat_free(&base);
-	t_mat_free(&q);
-	t_mat_free(&gt);
-	t_dir_free(&dir);
+	sift_db_close(&f);
 }
 
 /*
