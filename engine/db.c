@@ -207,6 +207,7 @@ void db_segment_unref(struct db_segment *s)
 	free(s->tomb);
 	free(s->tomb_snap);
 	free(s->tomb_disk);
+	seg_anchors_free(s->anchors);
 	free(s);
 }
 

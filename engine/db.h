@@ -55,6 +55,8 @@ struct db_segment {
 	 * modes other than ALWAYS), and the row must survive until it is.
 	 */
 	uint64_t *tomb_disk;
+	/* A flushed memtable's anchors, carried over (memtable.h), or NULL; set before it is searched. */
+	struct seg_anchors *anchors;
 };
 
 static inline bool seg_is_dead(const struct db_segment *s, uint32_t node)

@@ -52,6 +52,14 @@ static inline const float *hnsw_vec(const struct hnsw_view *v, uint32_t node)
 	return (const float *)(const void *)(v->nodes + (size_t)node * v->stride);
 }
 
+/* Load a node's whole vector into the cache ahead of its distance (lists of scattered nodes). */
+static inline void hnsw_prefetch_vec(const struct hnsw_view *v, uint32_t node)
+{
+	const char *p = (const char *)hnsw_vec(v, node);
+	for (size_t off = 0; off < (size_t)v->dim * sizeof(float); off += 64)
+		__builtin_prefetch(p + off);
+}
+
 static inline const uint32_t *hnsw_links0(const struct hnsw_view *v, uint32_t node)
 {
 	return (const uint32_t *)(const void *)(v->nodes + (size_t)node * v->stride + v->links_off);

@@ -627,6 +627,9 @@ int hnsw_scan(const struct hnsw_view *v, const float *query, uint32_t k, const u
 	uint64_t evals = 0;
 	for (size_t i = 0; i < total; i++) {
 		uint32_t x = nodes ? nodes[i] : (uint32_t)i;
+		/* A list's vectors are scattered: loaded ahead of use (sequential ones the CPU foresees). */
+		if (nodes && i + 2 < total && nodes[i + 2] < v->count)
+			hnsw_prefetch_vec(v, nodes[i + 2]);
 		if (x >= v->count)
 			return ERR_CORRUPT("scan: node %u beyond the %u nodes", x, v->count);
 		if (accept && !accept(x, accept_ctx))

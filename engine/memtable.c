@@ -395,12 +395,10 @@ int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, 
 
 /* ---- anchors ------------------------------------------------------------------- */
 
-int mt_anchor(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg,
-              const _Atomic uint64_t *seg_dead, struct hnsw_scratch *s, size_t max_rows,
-              bool *progress)
+static int anchor_rows(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg,
+                       const _Atomic uint64_t *seg_dead, struct hnsw_scratch *s, size_t max_rows,
+                       bool *progress)
 {
-	if (progress)
-		*progress = false;
 	struct mt_anchors *a = atomic_load_explicit(&mt->anchors, memory_order_relaxed);
 	if (!a || a->seg_seq != seg_seq) {
 		/* Links are numbered in 32 bits. */
@@ -457,15 +455,78 @@ int mt_anchor(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg
 		}
 	}
 	atomic_store_explicit(&a->anchored, row, memory_order_release);
-	if (progress)
-		*progress = row > from;
+	*progress = row > from;
 	return 0;
+}
+
+int mt_anchor(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg,
+              const _Atomic uint64_t *seg_dead, struct hnsw_scratch *s, size_t max_rows,
+              bool *progress)
+{
+	bool hung = false;
+	/* The indexer and a flush finishing the memtable it has just frozen. */
+	pthread_mutex_lock(&mt->index_lock);
+	int rc = anchor_rows(mt, seg_seq, seg, seg_dead, s, max_rows, &hung);
+	pthread_mutex_unlock(&mt->index_lock);
+	if (progress)
+		*progress = hung;
+	return rc;
 }
 
 const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq)
 {
 	const struct mt_anchors *a = atomic_load_explicit(&mt->anchors, memory_order_acquire);
 	return a && a->seg_seq == seg_seq ? a : NULL;
+}
+
+int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n,
+                     struct seg_anchors **out)
+{
+	*out = NULL;
+	const struct mt_anchors *a = atomic_load_explicit(&mt->anchors, memory_order_acquire);
+	size_t rows = mt_rows(mt);
+	if (!a || atomic_load_explicit(&a->anchored, memory_order_acquire) < rows || n == 0)
+		return 0;
+	uint32_t *node_of = malloc((rows ? rows : 1) * sizeof *node_of);
+	struct seg_anchors *c = calloc(1, sizeof *c);
+	if (c) {
+		c->start = malloc(((size_t)a->seg_count + 1) * sizeof *c->start);
+		c->leaf = malloc((size_t)n * MT_ANCHOR_LINKS * sizeof *c->leaf);
+	}
+	if (!node_of || !c || !c->start || !c->leaf) {
+		free(node_of);
+		seg_anchors_free(c);
+		return err_set(STRATA_ENOMEM, "anchors of a flushed memtable (%u nodes)", n);
+	}
+	for (size_t r = 0; r < rows; r++)
+		node_of[r] = UINT32_MAX; /* dropped by the flush: dead at the freeze */
+	for (uint32_t i = 0; i < n; i++)
+		node_of[old_of_new[i]] = i;
+	c->seg_seq = a->seg_seq;
+	c->seg_count = a->seg_count;
+	uint32_t at = 0;
+	for (uint32_t node = 0; node < a->seg_count; node++) {
+		c->start[node] = at;
+		for (uint32_t l = atomic_load_explicit(&a->head[node], memory_order_relaxed); l;
+		     l = a->next[l - 1]) {
+			uint32_t leaf = node_of[(l - 1) / MT_ANCHOR_LINKS];
+			if (leaf != UINT32_MAX)
+				c->leaf[at++] = leaf;
+		}
+	}
+	c->start[a->seg_count] = at;
+	free(node_of);
+	*out = c;
+	return 0;
+}
+
+void seg_anchors_free(struct seg_anchors *a)
+{
+	if (!a)
+		return;
+	free(a->start);
+	free(a->leaf);
+	free(a);
 }
 
 void mt_seen_free(struct mt_seen *seen)
@@ -475,18 +536,20 @@ void mt_seen_free(struct mt_seen *seen)
 	*seen = (struct mt_seen){0};
 }
 
-static int seen_grow(struct mt_seen *seen)
+int mt_seen_fit(struct mt_seen *seen, size_t n)
 {
+	if (n < seen->rows_cap)
+		return 0;
 	size_t want = seen->rows_cap ? seen->rows_cap * 2 : 256;
 	uint32_t *r = realloc(seen->rows, want * sizeof *r);
 	if (!r)
-		return err_set(STRATA_ENOMEM, "search scratch: %zu memtable rows", want);
+		return err_set(STRATA_ENOMEM, "search scratch: %zu rows met under anchors", want);
 	seen->rows = r;
 	seen->rows_cap = want;
 	return 0;
 }
 
-static int seen_prepare(struct mt_seen *seen, size_t rows)
+int mt_seen_prepare(struct mt_seen *seen, size_t rows)
 {
 	if (seen->len < rows) {
 		size_t want = rows + rows / 4 + 1024;
@@ -519,7 +582,7 @@ int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const fl
 		anchored = appended;
 	if (anchored + MT_ANCHOR_LAG_MAX < indexed)
 		return 0;
-	int rc = seen_prepare(seen, anchored);
+	int rc = mt_seen_prepare(seen, anchored);
 	if (rc)
 		return rc;
 	*used = true;
@@ -548,7 +611,7 @@ int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const fl
 			tags[row] = epoch;
 			if (mt_is_dead(mt, row))
 				continue;
-			if (n_rows == seen->rows_cap && (rc = seen_grow(seen)))
+			if ((rc = mt_seen_fit(seen, n_rows)))
 				return rc;
 			seen->rows[n_rows++] = row;
 			__builtin_prefetch(hnsw_vec(&v, row));
@@ -556,11 +619,8 @@ int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const fl
 	}
 	for (size_t i = 0; i < n_rows; i++) {
 		uint32_t row = seen->rows[i];
-		if (i + 2 < n_rows) {
-			const char *p = (const char *)hnsw_vec(&v, seen->rows[i + 2]);
-			for (size_t off = 0; off < (size_t)v.dim * sizeof(float); off += 64)
-				__builtin_prefetch(p + off);
-		}
+		if (i + 2 < n_rows)
+			hnsw_prefetch_vec(&v, seen->rows[i + 2]);
 		float d = hnsw_dist_ordered(v.dist(query, hnsw_vec(&v, row), v.dim));
 		e++;
 		topk_insert(out, n_out, k, d, row);

@@ -207,6 +207,31 @@ int mt_anchor(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg
 /* The current anchor generation if it is for segment seg_seq, else NULL. */
 const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq);
 
+/*
+ * A flushed memtable's anchors, carried over to the segment it became: the
+ * segment's nodes hung under the same nodes of the segment its rows hung
+ * under, so searches reach them through that segment's walk until a merge
+ * absorbs them (the flushed batch otherwise costs a walk of its own: README,
+ * issue 4). Immutable once built; leaf[start[j] .. start[j + 1]) are the nodes
+ * hung under node j of segment seg_seq.
+ */
+struct seg_anchors {
+	uint64_t seg_seq;    /* the segment hung under */
+	uint32_t seg_count;  /* its nodes */
+	uint32_t *start;     /* [seg_count + 1] */
+	uint32_t *leaf;      /* [start[seg_count]]: nodes of the flushed segment */
+};
+
+/*
+ * The frozen memtable's current generation as anchors of the segment it was
+ * flushed to (node i = row old_of_new[i], n nodes), when every row is hung;
+ * *out NULL otherwise (no generation, or rows left unhung). 0 or
+ * STRATA_ENOMEM. Frozen memtable, after its last mt_anchor.
+ */
+int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n,
+                     struct seg_anchors **out);
+void seg_anchors_free(struct seg_anchors *a);
+
 /* Per-search marks of the rows met (a row hangs under several nodes): the caller's scratch. */
 struct mt_seen {
 	uint32_t *tags;
@@ -216,6 +241,10 @@ struct mt_seen {
 	size_t rows_cap;
 };
 void mt_seen_free(struct mt_seen *seen);
+/* A new epoch of marks for items [0, n): none is marked. 0 or STRATA_ENOMEM. */
+int mt_seen_prepare(struct mt_seen *seen, size_t n);
+/* Room for one more item in seen->rows[0, n). 0 or STRATA_ENOMEM. */
+int mt_seen_fit(struct mt_seen *seen, size_t n);
 
 /*
  * The k nearest live rows of `query` (unfiltered) among the rows of `a` hung

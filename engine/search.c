@@ -56,6 +56,7 @@ struct seg_plan {
 	size_t n_nodes;
 	uint64_t *node_bits;   /* the passing nodes as a bit per node, for the graph walk */
 	double share;          /* passing share, exact or estimated */
+	bool leaves;           /* its nodes hang under the first source's (seg_anchors): no walk */
 };
 
 /* The caller's filters, plus what the search derived from them once per call. */
@@ -429,6 +430,7 @@ struct batch {
 	struct mt_plan mtp[2];        /* active, frozen */
 	/* Per memtable: its rows hang under the first source's nodes (mt_search_anchored), or NULL. */
 	const struct mt_anchors *anchors[2];
+	bool traced;                  /* the first source's walk keeps its nodes: anchors use them */
 	uint32_t *order;              /* sources, largest first: segment i, or nseg + m for mtp[m] */
 	uint32_t n_sources;
 	uint64_t *ids_out;
@@ -541,6 +543,42 @@ static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t 
 	                           evals);
 }
 
+/*
+ * A segment whose nodes hang under the first source's (plan leaves): its
+ * live nodes hung under the nodes that source's walk met closest to the
+ * query, each once, searched exactly.
+ */
+static int search_leaves(const struct batch *b, struct db_scratch *s, uint32_t i, const float *query,
+                         uint32_t *n, uint64_t *evals)
+{
+	const struct db_segment *seg = b->v->segs[i];
+	const struct seg_anchors *a = seg->anchors;
+	struct mt_seen *seen = &s->seen;
+	int rc = mt_seen_prepare(seen, seg->info.count);
+	if (rc)
+		return rc;
+	const struct hnsw_hit *near = s->trace.best.a;
+	size_t n_near = s->trace.best.n, n_nodes = 0;
+	for (size_t j = 0; j < n_near; j++) {
+		uint32_t under = near[j].node;
+		if (under >= a->seg_count)
+			continue;
+		for (uint32_t l = a->start[under]; l < a->start[under + 1]; l++) {
+			uint32_t node = a->leaf[l];
+			if (seen->tags[node] == seen->epoch)
+				continue;
+			seen->tags[node] = seen->epoch;
+			if (seg_is_dead(seg, node))
+				continue;
+			if ((rc = mt_seen_fit(seen, n_nodes)))
+				return rc;
+			seen->rows[n_nodes++] = node;
+		}
+	}
+	return hnsw_scan(&seg->view, query, b->k, seen->rows, n_nodes, NULL, NULL, s->hs, s->hits, n,
+	                 evals);
+}
+
 static int search_memtable(const struct batch *b, struct db_scratch *s, struct memtable *mt,
                            const struct mt_plan *p, const float *query, float limit, uint32_t *n,
                            uint64_t *evals)
@@ -632,9 +670,12 @@ static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 		uint32_t src = b->order[o], n = 0;
 		size_t from = n_merged;
 		if (src < v->nseg) {
-			bool traced = o == 0 && (b->anchors[0] || b->anchors[1]);
-			if ((rc = search_segment(b, s, src, query, limit, &n, &evals,
-			                         traced ? &s->trace : NULL))) {
+			if (b->plans[src].leaves)
+				rc = search_leaves(b, s, src, query, &n, &evals);
+			else
+				rc = search_segment(b, s, src, query, limit, &n, &evals,
+				                    o == 0 && b->traced ? &s->trace : NULL);
+			if (rc) {
 				err_prefix(rc, v->segs[src]->name);
 				break;
 			}
@@ -819,12 +860,13 @@ static int order_sources(struct batch *b)
 }
 
 /*
- * b->anchors: a memtable's rows are found through the first source's walk when
- * that source is the segment they hang under, walked (not scanned), and no
- * filter applies (a filter narrows the beam and the leaves with it); the
- * memtable must be walked too, not scanned. Otherwise its own graph is walked.
+ * b->anchors, plans' leaves: a memtable's rows, or a flushed memtable's
+ * segment nodes, are found through the first source's walk when that source
+ * is the segment they hang under, walked (not scanned), and no filter applies
+ * (a filter narrows the beam and the leaves with it); the memtable or segment
+ * must be walked too, not scanned. Otherwise its own graph is walked.
  */
-static void plan_anchors(struct batch *b)
+static void plan_anchors(struct batch *b, struct seg_plan *plans)
 {
 	const struct db_version *v = b->v;
 	if (b->n_sources < 2 || b->order[0] >= v->nseg || has_filter(b->so))
@@ -834,9 +876,18 @@ static void plan_anchors(struct batch *b)
 	if (p->mode != PLAN_GRAPH || p->ef >= first->info.count)
 		return;
 	struct memtable *mts[2] = {v->active, v->frozen};
-	for (int m = 0; m < 2; m++)
+	for (int m = 0; m < 2; m++) {
 		if (mts[m] && b->mtp[m].mode == PLAN_GRAPH && b->mtp[m].ef < mt_rows(mts[m]))
 			b->anchors[m] = mt_anchors_for(mts[m], first->entry.seq);
+		b->traced = b->traced || b->anchors[m];
+	}
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		const struct seg_anchors *a = v->segs[i]->anchors;
+		struct seg_plan *sp = &plans[i];
+		sp->leaves = a && a->seg_seq == first->entry.seq && sp->mode == PLAN_GRAPH &&
+		             sp->ef < v->segs[i]->info.count;
+		b->traced = b->traced || sp->leaves;
+	}
 }
 
 int strata_search(strata_db *db, const float *queries, size_t nq, uint32_t k,
@@ -922,7 +973,7 @@ int strata_search(strata_db *db, const float *queries, size_t nq, uint32_t k,
 			goto out;
 	if ((rc = order_sources(&b)))
 		goto out;
-	plan_anchors(&b);
+	plan_anchors(&b, plans);
 	rc = run_batch(&b, nq, sopts->threads ? sopts->threads : 1);
 	if (!rc) {
 		atomic_fetch_add_explicit(&db->searches, nq, memory_order_relaxed);

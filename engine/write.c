@@ -313,7 +313,8 @@ out:
  * *old_gens_out lists the deletion files it made obsolete (seq, gen pairs).
  */
 static int flush_commit(strata_db *db, struct memtable *fz, const struct mf_segment *e, bool empty,
-                        const uint32_t *old_of_new, uint64_t **old_gens_out, uint32_t *n_old_out)
+                        const uint32_t *old_of_new, struct seg_anchors **carried,
+                        uint64_t **old_gens_out, uint32_t *n_old_out)
 {
 	struct mf_manifest nm = {0};
 	struct db_segment *newseg = NULL;
@@ -367,8 +368,11 @@ static int flush_commit(strata_db *db, struct memtable *fz, const struct mf_segm
 	fp_step("flush.manifest_committed");
 	if (!empty && (rc = db_segment_open(db, e, &newseg)))
 		goto done; /* committed but unreadable: the next open reports it */
-	if (newseg)
+	if (newseg) {
 		db_segment_warm(newseg);
+		newseg->anchors = *carried;
+		*carried = NULL;
+	}
 
 	/* Switch: the new segment replaces the frozen memtable. */
 	pthread_rwlock_wrlock(&db->write_lock);
@@ -422,6 +426,30 @@ done:
 	return rc;
 }
 
+/*
+ * The frozen memtable's rows as anchors of the segment they are flushed to
+ * (memtable.h, seg_anchors), the rows the indexer had not hung yet hung now,
+ * or NULL: none hung, or their segment merged away since. Out of memory too:
+ * the flushed segment is then walked, as any other.
+ */
+static struct seg_anchors *anchors_carry(const struct db_version *v, struct memtable *fz,
+                                         const uint32_t *old_of_new, uint32_t n)
+{
+	const struct mt_anchors *a = atomic_load_explicit(&fz->anchors, memory_order_acquire);
+	const struct db_segment *under = NULL;
+	for (uint32_t i = 0; a && i < v->nseg && !under; i++)
+		if (v->segs[i]->entry.seq == a->seg_seq)
+			under = v->segs[i];
+	if (!under)
+		return NULL;
+	struct hnsw_scratch *hs = hnsw_scratch_new();
+	struct seg_anchors *c = NULL;
+	if (hs && mt_anchor(fz, under->entry.seq, &under->view, under->tomb, hs, 0, NULL) == 0)
+		(void)mt_anchors_carry(fz, old_of_new, n, &c);
+	hnsw_scratch_free(hs);
+	return c;
+}
+
 /* Flush the frozen memtable (flusher thread, or replay before the threads start). */
 static int flush_frozen(strata_db *db)
 {
@@ -430,6 +458,7 @@ static int flush_frozen(strata_db *db)
 	uint32_t *old_of_new = NULL;
 	uint64_t *old_gens = NULL;
 	uint32_t n_old = 0;
+	struct seg_anchors *carried = NULL;
 	bool empty = true;
 	int rc = 0;
 	if (!fz)
@@ -441,7 +470,9 @@ static int flush_frozen(strata_db *db)
 	if ((rc = write_frozen(db, fz, db->frozen_drop, seq, &e, &old_of_new, &empty)))
 		goto done;
 	fp_step("flush.segment_written");
-	if ((rc = flush_commit(db, fz, &e, empty, old_of_new, &old_gens, &n_old)))
+	if (!empty && db->anchors)
+		carried = anchors_carry(v, fz, old_of_new, (uint32_t)e.count);
+	if ((rc = flush_commit(db, fz, &e, empty, old_of_new, &carried, &old_gens, &n_old)))
 		goto done;
 
 	atomic_fetch_add_explicit(&db->flushes, 1, memory_order_relaxed);
@@ -454,6 +485,7 @@ static int flush_frozen(strata_db *db)
 	}
 	compactor_poke(db);
 done:
+	seg_anchors_free(carried);
 	free(old_gens);
 	free(old_of_new);
 	db_unpin(db, v);

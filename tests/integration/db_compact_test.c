@@ -839,6 +839,105 @@ Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .tim
 }
 
 /*
+ * A flushed memtable's anchors go with it to its segment (memtable.h,
+ * seg_anchors): until a merge absorbs that segment, searches reach its nodes
+ * through the largest segment's walk instead of walking it. A flush also hangs
+ * the rows the indexer had not hung yet, and rows dropped at the freeze or
+ * deleted after the flush never come back.
+ */
+Test(db_compact, a_flushed_memtable_keeps_its_anchors, .timeout = 300)
+{
+	struct sift_db f = sift_db_open();
+	struct t_mat base = f.base, q = f.q;
+	const size_t n = base.rows, dim = base.dim, in_seg = 8000, late = 300;
+	const uint32_t *truth = f.truth;
+	const uint64_t *ids = f.ids;
+	strata_db *db = f.db;
+	cr_assert_eq(strata_upsert(db, ids, base.f, in_seg), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, ids + in_seg, base.f + in_seg * dim, n - in_seg - late), 0);
+	bool anchored = false;
+	for (int i = 0; i < 3000 && !anchored; i++) {
+		anchored = all_anchored(db);
+		struct timespec d = {0, 10 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+	cr_assert(anchored, "the indexer did not hang the memtable's rows");
+	/* The last rows flushed at once (most not hung yet); two written twice, one deleted. */
+	cr_assert_eq(strata_upsert(db, ids + n - late, base.f + (n - late) * dim, late), 0);
+	const uint64_t again[2] = {in_seg + 5, in_seg + 6}, gone_early = in_seg + 7;
+	cr_assert_eq(strata_upsert(db, again, base.f + again[0] * dim, 2), 0);
+	cr_assert_eq(strata_delete(db, &gone_early, 1), 0);
+	cr_assert_eq(strata_flush(db), 0);
+
+	struct db_version *v = db_pin(db);
+	cr_assert_eq(v->nseg, 2);
+	const struct db_segment *big = v->segs[0], *flushed = v->segs[1];
+	const struct seg_anchors *a = flushed->anchors;
+	cr_assert_not_null(a, "the flushed segment carries no anchors");
+	cr_assert_eq(a->seg_seq, big->entry.seq);
+	cr_assert_eq(a->seg_count, big->info.count);
+	const uint32_t count = flushed->info.count;
+	cr_assert_eq(count, n - in_seg - 1);
+	/* Every node under MT_ANCHOR_LINKS distinct nodes of the big segment, nothing else. */
+	uint32_t *links = calloc(count, sizeof *links);
+	for (uint32_t node = 0; node < a->seg_count; node++)
+		for (uint32_t l = a->start[node]; l < a->start[node + 1]; l++) {
+			cr_assert_lt(a->leaf[l], count);
+			for (uint32_t m = a->start[node]; m < l; m++)
+				cr_assert_neq(a->leaf[m], a->leaf[l], "node %u twice under %u", a->leaf[l], node);
+			links[a->leaf[l]]++;
+		}
+	for (uint32_t i = 0; i < count; i++)
+		cr_assert_eq(links[i], MT_ANCHOR_LINKS, "node %u under %u nodes", i, links[i]);
+	free(links);
+	db_unpin(db, v);
+
+	double share = memtable_evals(db, &q, 64);
+	cr_log_info("flushed segment's part of a search at ef 64: %.1f distances per query", share);
+	cr_assert_lt(share, 110.0, "%.1f distances per query: the flushed segment was walked", share);
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = 64;
+	uint64_t *found = malloc(q.rows * 10 * sizeof *found);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	double written = t_recall(found, q.rows, 10, truth, 10);
+	size_t self = found_by_own_vector(db, base.f, dim, in_seg, n);
+	cr_assert_geq(self, (n - in_seg) * 99 / 100, "%zu of %zu flushed rows found by their own vector",
+	              self, n - in_seg);
+	uint64_t got;
+	cr_assert_eq(strata_search(db, base.f + gone_early * dim, 1, 1, &so, &got, NULL), 0);
+	cr_assert_neq(got, gone_early, "a row deleted before the flush came back");
+
+	/* Deleted after the flush: tombstones of the flushed segment, never returned. */
+	enum { DEL = 200 };
+	uint64_t del[DEL];
+	for (size_t i = 0; i < DEL; i++)
+		del[i] = in_seg + 10 + i * 7;
+	cr_assert_eq(strata_delete(db, del, DEL), 0);
+	for (size_t i = 0; i < DEL; i++) {
+		cr_assert_eq(strata_search(db, base.f + del[i] * dim, 1, 1, &so, &got, NULL), 0);
+		cr_assert_neq(got, del[i], "deleted id %llu returned", (unsigned long long)del[i]);
+	}
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	for (size_t i = 0; i < q.rows * 10; i++)
+		for (size_t j = 0; j < DEL; j++)
+			cr_assert_neq(found[i], del[j]);
+
+	/* Recall as written against the same rows compacted (the deleted ones written again). */
+	for (size_t i = 0; i < DEL; i++)
+		cr_assert_eq(strata_upsert(db, &del[i], base.f + del[i] * dim, 1), 0);
+	cr_assert_eq(strata_upsert(db, &gone_early, base.f + gone_early * dim, 1), 0);
+	cr_assert_eq(strata_compact(db), 0);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	double one = t_recall(found, q.rows, 10, truth, 10);
+	cr_log_info("recall@10 at ef 64: segment + flushed batch %.4f, compacted %.4f", written, one);
+	cr_assert_geq(written, one - 0.01, "as written %.4f, compacted %.4f", written, one);
+	free(found);
+	sift_db_close(&f);
+}
+
+/*
  * Invariant C4 (compactor.h): a merged-away segment file stays while a reader
  * in this process still holds the version that maps it (here: a pinned
  * version, as a search in progress holds it), and goes after it lets go and
