@@ -432,6 +432,43 @@ static int merge_drops(strata_db *db, const struct merge_job *job, uint64_t **dr
 }
 
 /*
+ * The merged segment's anchors (memtable.h, seg_anchors) when every input
+ * hangs under one segment, so that it is still reached through that segment's
+ * walk; NULL otherwise, and when out of memory (it is then walked).
+ */
+static struct seg_anchors *merge_anchors(const struct merge_job *job, const struct merge_out *out)
+{
+	uint32_t n = job->n;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct seg_anchors *a = job->in[i]->anchors;
+		if (!a || a->seg_seq != job->in[0]->anchors->seg_seq)
+			return NULL;
+	}
+	const struct seg_anchors **in = calloc(n, sizeof *in);
+	uint32_t **out_of = calloc(n, sizeof *out_of);
+	struct seg_anchors *m = NULL;
+	if (!in || !out_of)
+		goto out;
+	for (uint32_t i = 0; i < n; i++) {
+		in[i] = job->in[i]->anchors;
+		uint32_t count = job->in[i]->info.count;
+		if (!(out_of[i] = malloc((count ? count : 1) * sizeof *out_of[i])))
+			goto out;
+		for (uint32_t x = 0; x < count; x++)
+			out_of[i][x] = UINT32_MAX;
+	}
+	for (uint32_t j = 0; j < out->e.count; j++)
+		out_of[out->src[j].in][out->src[j].node] = j;
+	(void)seg_anchors_merge(in, (const uint32_t *const *)out_of, n, &m);
+out:
+	for (uint32_t i = 0; out_of && i < n; i++)
+		free(out_of[i]);
+	free(out_of);
+	free(in);
+	return m;
+}
+
+/*
  * Build and write the merged segment of job's inputs, and open it; nothing is
  * committed. Returns 0, HNSW_ECANCELED, or an error (the file is removed).
  */
@@ -559,8 +596,10 @@ static int merge_build(strata_db *db, struct compactor *c, const struct merge_jo
 		rc = HNSW_ECANCELED;
 		goto out;
 	}
-	if (!(rc = db_segment_open(db, e, &out->seg)))
+	if (!(rc = db_segment_open(db, e, &out->seg))) {
 		db_segment_warm(out->seg);
+		out->seg->anchors = merge_anchors(job, out);
+	}
 out:
 	if (rc && path && out->e.seq)
 		fio_discard(path); /* never named by a manifest: nobody else knows it */

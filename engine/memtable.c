@@ -479,6 +479,22 @@ const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq)
 	return a && a->seg_seq == seg_seq ? a : NULL;
 }
 
+static struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves)
+{
+	struct seg_anchors *c = calloc(1, sizeof *c);
+	if (c) {
+		c->seg_seq = seg_seq;
+		c->seg_count = seg_count;
+		c->start = malloc(((size_t)seg_count + 1) * sizeof *c->start);
+		c->leaf = malloc((leaves ? leaves : 1) * sizeof *c->leaf);
+	}
+	if (!c || !c->start || !c->leaf) {
+		seg_anchors_free(c);
+		return NULL;
+	}
+	return c;
+}
+
 int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n,
                      struct seg_anchors **out)
 {
@@ -488,12 +504,8 @@ int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n
 	if (!a || atomic_load_explicit(&a->anchored, memory_order_acquire) < rows || n == 0)
 		return 0;
 	uint32_t *node_of = malloc((rows ? rows : 1) * sizeof *node_of);
-	struct seg_anchors *c = calloc(1, sizeof *c);
-	if (c) {
-		c->start = malloc(((size_t)a->seg_count + 1) * sizeof *c->start);
-		c->leaf = malloc((size_t)n * MT_ANCHOR_LINKS * sizeof *c->leaf);
-	}
-	if (!node_of || !c || !c->start || !c->leaf) {
+	struct seg_anchors *c = seg_anchors_new(a->seg_seq, a->seg_count, (size_t)n * MT_ANCHOR_LINKS);
+	if (!node_of || !c) {
 		free(node_of);
 		seg_anchors_free(c);
 		return err_set(STRATA_ENOMEM, "anchors of a flushed memtable (%u nodes)", n);
@@ -502,8 +514,6 @@ int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n
 		node_of[r] = UINT32_MAX; /* dropped by the flush: dead at the freeze */
 	for (uint32_t i = 0; i < n; i++)
 		node_of[old_of_new[i]] = i;
-	c->seg_seq = a->seg_seq;
-	c->seg_count = a->seg_count;
 	uint32_t at = 0;
 	for (uint32_t node = 0; node < a->seg_count; node++) {
 		c->start[node] = at;
@@ -516,6 +526,36 @@ int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n
 	}
 	c->start[a->seg_count] = at;
 	free(node_of);
+	*out = c;
+	return 0;
+}
+
+int seg_anchors_merge(const struct seg_anchors *const *in, const uint32_t *const *out_of, uint32_t n,
+                      struct seg_anchors **out)
+{
+	*out = NULL;
+	size_t leaves = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (!in[i] || in[i]->seg_seq != in[0]->seg_seq)
+			return 0;
+		leaves += in[i]->start[in[i]->seg_count];
+	}
+	if (n == 0)
+		return 0;
+	struct seg_anchors *c = seg_anchors_new(in[0]->seg_seq, in[0]->seg_count, leaves);
+	if (!c)
+		return err_set(STRATA_ENOMEM, "anchors of a merged segment (%zu links)", leaves);
+	uint32_t at = 0;
+	for (uint32_t node = 0; node < c->seg_count; node++) {
+		c->start[node] = at;
+		for (uint32_t i = 0; i < n; i++)
+			for (uint32_t l = in[i]->start[node]; l < in[i]->start[node + 1]; l++) {
+				uint32_t leaf = out_of[i][in[i]->leaf[l]];
+				if (leaf != UINT32_MAX)
+					c->leaf[at++] = leaf;
+			}
+	}
+	c->start[c->seg_count] = at;
 	*out = c;
 	return 0;
 }

@@ -230,6 +230,13 @@ struct seg_anchors {
  */
 int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n,
                      struct seg_anchors **out);
+/*
+ * The anchors of a merge's output, when its n inputs all hang under one
+ * segment: input i's node x is output node out_of[i][x] (UINT32_MAX: left
+ * out). *out NULL when they do not. 0 or STRATA_ENOMEM.
+ */
+int seg_anchors_merge(const struct seg_anchors *const *in, const uint32_t *const *out_of, uint32_t n,
+                      struct seg_anchors **out);
 void seg_anchors_free(struct seg_anchors *a);
 
 /* Per-search marks of the rows met (a row hangs under several nodes): the caller's scratch. */

@@ -584,6 +584,20 @@ static bool all_anchored(strata_db *db)
 	return all;
 }
 
+/* Wait (up to 30 s) until the memtable's rows are all indexed and hung. */
+static void wait_anchored(strata_db *db)
+{
+	struct strata_stats st;
+	for (int i = 0; i < 3000; i++) {
+		strata_stats(db, &st);
+		if (st.memtable_unindexed == 0 && all_anchored(db))
+			return;
+		struct timespec d = {0, 10 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+	cr_assert_fail("the indexer did not hang the memtable's rows");
+}
+
 /* siftsmall with its true 10 nearest, and a database for it: default graph, 2 threads, no merges. */
 struct sift_db {
 	struct t_mat base, q, gt;
@@ -593,7 +607,8 @@ struct sift_db {
 	strata_db *db;
 };
 
-static struct sift_db sift_db_open(void)
+/* max_segments 0: no background merges; else merges down to that many segments only. */
+static struct sift_db sift_db_open(uint32_t max_segments)
 {
 	struct sift_db f;
 	char bp[512], qp[512], tp[512];
@@ -614,7 +629,9 @@ static struct sift_db sift_db_open(void)
 	o.dim = (uint32_t)f.base.dim;
 	o.threads = 2;
 	o.sync_mode = STRATA_SYNC_NONE;
-	o.disable_background_merges = true;
+	o.disable_background_merges = max_segments == 0;
+	o.merge_factor = 64; /* no tier merge: 4096 x 64 is past siftsmall */
+	o.max_segments = max_segments;
 	f.db = open_or_die(f.dir.path, &o, STRATA_CREATE);
 	return f;
 }
@@ -632,7 +649,7 @@ static void sift_db_close(struct sift_db *f)
 
 Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independent, .timeout = 600)
 {
-	struct sift_db f = sift_db_open();
+	struct sift_db f = sift_db_open(0);
 	struct t_mat base = f.base, q = f.q;
 	const size_t n = base.rows, dim = base.dim;
 	const uint32_t *truth = f.truth;
@@ -644,15 +661,10 @@ Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independen
 	cr_assert_eq(strata_upsert(db, ids + 6000, base.f + 6000 * dim, 2500), 0);
 	cr_assert_eq(strata_flush(db), 0);
 	cr_assert_eq(strata_upsert(db, ids + 8500, base.f + 8500 * dim, n - 8500), 0);
+	/* Hung too: a search before and one after the last rows are hung may differ. */
+	wait_anchored(db);
 	struct strata_stats st;
-	for (int i = 0; i < 3000; i++) {
-		strata_stats(db, &st);
-		/* Hung too: a search before and one after the last rows are hung may differ. */
-		if (st.memtable_unindexed == 0 && all_anchored(db))
-			break;
-		struct timespec d = {0, 10 * 1000000L};
-		nanosleep(&d, NULL);
-	}
+	strata_stats(db, &st);
 	cr_assert_eq(st.segments, 2);
 	cr_assert_eq(st.memtable_vectors, n - 8500);
 	double multi[3];
@@ -755,7 +767,7 @@ static size_t found_by_own_vector(strata_db *db, const float *base, size_t dim, 
  */
 Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .timeout = 300)
 {
-	struct sift_db f = sift_db_open();
+	struct sift_db f = sift_db_open(0);
 	struct t_mat base = f.base, q = f.q;
 	const size_t n = base.rows, dim = base.dim, in_seg = 8000;
 	const uint32_t *truth = f.truth;
@@ -764,15 +776,9 @@ Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .tim
 	cr_assert_eq(strata_upsert(db, ids, base.f, in_seg), 0);
 	cr_assert_eq(strata_flush(db), 0);
 	cr_assert_eq(strata_upsert(db, ids + in_seg, base.f + in_seg * dim, n - in_seg), 0);
+	wait_anchored(db);
 	struct strata_stats st;
-	bool anchored = false;
-	for (int i = 0; i < 3000 && !anchored; i++) {
-		strata_stats(db, &st);
-		anchored = st.memtable_unindexed == 0 && all_anchored(db);
-		struct timespec d = {0, 10 * 1000000L};
-		nanosleep(&d, NULL);
-	}
-	cr_assert(anchored, "the indexer did not hang the memtable's %zu rows", n - in_seg);
+	strata_stats(db, &st);
 	cr_assert_eq(st.segments, 1);
 
 	double share = memtable_evals(db, &q, 64);
@@ -839,47 +845,19 @@ Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .tim
 }
 
 /*
- * A flushed memtable's anchors go with it to its segment (memtable.h,
- * seg_anchors): until a merge absorbs that segment, searches reach its nodes
- * through the largest segment's walk instead of walking it. A flush also hangs
- * the rows the indexer had not hung yet, and rows dropped at the freeze or
- * deleted after the flush never come back.
+ * Segment `i` hangs under the first (largest) one: every node of it under
+ * MT_ANCHOR_LINKS distinct nodes of that segment, nothing else. Its nodes.
  */
-Test(db_compact, a_flushed_memtable_keeps_its_anchors, .timeout = 300)
+static uint32_t hung_under_first(strata_db *db, uint32_t i)
 {
-	struct sift_db f = sift_db_open();
-	struct t_mat base = f.base, q = f.q;
-	const size_t n = base.rows, dim = base.dim, in_seg = 8000, late = 300;
-	const uint32_t *truth = f.truth;
-	const uint64_t *ids = f.ids;
-	strata_db *db = f.db;
-	cr_assert_eq(strata_upsert(db, ids, base.f, in_seg), 0);
-	cr_assert_eq(strata_flush(db), 0);
-	cr_assert_eq(strata_upsert(db, ids + in_seg, base.f + in_seg * dim, n - in_seg - late), 0);
-	bool anchored = false;
-	for (int i = 0; i < 3000 && !anchored; i++) {
-		anchored = all_anchored(db);
-		struct timespec d = {0, 10 * 1000000L};
-		nanosleep(&d, NULL);
-	}
-	cr_assert(anchored, "the indexer did not hang the memtable's rows");
-	/* The last rows flushed at once (most not hung yet); two written twice, one deleted. */
-	cr_assert_eq(strata_upsert(db, ids + n - late, base.f + (n - late) * dim, late), 0);
-	const uint64_t again[2] = {in_seg + 5, in_seg + 6}, gone_early = in_seg + 7;
-	cr_assert_eq(strata_upsert(db, again, base.f + again[0] * dim, 2), 0);
-	cr_assert_eq(strata_delete(db, &gone_early, 1), 0);
-	cr_assert_eq(strata_flush(db), 0);
-
 	struct db_version *v = db_pin(db);
-	cr_assert_eq(v->nseg, 2);
-	const struct db_segment *big = v->segs[0], *flushed = v->segs[1];
-	const struct seg_anchors *a = flushed->anchors;
-	cr_assert_not_null(a, "the flushed segment carries no anchors");
+	cr_assert_gt(v->nseg, i);
+	const struct db_segment *big = v->segs[0], *seg = v->segs[i];
+	const struct seg_anchors *a = seg->anchors;
+	cr_assert_not_null(a, "segment %u carries no anchors", i);
 	cr_assert_eq(a->seg_seq, big->entry.seq);
 	cr_assert_eq(a->seg_count, big->info.count);
-	const uint32_t count = flushed->info.count;
-	cr_assert_eq(count, n - in_seg - 1);
-	/* Every node under MT_ANCHOR_LINKS distinct nodes of the big segment, nothing else. */
+	const uint32_t count = seg->info.count;
 	uint32_t *links = calloc(count, sizeof *links);
 	for (uint32_t node = 0; node < a->seg_count; node++)
 		for (uint32_t l = a->start[node]; l < a->start[node + 1]; l++) {
@@ -888,10 +866,40 @@ Test(db_compact, a_flushed_memtable_keeps_its_anchors, .timeout = 300)
 				cr_assert_neq(a->leaf[m], a->leaf[l], "node %u twice under %u", a->leaf[l], node);
 			links[a->leaf[l]]++;
 		}
-	for (uint32_t i = 0; i < count; i++)
-		cr_assert_eq(links[i], MT_ANCHOR_LINKS, "node %u under %u nodes", i, links[i]);
+	for (uint32_t x = 0; x < count; x++)
+		cr_assert_eq(links[x], MT_ANCHOR_LINKS, "node %u under %u nodes", x, links[x]);
 	free(links);
 	db_unpin(db, v);
+	return count;
+}
+
+/*
+ * A flushed memtable's anchors go with it to its segment (memtable.h,
+ * seg_anchors): until a merge absorbs that segment, searches reach its nodes
+ * through the largest segment's walk instead of walking it. A flush also hangs
+ * the rows the indexer had not hung yet, and rows dropped at the freeze or
+ * deleted after the flush never come back.
+ */
+Test(db_compact, a_flushed_memtable_keeps_its_anchors, .timeout = 300)
+{
+	struct sift_db f = sift_db_open(0);
+	struct t_mat base = f.base, q = f.q;
+	const size_t n = base.rows, dim = base.dim, in_seg = 8000, late = 300;
+	const uint32_t *truth = f.truth;
+	const uint64_t *ids = f.ids;
+	strata_db *db = f.db;
+	cr_assert_eq(strata_upsert(db, ids, base.f, in_seg), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, ids + in_seg, base.f + in_seg * dim, n - in_seg - late), 0);
+	wait_anchored(db);
+	/* The last rows flushed at once (most not hung yet); two written twice, one deleted. */
+	cr_assert_eq(strata_upsert(db, ids + n - late, base.f + (n - late) * dim, late), 0);
+	const uint64_t again[2] = {in_seg + 5, in_seg + 6}, gone_early = in_seg + 7;
+	cr_assert_eq(strata_upsert(db, again, base.f + again[0] * dim, 2), 0);
+	cr_assert_eq(strata_delete(db, &gone_early, 1), 0);
+	cr_assert_eq(strata_flush(db), 0);
+
+	cr_assert_eq(hung_under_first(db, 1), n - in_seg - 1);
 
 	double share = memtable_evals(db, &q, 64);
 	cr_log_info("flushed segment's part of a search at ef 64: %.1f distances per query", share);
@@ -932,6 +940,66 @@ Test(db_compact, a_flushed_memtable_keeps_its_anchors, .timeout = 300)
 	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
 	double one = t_recall(found, q.rows, 10, truth, 10);
 	cr_log_info("recall@10 at ef 64: segment + flushed batch %.4f, compacted %.4f", written, one);
+	cr_assert_geq(written, one - 0.01, "as written %.4f, compacted %.4f", written, one);
+	free(found);
+	sift_db_close(&f);
+}
+
+/*
+ * A merge of segments that all hang under the largest one (flushed batches)
+ * hangs its output there too, the rows its inputs' deletion files drop left
+ * out: the batches stay reached through the large segment's walk.
+ */
+Test(db_compact, a_merge_of_flushed_batches_keeps_their_anchors, .timeout = 300)
+{
+	struct sift_db f = sift_db_open(2);
+	struct t_mat base = f.base, q = f.q;
+	const size_t n = base.rows, dim = base.dim, in_seg = 8000, batch = 1000;
+	const uint64_t *ids = f.ids;
+	strata_db *db = f.db;
+	cr_assert_eq(strata_upsert(db, ids, base.f, in_seg), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, ids + in_seg, base.f + in_seg * dim, batch), 0);
+	wait_anchored(db);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(hung_under_first(db, 1), batch);
+	/* Deleted from the first batch: its deletion file, written by the next flush, drops them. */
+	enum { DEL = 100 };
+	uint64_t del[DEL];
+	for (size_t i = 0; i < DEL; i++)
+		del[i] = in_seg + i * 9;
+	cr_assert_eq(strata_delete(db, del, DEL), 0);
+	cr_assert_eq(strata_upsert(db, ids + in_seg + batch, base.f + (in_seg + batch) * dim,
+	                           n - in_seg - batch),
+	             0);
+	wait_anchored(db);
+	cr_assert_eq(strata_flush(db), 0);
+	wait_idle(db); /* max_segments 2: the two batches merge */
+	struct strata_stats st;
+	strata_stats(db, &st);
+	cr_assert_eq(st.segments, 2);
+	cr_assert_eq(hung_under_first(db, 1), n - in_seg - DEL);
+
+	double share = memtable_evals(db, &q, 64);
+	cr_log_info("merged batches' part of a search at ef 64: %.1f distances per query", share);
+	cr_assert_lt(share, 110.0, "%.1f distances per query: the merged segment was walked", share);
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = 64;
+	uint64_t *found = malloc(q.rows * 10 * sizeof *found);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	double written = t_recall(found, q.rows, 10, f.truth, 10);
+	for (size_t i = 0; i < q.rows * 10; i++)
+		for (size_t j = 0; j < DEL; j++)
+			cr_assert_neq(found[i], del[j]);
+	size_t self = found_by_own_vector(db, base.f, dim, in_seg, n);
+	cr_assert_geq(self, (n - in_seg - DEL) * 99 / 100, "%zu of %zu merged rows found by their own vector",
+	              self, n - in_seg - DEL);
+	/* Against the same live rows compacted (the deleted ones count as misses in both). */
+	cr_assert_eq(strata_compact(db), 0);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	double one = t_recall(found, q.rows, 10, f.truth, 10);
+	cr_log_info("recall@10 at ef 64: segment + merged batches %.4f, compacted %.4f", written, one);
 	cr_assert_geq(written, one - 0.01, "as written %.4f, compacted %.4f", written, one);
 	free(found);
 	sift_db_close(&f);
