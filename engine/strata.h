@@ -336,7 +336,10 @@ STRATA_API void strata_search_options_default(strata_search_options *sopts_out);
  * (SIFT, 8,000 + 2,000 vectors at ef 64: ~80 distance computations instead of
  * ~170; recall@10 0.995 against the walk's 0.998). Filtered searches,
  * inner-product databases, vectors not hung yet and environment variable
- * STRATA_MEMTABLE_ANCHORS=off (read at open) walk the memtable's graph.
+ * STRATA_MEMTABLE_ANCHORS=off (read at open) walk the memtable's graph. A
+ * segment flushed from such a memtable (or merged from such segments only)
+ * keeps those links until it is merged into the largest segment or the
+ * database is closed, and is searched the same way instead of walked.
  *
  * Thread-safe: any number of threads may search one handle at once. Answers
  * do not depend on sopts->threads.
