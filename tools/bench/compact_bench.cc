@@ -597,16 +597,29 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	              cfg.ingest_rate > 0 ? fmt("%.0f vectors/s", cfg.ingest_rate).c_str()
 	                                  : "as fast as acknowledged");
 	t.head = {"rows", "time", "segments", "tiers", "memtable", "unindexed", "merges",
-	          "write ampl.", "QPS (ef 64)", "reference", "ratio"};
-	t.right = {true, true, true, false, true, true, true, true, true, true, true};
+	          "write ampl.", "QPS (ef 64)", "reference", "ratio", "evals: written / ref."};
+	t.right = {true, true, true, false, true, true, true, true, true, true, true, true};
+	/* Distance computations per query since the last call: what a search cost, apart from the machine. */
+	auto evals_per_query = [](strata_db *h, struct strata_stats &last) {
+		struct strata_stats now = stats_of(h);
+		double e = (double)(now.distance_evals - last.distance_evals) /
+		           (double)std::max<uint64_t>(1, now.searches - last.searches);
+		last = now;
+		return e;
+	};
+	struct strata_stats ev_db = stats_of(db), ev_ref = stats_of(ref);
 	std::vector<double> qps_writing, qps_ref, ratios;
 	for (int step = 1; step <= 10; step++) {
 		size_t mark = n * (size_t)step / 10;
 		while (written.load() < mark)
 			usleep(20000);
 		struct strata_stats st = stats_of(db);
+		evals_per_query(db, ev_db);
+		evals_per_query(ref, ev_ref);
 		double q = step < 10 ? search_loop(db, data.query, 64, 1.0) : NAN;
+		double e_db = evals_per_query(db, ev_db);
 		double qr = step < 10 ? search_loop(ref, data.query, 64, 1.0) : NAN;
+		double e_ref = evals_per_query(ref, ev_ref);
 		if (step < 10) {
 			qps_writing.push_back(q);
 			qps_ref.push_back(qr);
@@ -618,7 +631,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		                  fmt("%" PRIu64, st.merges), fmt("%.2f", st.write_amplification),
 		                  step < 10 ? fmt("%.0f", q) : "(done)",
 		                  step < 10 ? fmt("%.0f", qr) : "",
-		                  step < 10 ? fmt("%.2f", ratios.back()) : ""});
+		                  step < 10 ? fmt("%.2f", ratios.back()) : "",
+		                  step < 10 ? fmt("%.0f / %.0f", e_db, e_ref) : ""});
 		note(fmt("part 3: %zu rows", mark));
 	}
 	writer.join();
