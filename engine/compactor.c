@@ -439,18 +439,17 @@ static int merge_drops(strata_db *db, const struct merge_job *job, uint64_t **dr
 static struct seg_anchors *merge_anchors(const struct merge_job *job, const struct merge_out *out)
 {
 	uint32_t n = job->n;
-	for (uint32_t i = 0; i < n; i++) {
-		const struct seg_anchors *a = job->in[i]->anchors;
-		if (!a || a->seg_seq != job->in[0]->anchors->seg_seq)
-			return NULL;
-	}
 	const struct seg_anchors **in = calloc(n, sizeof *in);
 	uint32_t **out_of = calloc(n, sizeof *out_of);
 	struct seg_anchors *m = NULL;
 	if (!in || !out_of)
 		goto out;
 	for (uint32_t i = 0; i < n; i++) {
-		in[i] = job->in[i]->anchors;
+		in[i] = atomic_load_explicit(&job->in[i]->anchors, memory_order_acquire);
+		if (!in[i] || in[i]->seg_seq != in[0]->seg_seq)
+			goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
 		uint32_t count = job->in[i]->info.count;
 		if (!(out_of[i] = malloc((count ? count : 1) * sizeof *out_of[i])))
 			goto out;
@@ -598,7 +597,7 @@ static int merge_build(strata_db *db, struct compactor *c, const struct merge_jo
 	}
 	if (!(rc = db_segment_open(db, e, &out->seg))) {
 		db_segment_warm(out->seg);
-		out->seg->anchors = merge_anchors(job, out);
+		atomic_store_explicit(&out->seg->anchors, merge_anchors(job, out), memory_order_relaxed);
 	}
 out:
 	if (rc && path && out->e.seq)

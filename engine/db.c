@@ -207,8 +207,28 @@ void db_segment_unref(struct db_segment *s)
 	free(s->tomb);
 	free(s->tomb_snap);
 	free(s->tomb_disk);
-	seg_anchors_free(s->anchors);
+	seg_anchors_free(atomic_load_explicit(&s->anchors, memory_order_acquire));
 	free(s);
+}
+
+uint64_t db_segment_live(const struct db_segment *s)
+{
+	return s->info.count - atomic_load_explicit(&s->tomb_n, memory_order_relaxed);
+}
+
+struct db_segment *db_largest(const struct db_version *v, uint64_t *live_out)
+{
+	struct db_segment *big = NULL;
+	uint64_t big_live = 0;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		uint64_t live = db_segment_live(v->segs[i]);
+		if (!big || live > big_live) {
+			big = v->segs[i];
+			big_live = live;
+		}
+	}
+	*live_out = big_live;
+	return big;
 }
 
 /*

@@ -55,8 +55,12 @@ struct db_segment {
 	 * modes other than ALWAYS), and the row must survive until it is.
 	 */
 	uint64_t *tomb_disk;
-	/* A flushed memtable's anchors, carried over (memtable.h), or NULL; set before it is searched. */
-	struct seg_anchors *anchors;
+	/*
+	 * Its nodes hung under a larger segment's (memtable.h, seg_anchors), or
+	 * NULL: set by a flush or merge before the segment is searched, replaced
+	 * by the indexer (seg_hang.c; the set replaced stays until the segment goes).
+	 */
+	_Atomic(struct seg_anchors *) anchors;
 };
 
 static inline bool seg_is_dead(const struct db_segment *s, uint32_t node)
@@ -183,6 +187,13 @@ void db_install(strata_db *db, struct db_version *v);
 /* A new version with room for nseg segments, referencing nothing yet. */
 struct db_version *db_version_new(uint32_t nseg);
 void db_segment_unref(struct db_segment *s);
+/*
+ * The segment searches walk first: most live vectors, ties to the earlier in
+ * the version (search.c's order); NULL without segments. *live_out its live vectors.
+ */
+struct db_segment *db_largest(const struct db_version *v, uint64_t *live_out);
+/* Live vectors of a segment: nodes minus tombstones. */
+uint64_t db_segment_live(const struct db_segment *s);
 
 /* Map segment `e` of the manifest and check it (and load its deletion file). */
 int db_segment_open(strata_db *db, const struct mf_segment *e, struct db_segment **out);

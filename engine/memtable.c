@@ -395,6 +395,15 @@ int mt_search(struct memtable *mt, const float *query, uint32_t k, uint32_t ef, 
 
 /* ---- anchors ------------------------------------------------------------------- */
 
+int anchor_nearest(const struct hnsw_view *seg, const _Atomic uint64_t *dead, const float *x,
+                   struct hnsw_scratch *s, struct hnsw_hit near[MT_ANCHOR_LINKS], uint32_t *n)
+{
+	struct hnsw_filter f = {.dead = dead};
+	uint64_t evals = 0;
+	return hnsw_search_bounded(seg, x, MT_ANCHOR_LINKS, MT_ANCHOR_EF, __builtin_inff(),
+	                           dead ? &f : NULL, s, near, n, &evals);
+}
+
 static int anchor_rows(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg,
                        const _Atomic uint64_t *seg_dead, struct hnsw_scratch *s, size_t max_rows,
                        bool *progress)
@@ -433,15 +442,11 @@ static int anchor_rows(struct memtable *mt, uint64_t seg_seq, const struct hnsw_
 		upto = from + max_rows;
 	struct hnsw_view v;
 	hnsw_graph_view_live(mt->g, &v);
-	struct hnsw_filter f = {.dead = seg_dead};
 	size_t row = from;
 	for (; row < upto; row++) {
 		struct hnsw_hit h[MT_ANCHOR_LINKS];
 		uint32_t n = 0;
-		uint64_t evals = 0;
-		int rc = hnsw_search_bounded(seg, hnsw_vec(&v, (uint32_t)row), MT_ANCHOR_LINKS,
-		                             MT_ANCHOR_EF, __builtin_inff(), seg_dead ? &f : NULL, s, h,
-		                             &n, &evals);
+		int rc = anchor_nearest(seg, seg_dead, hnsw_vec(&v, (uint32_t)row), s, h, &n);
 		if (rc == STRATA_ENOMEM && row == from)
 			return rc;
 		/* A corrupt graph (searches refuse it too) or no live node: the rest stay unanchored. */
@@ -479,7 +484,7 @@ const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq)
 	return a && a->seg_seq == seg_seq ? a : NULL;
 }
 
-static struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves)
+struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves)
 {
 	struct seg_anchors *c = calloc(1, sizeof *c);
 	if (c) {
@@ -562,11 +567,12 @@ int seg_anchors_merge(const struct seg_anchors *const *in, const uint32_t *const
 
 void seg_anchors_free(struct seg_anchors *a)
 {
-	if (!a)
-		return;
-	free(a->start);
-	free(a->leaf);
-	free(a);
+	for (struct seg_anchors *o; a; a = o) {
+		o = a->older;
+		free(a->start);
+		free(a->leaf);
+		free(a);
+	}
 }
 
 void mt_seen_free(struct mt_seen *seen)

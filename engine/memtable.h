@@ -208,18 +208,19 @@ int mt_anchor(struct memtable *mt, uint64_t seg_seq, const struct hnsw_view *seg
 const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq);
 
 /*
- * A flushed memtable's anchors, carried over to the segment it became: the
- * segment's nodes hung under the same nodes of the segment its rows hung
- * under, so searches reach them through that segment's walk until a merge
- * absorbs them (the flushed batch otherwise costs a walk of its own: README,
- * issue 4). Immutable once built; leaf[start[j] .. start[j + 1]) are the nodes
- * hung under node j of segment seg_seq.
+ * A segment's nodes hung under the nodes of a larger segment, so searches
+ * reach them through that segment's walk instead of a walk of their own
+ * (README, issue 4): carried over from a flushed memtable's anchors, from a
+ * merge's inputs', or hung in the background by the indexer (seg_hang.c).
+ * Immutable once built; leaf[start[j] .. start[j + 1]) are the nodes hung
+ * under node j of segment seg_seq.
  */
 struct seg_anchors {
 	uint64_t seg_seq;    /* the segment hung under */
 	uint32_t seg_count;  /* its nodes */
 	uint32_t *start;     /* [seg_count + 1] */
 	uint32_t *leaf;      /* [start[seg_count]]: nodes of the flushed segment */
+	struct seg_anchors *older; /* the set it replaced (seg_hang.c): freed with it */
 };
 
 /*
@@ -237,7 +238,17 @@ int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n
  */
 int seg_anchors_merge(const struct seg_anchors *const *in, const uint32_t *const *out_of, uint32_t n,
                       struct seg_anchors **out);
+/* An empty set under segment seg_seq (seg_count nodes) with room for `leaves` links, or NULL. */
+struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves);
+/* Free a set of anchors and the older ones it replaced. */
 void seg_anchors_free(struct seg_anchors *a);
+/*
+ * The MT_ANCHOR_LINKS nearest live nodes of segment graph `seg` (tombstones
+ * `dead`, may be NULL) to vector x, by a walk at ef MT_ANCHOR_EF, in
+ * near[0..*n). 0, STRATA_ENOMEM or STRATA_ECORRUPT.
+ */
+int anchor_nearest(const struct hnsw_view *seg, const _Atomic uint64_t *dead, const float *x,
+                   struct hnsw_scratch *s, struct hnsw_hit near[MT_ANCHOR_LINKS], uint32_t *n);
 
 /* Per-search marks of the rows met (a row hangs under several nodes): the caller's scratch. */
 struct mt_seen {

@@ -56,7 +56,7 @@ struct seg_plan {
 	size_t n_nodes;
 	uint64_t *node_bits;   /* the passing nodes as a bit per node, for the graph walk */
 	double share;          /* passing share, exact or estimated */
-	bool leaves;           /* its nodes hang under the first source's (seg_anchors): no walk */
+	const struct seg_anchors *leaves; /* its nodes hang under the first source's: no walk */
 };
 
 /* The caller's filters, plus what the search derived from them once per call. */
@@ -552,7 +552,7 @@ static int search_leaves(const struct batch *b, struct db_scratch *s, uint32_t i
                          uint32_t *n, uint64_t *evals)
 {
 	const struct db_segment *seg = b->v->segs[i];
-	const struct seg_anchors *a = seg->anchors;
+	const struct seg_anchors *a = b->plans[i].leaves;
 	struct mt_seen *seen = &s->seen;
 	int rc = mt_seen_prepare(seen, seg->info.count);
 	if (rc)
@@ -846,7 +846,7 @@ static int order_sources(struct batch *b)
 	uint32_t m = 0;
 	for (uint32_t i = 0; i < v->nseg; i++) {
 		const struct db_segment *seg = v->segs[i];
-		sz[m++] = (struct source_size){seg->info.count - atomic_load(&seg->tomb_n), i};
+		sz[m++] = (struct source_size){db_segment_live(seg), i};
 	}
 	for (uint32_t i = 0; i < 2; i++)
 		if (mts[i])
@@ -882,10 +882,11 @@ static void plan_anchors(struct batch *b, struct seg_plan *plans)
 		b->traced = b->traced || b->anchors[m];
 	}
 	for (uint32_t i = 0; i < v->nseg; i++) {
-		const struct seg_anchors *a = v->segs[i]->anchors;
+		const struct seg_anchors *a = atomic_load_explicit(&v->segs[i]->anchors, memory_order_acquire);
 		struct seg_plan *sp = &plans[i];
-		sp->leaves = a && a->seg_seq == first->entry.seq && sp->mode == PLAN_GRAPH &&
-		             sp->ef < v->segs[i]->info.count;
+		if (a && a->seg_seq == first->entry.seq && sp->mode == PLAN_GRAPH &&
+		    sp->ef < v->segs[i]->info.count)
+			sp->leaves = a;
 		b->traced = b->traced || sp->leaves;
 	}
 }

@@ -37,6 +37,7 @@
 #include "err.h"
 #include "failpoint.h"
 #include "fio.h"
+#include "seg_hang.h"
 #include "tombstone.h"
 #include "wal.h"
 #include "wal_record.h"
@@ -370,7 +371,7 @@ static int flush_commit(strata_db *db, struct memtable *fz, const struct mf_segm
 		goto done; /* committed but unreadable: the next open reports it */
 	if (newseg) {
 		db_segment_warm(newseg);
-		newseg->anchors = *carried;
+		atomic_store_explicit(&newseg->anchors, *carried, memory_order_relaxed); /* not searched yet */
 		*carried = NULL;
 	}
 
@@ -580,16 +581,8 @@ static bool anchor_round(const strata_db *db, struct db_version *v, struct hnsw_
 	struct memtable *mt = v->active;
 	if (!db->anchors)
 		return false;
-	const struct db_segment *big = NULL;
-	uint64_t big_live = 0;
-	for (uint32_t i = 0; i < v->nseg; i++) {
-		const struct db_segment *seg = v->segs[i];
-		uint64_t live = seg->info.count - atomic_load_explicit(&seg->tomb_n, memory_order_relaxed);
-		if (!big || live > big_live) {
-			big = seg;
-			big_live = live;
-		}
-	}
+	uint64_t big_live;
+	const struct db_segment *big = db_largest(v, &big_live);
 	if (!mt || !hs || !big || big_live < mt_live(mt))
 		return false;
 	bool progress = false;
@@ -602,6 +595,7 @@ static void *indexer_main(void *arg)
 {
 	strata_db *db = arg;
 	struct hnsw_scratch *anchor_hs = hnsw_scratch_new(); /* NULL: no anchors */
+	struct seg_hang hang = {0};
 	indexer_policy();
 	pthread_setname_np(pthread_self(), "strata-index"); /* its graph workers inherit the name */
 	for (;;) {
@@ -617,6 +611,9 @@ static void *indexer_main(void *arg)
 		if (work && mt_index(v->active, INDEX_ROUND_ROWS) != 0)
 			work = false; /* out of memory for scratch: the tail stays scanned exactly */
 		work = work || anchored;
+		/* Segments last: searches walk them meanwhile, as before anchors (seg_hang.c). */
+		if (!work && db->anchors && anchor_hs)
+			work = seg_hang_round(&hang, v, anchor_hs, ANCHOR_ROUND_ROWS);
 		pthread_mutex_lock(&db->flush_lock);
 		pthread_cond_broadcast(&db->flush_cond);
 		if (!work && !db->stopping) {
@@ -638,6 +635,7 @@ static void *indexer_main(void *arg)
 		pthread_mutex_unlock(&db->flush_lock);
 		db_unpin(db, v);
 	}
+	seg_hang_drop(&hang);
 	hnsw_scratch_free(anchor_hs);
 	return NULL;
 }
