@@ -486,6 +486,8 @@ const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq)
 
 struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves)
 {
+	if (leaves > UINT32_MAX)
+		return NULL; /* links are numbered in 32 bits: such a segment stays walked */
 	struct seg_anchors *c = calloc(1, sizeof *c);
 	if (c) {
 		c->seg_seq = seg_seq;

@@ -238,7 +238,10 @@ int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n
  */
 int seg_anchors_merge(const struct seg_anchors *const *in, const uint32_t *const *out_of, uint32_t n,
                       struct seg_anchors **out);
-/* An empty set under segment seg_seq (seg_count nodes) with room for `leaves` links, or NULL. */
+/*
+ * An empty set under segment seg_seq (seg_count nodes) with room for `leaves`
+ * links, or NULL (no memory, or more links than 32 bits number).
+ */
 struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves);
 /* Free a set of anchors and the older ones it replaced. */
 void seg_anchors_free(struct seg_anchors *a);
