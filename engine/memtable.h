@@ -219,7 +219,7 @@ struct seg_anchors {
 	uint64_t seg_seq;    /* the segment hung under */
 	uint32_t seg_count;  /* its nodes */
 	uint32_t *start;     /* [seg_count + 1] */
-	uint32_t *leaf;      /* [start[seg_count]]: nodes of the flushed segment */
+	uint32_t *leaf;      /* [start[seg_count]]: nodes of the segment hung */
 	struct seg_anchors *older; /* the set it replaced (seg_hang.c): freed with it */
 };
 
