@@ -619,15 +619,6 @@ out:
 	return rc;
 }
 
-/* Position of segment s in version v, or UINT32_MAX. */
-static uint32_t version_pos(const struct db_version *v, const struct db_segment *s)
-{
-	for (uint32_t i = 0; i < v->nseg; i++)
-		if (v->segs[i] == s)
-			return i;
-	return UINT32_MAX;
-}
-
 /*
  * Commit a built merge (C2, C3): the merged segment's deletion file, the
  * manifest without the inputs and with the merged segment in the newest
@@ -657,7 +648,7 @@ static int merge_commit(strata_db *db, struct compactor *c, const struct merge_j
 	struct db_version *cv = db_pin(db);
 	uint32_t newest = 0;
 	for (uint32_t i = 0; i < job->n; i++) {
-		uint32_t pos = version_pos(cv, job->in[i]);
+		uint32_t pos = db_version_pos(cv, job->in[i]);
 		if (pos == UINT32_MAX) { /* only this thread removes segments: a bug, not a race */
 			rc = err_set(STRATA_EINVAL, "merge commit: input %s is gone", job->in[i]->name);
 			goto unlock;

@@ -211,6 +211,14 @@ void db_segment_unref(struct db_segment *s)
 	free(s);
 }
 
+uint32_t db_version_pos(const struct db_version *v, const struct db_segment *s)
+{
+	for (uint32_t i = 0; i < v->nseg; i++)
+		if (v->segs[i] == s)
+			return i;
+	return UINT32_MAX;
+}
+
 uint64_t db_segment_live(const struct db_segment *s)
 {
 	return s->info.count - atomic_load_explicit(&s->tomb_n, memory_order_relaxed);

@@ -192,6 +192,8 @@ void db_segment_unref(struct db_segment *s);
  * the version (search.c's order); NULL without segments. *live_out its live vectors.
  */
 struct db_segment *db_largest(const struct db_version *v, uint64_t *live_out);
+/* Position of segment s in version v, or UINT32_MAX. */
+uint32_t db_version_pos(const struct db_version *v, const struct db_segment *s);
 /* Live vectors of a segment: nodes minus tombstones. */
 uint64_t db_segment_live(const struct db_segment *s);
 

@@ -484,7 +484,8 @@ const struct mt_anchors *mt_anchors_for(struct memtable *mt, uint64_t seg_seq)
 	return a && a->seg_seq == seg_seq ? a : NULL;
 }
 
-struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves)
+struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves,
+                                    enum seg_anchors_from from)
 {
 	if (leaves > UINT32_MAX)
 		return NULL; /* links are numbered in 32 bits: such a segment stays walked */
@@ -492,6 +493,7 @@ struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t
 	if (c) {
 		c->seg_seq = seg_seq;
 		c->seg_count = seg_count;
+		c->from = from;
 		c->start = malloc(((size_t)seg_count + 1) * sizeof *c->start);
 		c->leaf = malloc((leaves ? leaves : 1) * sizeof *c->leaf);
 	}
@@ -511,7 +513,8 @@ int mt_anchors_carry(struct memtable *mt, const uint32_t *old_of_new, uint32_t n
 	if (!a || atomic_load_explicit(&a->anchored, memory_order_acquire) < rows || n == 0)
 		return 0;
 	uint32_t *node_of = malloc((rows ? rows : 1) * sizeof *node_of);
-	struct seg_anchors *c = seg_anchors_new(a->seg_seq, a->seg_count, (size_t)n * MT_ANCHOR_LINKS);
+	struct seg_anchors *c = seg_anchors_new(a->seg_seq, a->seg_count, (size_t)n * MT_ANCHOR_LINKS,
+	                                        SEG_ANCHORS_FLUSH);
 	if (!node_of || !c) {
 		free(node_of);
 		seg_anchors_free(c);
@@ -549,7 +552,8 @@ int seg_anchors_merge(const struct seg_anchors *const *in, const uint32_t *const
 	}
 	if (n == 0)
 		return 0;
-	struct seg_anchors *c = seg_anchors_new(in[0]->seg_seq, in[0]->seg_count, leaves);
+	struct seg_anchors *c = seg_anchors_new(in[0]->seg_seq, in[0]->seg_count, leaves,
+	                                        SEG_ANCHORS_MERGE);
 	if (!c)
 		return err_set(STRATA_ENOMEM, "anchors of a merged segment (%zu links)", leaves);
 	uint32_t at = 0;

@@ -221,6 +221,8 @@ struct seg_anchors {
 	uint32_t *start;     /* [seg_count + 1] */
 	uint32_t *leaf;      /* [start[seg_count]]: nodes of the segment hung */
 	struct seg_anchors *older; /* the set it replaced (seg_hang.c): freed with it */
+	/* Which way it was made (the three are told apart by tests and a debugger only). */
+	enum seg_anchors_from { SEG_ANCHORS_FLUSH, SEG_ANCHORS_MERGE, SEG_ANCHORS_HUNG } from;
 };
 
 /*
@@ -240,9 +242,10 @@ int seg_anchors_merge(const struct seg_anchors *const *in, const uint32_t *const
                       struct seg_anchors **out);
 /*
  * An empty set under segment seg_seq (seg_count nodes) with room for `leaves`
- * links, or NULL (no memory, or more links than 32 bits number).
+ * links, made by `from`, or NULL (no memory, or more links than 32 bits number).
  */
-struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves);
+struct seg_anchors *seg_anchors_new(uint64_t seg_seq, uint32_t seg_count, size_t leaves,
+                                    enum seg_anchors_from from);
 /* Free a set of anchors and the older ones it replaced. */
 void seg_anchors_free(struct seg_anchors *a);
 /*

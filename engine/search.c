@@ -570,7 +570,7 @@ static int search_leaves(const struct batch *b, struct db_scratch *s, uint32_t i
 			seen->tags[node] = seen->epoch;
 			if (seg_is_dead(seg, node))
 				continue;
-			if ((rc = mt_seen_fit(seen, n_nodes)))
+			if (n_nodes == seen->rows_cap && (rc = mt_seen_fit(seen, n_nodes)))
 				return rc;
 			seen->rows[n_nodes++] = node;
 		}

@@ -31,14 +31,6 @@ static uint32_t generations(const struct seg_anchors *a)
 	return n;
 }
 
-static bool in_version(const struct db_version *v, const struct db_segment *s)
-{
-	for (uint32_t i = 0; i < v->nseg; i++)
-		if (v->segs[i] == s)
-			return true;
-	return false;
-}
-
 void seg_hang_drop(struct seg_hang *h)
 {
 	if (h->seg) {
@@ -80,7 +72,7 @@ static int publish(struct seg_hang *h)
 	size_t used = 0;
 	for (size_t l = 0; l < links; l++)
 		used += h->near[l] != UINT32_MAX;
-	struct seg_anchors *c = seg_anchors_new(h->under->entry.seq, under_count, used);
+	struct seg_anchors *c = seg_anchors_new(h->under->entry.seq, under_count, used, SEG_ANCHORS_HUNG);
 	if (!c)
 		return err_set(STRATA_ENOMEM, "anchors of %u segment nodes", count);
 	/* Counting sort by the node hung under: start[] counts, then offsets, then the leaves. */
@@ -108,7 +100,7 @@ bool seg_hang_round(struct seg_hang *h, const struct db_version *v, struct hnsw_
 	uint64_t under_live;
 	struct db_segment *under = db_largest(v, &under_live);
 	/* Hung under a segment no longer the largest, or for one merged away: start again. */
-	if (h->seg && (h->under != under || !in_version(v, h->seg)))
+	if (h->seg && (h->under != under || db_version_pos(v, h->seg) == UINT32_MAX))
 		seg_hang_drop(h);
 	if (!h->seg) {
 		struct db_segment *s = under ? pick(h, v, under, under_live) : NULL;

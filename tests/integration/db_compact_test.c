@@ -730,8 +730,11 @@ Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independen
 	sift_db_close(&f);
 }
 
-/* Distance computations per query of the memtable's part of a search at `ef` (k 10). */
-static double memtable_evals(strata_db *db, const struct t_mat *q, uint32_t ef)
+/*
+ * Distance computations per query of a search at `ef` (k 10) beyond the first
+ * segment's walk: the memtable's and the other segments' part.
+ */
+static double evals_after_first(strata_db *db, const struct t_mat *q, uint32_t ef)
 {
 	struct strata_stats st0, st1;
 	strata_search_options so;
@@ -802,7 +805,7 @@ Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .tim
 	strata_stats(db, &st);
 	cr_assert_eq(st.segments, 1);
 
-	double share = memtable_evals(db, &q, 64);
+	double share = evals_after_first(db, &q, 64);
 	cr_log_info("memtable's part of a search at ef 64: %.1f distances per query", share);
 	cr_assert_lt(share, 110.0, "%.1f distances per query: the memtable's graph was walked", share);
 	strata_search_options so;
@@ -838,7 +841,7 @@ Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .tim
 	cr_assert_eq(n_gone, DEAD_ANCHORS);
 	cr_assert_eq(strata_delete(db, gone, n_gone), 0);
 	cr_assert(all_anchored(db));
-	share = memtable_evals(db, &q, 64);
+	share = evals_after_first(db, &q, 64);
 	cr_assert_lt(share, 110.0, "after deletes, %.1f distances per query", share);
 	size_t hung_found = 0;
 	for (size_t i = 0; i < n_hung; i++)
@@ -866,17 +869,19 @@ Test(db_compact, memtable_rows_are_found_through_the_largest_segments_walk, .tim
 }
 
 /*
- * Segment `i` hangs under the first (largest) one: every node of it under
- * MT_ANCHOR_LINKS distinct nodes of that segment (a node deleted before it was
- * hung: under none or those), nothing else. Its nodes.
+ * Segment `i` hangs under the first (largest) one, by anchors made the way
+ * `from` says: every node of it under MT_ANCHOR_LINKS distinct nodes of that
+ * segment (a node deleted before it was hung: under none or those), nothing
+ * else. Its nodes.
  */
-static uint32_t hung_under_first(strata_db *db, uint32_t i)
+static uint32_t hung_under_first(strata_db *db, uint32_t i, enum seg_anchors_from from)
 {
 	struct db_version *v = db_pin(db);
 	cr_assert_gt(v->nseg, i);
 	const struct db_segment *big = v->segs[0], *seg = v->segs[i];
 	const struct seg_anchors *a = atomic_load(&seg->anchors);
 	cr_assert_not_null(a, "segment %u carries no anchors", i);
+	cr_assert_eq(a->from, from, "segment %u's anchors were made the wrong way", i);
 	cr_assert_eq(a->seg_seq, big->entry.seq);
 	cr_assert_eq(a->seg_count, big->info.count);
 	const uint32_t count = seg->info.count;
@@ -897,6 +902,48 @@ static uint32_t hung_under_first(strata_db *db, uint32_t i)
 }
 
 /*
+ * Segment 1 (siftsmall rows [from, n), ids del[0..n_del) of them deleted)
+ * hangs under segment 0: its share of a search at ef 64 stays under 110
+ * distance computations per query (a walk of it costs ~170); no deleted id is
+ * returned, nor found by its own vector; 99% of its live rows are found by
+ * their own vector; recall@10 stays within 0.01 of the same live rows
+ * compacted (the database is compacted at the end).
+ */
+static void check_hung_search(struct sift_db *f, size_t from, const uint64_t *del, size_t n_del,
+                              const char *what)
+{
+	strata_db *db = f->db;
+	const struct t_mat *q = &f->q;
+	const size_t n = f->base.rows, dim = f->base.dim;
+	double share = evals_after_first(db, q, 64);
+	cr_log_info("%s: its part of a search at ef 64: %.1f distances per query", what, share);
+	cr_assert_lt(share, 110.0, "%s: %.1f distances per query: walked", what, share);
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = 64;
+	uint64_t *found = malloc(q->rows * 10 * sizeof *found), got;
+	cr_assert_eq(strata_search(db, q->f, q->rows, 10, &so, found, NULL), 0);
+	double written = t_recall(found, q->rows, 10, f->truth, 10);
+	for (size_t j = 0; j < n_del; j++) {
+		for (size_t i = 0; i < q->rows * 10; i++)
+			cr_assert_neq(found[i], del[j], "%s: deleted id %llu returned", what,
+			              (unsigned long long)del[j]);
+		cr_assert_eq(strata_search(db, f->base.f + del[j] * dim, 1, 1, &so, &got, NULL), 0);
+		cr_assert_neq(got, del[j], "%s: deleted id %llu found by its vector", what,
+		              (unsigned long long)del[j]);
+	}
+	size_t live = n - from - n_del, self = found_by_own_vector(db, f->base.f, dim, from, n);
+	cr_assert_geq(self, live * 99 / 100, "%s: %zu of %zu rows found by their own vector", what, self,
+	              live);
+	cr_assert_eq(strata_compact(db), 0);
+	cr_assert_eq(strata_search(db, q->f, q->rows, 10, &so, found, NULL), 0);
+	double one = t_recall(found, q->rows, 10, f->truth, 10);
+	cr_log_info("%s: recall@10 at ef 64 %.4f, the same rows compacted %.4f", what, written, one);
+	cr_assert_geq(written, one - 0.01, "%s: %.4f, compacted %.4f", what, written, one);
+	free(found);
+}
+
+/*
  * A flushed memtable's anchors go with it to its segment (memtable.h,
  * seg_anchors): until a merge absorbs that segment, searches reach its nodes
  * through the largest segment's walk instead of walking it. A flush also hangs
@@ -906,9 +953,8 @@ static uint32_t hung_under_first(strata_db *db, uint32_t i)
 Test(db_compact, a_flushed_memtable_keeps_its_anchors, .timeout = 300)
 {
 	struct sift_db f = sift_db_open(0);
-	struct t_mat base = f.base, q = f.q;
+	struct t_mat base = f.base;
 	const size_t n = base.rows, dim = base.dim, in_seg = 8000, late = 300;
-	const uint32_t *truth = f.truth;
 	const uint64_t *ids = f.ids;
 	strata_db *db = f.db;
 	cr_assert_eq(strata_upsert(db, ids, base.f, in_seg), 0);
@@ -922,49 +968,15 @@ Test(db_compact, a_flushed_memtable_keeps_its_anchors, .timeout = 300)
 	cr_assert_eq(strata_delete(db, &gone_early, 1), 0);
 	cr_assert_eq(strata_flush(db), 0);
 
-	cr_assert_eq(hung_under_first(db, 1), n - in_seg - 1);
-
-	double share = memtable_evals(db, &q, 64);
-	cr_log_info("flushed segment's part of a search at ef 64: %.1f distances per query", share);
-	cr_assert_lt(share, 110.0, "%.1f distances per query: the flushed segment was walked", share);
-	strata_search_options so;
-	strata_search_options_default(&so);
-	so.ef = 64;
-	uint64_t *found = malloc(q.rows * 10 * sizeof *found);
-	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
-	double written = t_recall(found, q.rows, 10, truth, 10);
-	size_t self = found_by_own_vector(db, base.f, dim, in_seg, n);
-	cr_assert_geq(self, (n - in_seg) * 99 / 100, "%zu of %zu flushed rows found by their own vector",
-	              self, n - in_seg);
-	uint64_t got;
-	cr_assert_eq(strata_search(db, base.f + gone_early * dim, 1, 1, &so, &got, NULL), 0);
-	cr_assert_neq(got, gone_early, "a row deleted before the flush came back");
-
-	/* Deleted after the flush: tombstones of the flushed segment, never returned. */
+	cr_assert_eq(hung_under_first(db, 1, SEG_ANCHORS_FLUSH), n - in_seg - 1);
+	/* And deleted after the flush: tombstones of the flushed segment. */
 	enum { DEL = 200 };
-	uint64_t del[DEL];
+	uint64_t del[DEL + 1];
 	for (size_t i = 0; i < DEL; i++)
 		del[i] = in_seg + 10 + i * 7;
 	cr_assert_eq(strata_delete(db, del, DEL), 0);
-	for (size_t i = 0; i < DEL; i++) {
-		cr_assert_eq(strata_search(db, base.f + del[i] * dim, 1, 1, &so, &got, NULL), 0);
-		cr_assert_neq(got, del[i], "deleted id %llu returned", (unsigned long long)del[i]);
-	}
-	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
-	for (size_t i = 0; i < q.rows * 10; i++)
-		for (size_t j = 0; j < DEL; j++)
-			cr_assert_neq(found[i], del[j]);
-
-	/* Recall as written against the same rows compacted (the deleted ones written again). */
-	for (size_t i = 0; i < DEL; i++)
-		cr_assert_eq(strata_upsert(db, &del[i], base.f + del[i] * dim, 1), 0);
-	cr_assert_eq(strata_upsert(db, &gone_early, base.f + gone_early * dim, 1), 0);
-	cr_assert_eq(strata_compact(db), 0);
-	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
-	double one = t_recall(found, q.rows, 10, truth, 10);
-	cr_log_info("recall@10 at ef 64: segment + flushed batch %.4f, compacted %.4f", written, one);
-	cr_assert_geq(written, one - 0.01, "as written %.4f, compacted %.4f", written, one);
-	free(found);
+	del[DEL] = gone_early;
+	check_hung_search(&f, in_seg, del, DEL + 1, "flushed batch");
 	sift_db_close(&f);
 }
 
@@ -976,7 +988,7 @@ Test(db_compact, a_flushed_memtable_keeps_its_anchors, .timeout = 300)
 Test(db_compact, a_merge_of_flushed_batches_keeps_their_anchors, .timeout = 300)
 {
 	struct sift_db f = sift_db_open(2);
-	struct t_mat base = f.base, q = f.q;
+	struct t_mat base = f.base;
 	const size_t n = base.rows, dim = base.dim, in_seg = 8000, batch = 1000;
 	const uint64_t *ids = f.ids;
 	strata_db *db = f.db;
@@ -985,7 +997,7 @@ Test(db_compact, a_merge_of_flushed_batches_keeps_their_anchors, .timeout = 300)
 	cr_assert_eq(strata_upsert(db, ids + in_seg, base.f + in_seg * dim, batch), 0);
 	wait_anchored(db);
 	cr_assert_eq(strata_flush(db), 0);
-	cr_assert_eq(hung_under_first(db, 1), batch);
+	cr_assert_eq(hung_under_first(db, 1, SEG_ANCHORS_FLUSH), batch);
 	/* Deleted from the first batch: its deletion file, written by the next flush, drops them. */
 	enum { DEL = 100 };
 	uint64_t del[DEL];
@@ -1001,30 +1013,8 @@ Test(db_compact, a_merge_of_flushed_batches_keeps_their_anchors, .timeout = 300)
 	struct strata_stats st;
 	strata_stats(db, &st);
 	cr_assert_eq(st.segments, 2);
-	cr_assert_eq(hung_under_first(db, 1), n - in_seg - DEL);
-
-	double share = memtable_evals(db, &q, 64);
-	cr_log_info("merged batches' part of a search at ef 64: %.1f distances per query", share);
-	cr_assert_lt(share, 110.0, "%.1f distances per query: the merged segment was walked", share);
-	strata_search_options so;
-	strata_search_options_default(&so);
-	so.ef = 64;
-	uint64_t *found = malloc(q.rows * 10 * sizeof *found);
-	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
-	double written = t_recall(found, q.rows, 10, f.truth, 10);
-	for (size_t i = 0; i < q.rows * 10; i++)
-		for (size_t j = 0; j < DEL; j++)
-			cr_assert_neq(found[i], del[j]);
-	size_t self = found_by_own_vector(db, base.f, dim, in_seg, n);
-	cr_assert_geq(self, (n - in_seg - DEL) * 99 / 100, "%zu of %zu merged rows found by their own vector",
-	              self, n - in_seg - DEL);
-	/* Against the same live rows compacted (the deleted ones count as misses in both). */
-	cr_assert_eq(strata_compact(db), 0);
-	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
-	double one = t_recall(found, q.rows, 10, f.truth, 10);
-	cr_log_info("recall@10 at ef 64: segment + merged batches %.4f, compacted %.4f", written, one);
-	cr_assert_geq(written, one - 0.01, "as written %.4f, compacted %.4f", written, one);
-	free(found);
+	cr_assert_eq(hung_under_first(db, 1, SEG_ANCHORS_MERGE), n - in_seg - DEL);
+	check_hung_search(&f, in_seg, del, DEL, "merged batches");
 	sift_db_close(&f);
 }
 
@@ -1036,7 +1026,7 @@ Test(db_compact, a_merge_of_flushed_batches_keeps_their_anchors, .timeout = 300)
 Test(db_compact, a_reopened_segment_is_hung_in_the_background, .timeout = 300)
 {
 	struct sift_db f = sift_db_open(0);
-	struct t_mat base = f.base, q = f.q;
+	struct t_mat base = f.base;
 	const size_t n = base.rows, dim = base.dim, in_seg = 8000;
 	strata_db *db = f.db;
 	cr_assert_eq(strata_upsert(db, f.ids, base.f, in_seg), 0);
@@ -1055,29 +1045,8 @@ Test(db_compact, a_reopened_segment_is_hung_in_the_background, .timeout = 300)
 	o.disable_background_merges = true;
 	f.db = db = open_or_die(f.dir.path, &o, 0);
 	wait_hung(db, 1);
-	cr_assert_eq(hung_under_first(db, 1), n - in_seg);
-
-	double share = memtable_evals(db, &q, 64);
-	cr_log_info("reopened segment's part of a search at ef 64: %.1f distances per query", share);
-	cr_assert_lt(share, 110.0, "%.1f distances per query: the segment was walked", share);
-	strata_search_options so;
-	strata_search_options_default(&so);
-	so.ef = 64;
-	uint64_t *found = malloc(q.rows * 10 * sizeof *found);
-	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
-	double written = t_recall(found, q.rows, 10, f.truth, 10);
-	for (size_t i = 0; i < q.rows * 10; i++)
-		for (size_t j = 0; j < DEL; j++)
-			cr_assert_neq(found[i], del[j]);
-	size_t self = found_by_own_vector(db, base.f, dim, in_seg, n);
-	cr_assert_geq(self, (n - in_seg - DEL) * 99 / 100, "%zu of %zu hung rows found by their own vector",
-	              self, n - in_seg - DEL);
-	cr_assert_eq(strata_compact(db), 0);
-	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
-	double one = t_recall(found, q.rows, 10, f.truth, 10);
-	cr_log_info("recall@10 at ef 64: segment + hung segment %.4f, compacted %.4f", written, one);
-	cr_assert_geq(written, one - 0.01, "hung %.4f, compacted %.4f", written, one);
-	free(found);
+	cr_assert_eq(hung_under_first(db, 1, SEG_ANCHORS_HUNG), n - in_seg);
+	check_hung_search(&f, in_seg, del, DEL, "reopened segment");
 	sift_db_close(&f);
 }
 
