@@ -621,8 +621,9 @@ int mt_seen_prepare(struct mt_seen *seen, size_t rows)
 }
 
 int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const float *query,
-                       uint32_t k, const struct hnsw_hit *nodes, size_t n_nodes, struct mt_seen *seen,
-                       struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals, bool *used)
+                       uint32_t k, const struct hnsw_hit *nodes, size_t n_nodes, size_t max_rows,
+                       struct mt_seen *seen, struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals,
+                       bool *used)
 {
 	/* The row count first, as mt_search: every row below it is complete. */
 	size_t appended = hnsw_graph_appended(mt->g);
@@ -637,7 +638,6 @@ int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const fl
 	int rc = mt_seen_prepare(seen, anchored);
 	if (rc)
 		return rc;
-	*used = true;
 	struct hnsw_view v;
 	hnsw_graph_view_live(mt->g, &v);
 	uint32_t *tags = seen->tags, epoch = seen->epoch;
@@ -669,6 +669,9 @@ int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const fl
 			__builtin_prefetch(hnsw_vec(&v, row));
 		}
 	}
+	if (n_rows > max_rows)
+		return 0;
+	*used = true;
 	for (size_t i = 0; i < n_rows; i++) {
 		uint32_t row = seen->rows[i];
 		if (i + 2 < n_rows)

@@ -275,11 +275,13 @@ int mt_seen_fit(struct mt_seen *seen, size_t n);
  * under nodes[0..n_nodes).node (the nodes a walk of a's segment met closest
  * to the query: hnsw_search_traced), plus an exact scan of the rows appended after the
  * anchored ones. When the anchors trail the graph by more than
- * MT_ANCHOR_LAG_MAX rows, *used is false and nothing is searched: the caller
+ * MT_ANCHOR_LAG_MAX rows, or more than max_rows hung rows are met (a walk
+ * would cost less), *used is false and no distance is computed: the caller
  * walks instead (mt_search). Results as mt_search's; STRATA_ENOMEM (marks).
  */
 int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const float *query,
-                       uint32_t k, const struct hnsw_hit *nodes, size_t n_nodes, struct mt_seen *seen,
-                       struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals, bool *used);
+                       uint32_t k, const struct hnsw_hit *nodes, size_t n_nodes, size_t max_rows,
+                       struct mt_seen *seen, struct hnsw_hit *out, uint32_t *n_out, uint64_t *evals,
+                       bool *used);
 
 #endif /* STRATA_MEMTABLE_H */

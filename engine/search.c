@@ -546,10 +546,11 @@ static int search_segment(const struct batch *b, struct db_scratch *s, uint32_t 
 /*
  * A segment whose nodes hang under the first source's (plan leaves): its
  * live nodes hung under the nodes that source's walk met closest to the
- * query, each once, searched exactly.
+ * query, each once, searched exactly; walked instead when they are more than
+ * max_nodes (leaves_budget).
  */
 static int search_leaves(const struct batch *b, struct db_scratch *s, uint32_t i, const float *query,
-                         uint32_t *n, uint64_t *evals)
+                         float limit, size_t max_nodes, uint32_t *n, uint64_t *evals)
 {
 	const struct db_segment *seg = b->v->segs[i];
 	const struct seg_anchors *a = b->plans[i].leaves;
@@ -575,6 +576,8 @@ static int search_leaves(const struct batch *b, struct db_scratch *s, uint32_t i
 			seen->rows[n_nodes++] = node;
 		}
 	}
+	if (n_nodes > max_nodes)
+		return search_segment(b, s, i, query, limit, n, evals, NULL);
 	return hnsw_scan(&seg->view, query, b->k, seen->rows, n_nodes, NULL, NULL, s->hs, s->hits, n,
 	                 evals);
 }
@@ -638,6 +641,21 @@ static float best_update(struct db_scratch *s, size_t *n_best, uint32_t k, const
 	return *n_best == k ? best[k - 1].dist : __builtin_inff();
 }
 
+/*
+ * The most rows hung under the first source's nodes that a search evaluates
+ * for one other source, rather than walk that source's graph: a share of the
+ * first walk's distance computations. Rows hang under MT_ANCHOR_LINKS nodes,
+ * so those met grow with the source's size relative to the first's, while a
+ * walk of it, bounded by the k-th distance found, costs a share of the first
+ * walk. Measured on siftsmall (first segment s rows, the other 10,000 - s, ef
+ * 64; the first walk 620-650): s = 5,000: 339 rows hung against a walk of
+ * 265; 6,000: 210 / 210; 6,667: 153 / 192; 8,000: 78 / 171.
+ */
+static size_t leaves_budget(uint64_t first_walk)
+{
+	return (size_t)(first_walk * 35 / 100);
+}
+
 static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 {
 	strata_db *db = b->db;
@@ -666,12 +684,13 @@ static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 	size_t n_best = 0;
 	float limit = __builtin_inff();
 	struct memtable *mts[2] = {v->active, v->frozen};
+	size_t budget = 0; /* leaves_budget, after the first source */
 	for (uint32_t o = 0; o < b->n_sources && !rc; o++) {
 		uint32_t src = b->order[o], n = 0;
 		size_t from = n_merged;
 		if (src < v->nseg) {
 			if (b->plans[src].leaves)
-				rc = search_leaves(b, s, src, query, &n, &evals);
+				rc = search_leaves(b, s, src, query, limit, budget, &n, &evals);
 			else
 				rc = search_segment(b, s, src, query, limit, &n, &evals,
 				                    o == 0 && b->traced ? &s->trace : NULL);
@@ -686,7 +705,8 @@ static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 			bool used = false;
 			if (b->anchors[m])
 				rc = mt_search_anchored(mt, b->anchors[m], query, k, s->trace.best.a,
-				                        s->trace.best.n, &s->seen, s->hits, &n, &evals, &used);
+				                        s->trace.best.n, budget, &s->seen, s->hits, &n, &evals,
+				                        &used);
 			if (!rc && !used)
 				rc = search_memtable(b, s, mt, &b->mtp[m], query, limit, &n, &evals);
 			if (rc)
@@ -694,6 +714,8 @@ static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 			merge_in(s, &n_merged, n, mt->ids, NULL);
 		}
 		sources++;
+		if (o == 0)
+			budget = leaves_budget(evals);
 		if (k <= BOUND_K_MAX)
 			limit = best_update(s, &n_best, k, s->merged + from, n_merged - from);
 	}

@@ -45,8 +45,9 @@ void seg_hang_drop(struct seg_hang *h)
 
 /*
  * A segment of v that searches walk although it could hang under `under`:
- * smaller (else it is searched first itself), live nodes, not hung under it,
- * generations left. NULL when none.
+ * no larger (under, db_largest's pick, comes first in searches' order among
+ * equals: flushes of full memtables make segments of equal size), live nodes,
+ * not hung under it, generations left. NULL when none.
  */
 static struct db_segment *pick(const struct seg_hang *h, const struct db_version *v,
                                const struct db_segment *under, uint64_t under_live)
@@ -54,7 +55,7 @@ static struct db_segment *pick(const struct seg_hang *h, const struct db_version
 	for (uint32_t i = 0; i < v->nseg; i++) {
 		struct db_segment *s = v->segs[i];
 		uint64_t live = db_segment_live(s);
-		if (s == under || live == 0 || live >= under_live ||
+		if (s == under || live == 0 || live > under_live ||
 		    (s->entry.seq == h->failed_seq && under->entry.seq == h->failed_under))
 			continue;
 		const struct seg_anchors *a = atomic_load_explicit(&s->anchors, memory_order_acquire);

@@ -247,8 +247,9 @@ Test(memtable, anchored_rows_are_found_under_the_nodes_a_segment_walk_expands)
 		                                &seg_evals), 0);
 		cr_assert_eq(trace.best.n, 64);
 		bool used = false;
-		cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, &seen, hits, &nh, &evals,
-		                                &used), 0);
+		cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, SIZE_MAX, &seen,
+		                                hits, &nh, &evals, &used),
+		             0);
 		cr_assert(used);
 		recall += recall_rows(mt, q, dim, nm, hits, nh) / nq;
 	}
@@ -266,8 +267,9 @@ Test(memtable, anchored_rows_are_found_under_the_nodes_a_segment_walk_expands)
 		cr_assert_eq(hnsw_search_traced(&seg, q, 1, 64, 64, NULL, qs, &trace, seg_hits, &n,
 		                                &seg_evals), 0);
 		bool used = false;
-		cr_assert_eq(mt_search_anchored(mt, a, q, 1, trace.best.a, trace.best.n, &seen, hits, &nh, &evals,
-		                                &used), 0);
+		cr_assert_eq(mt_search_anchored(mt, a, q, 1, trace.best.a, trace.best.n, SIZE_MAX, &seen,
+		                                hits, &nh, &evals, &used),
+		             0);
 		cr_assert(used);
 		if (r < 100) {
 			cr_assert(nh == 0 || hits[0].node >= 100, "dead row %u returned", hits[0].node);
@@ -278,15 +280,29 @@ Test(memtable, anchored_rows_are_found_under_the_nodes_a_segment_walk_expands)
 	cr_assert_geq(self, (nm - 100) * 99 / 100, "%u of %zu rows found by their own vector", self,
 	              nm - 100);
 
+	/* More rows under the nodes than max_rows: the caller walks, nothing computed. */
+	bool used = false;
+	uint64_t before = evals;
+	cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, 0, &seen, hits, &nh,
+	                                &evals, &used),
+	             0);
+	cr_assert(!used);
+	cr_assert_eq(evals, before);
+	cr_assert_eq(nh, 0);
+
 	/* Rows the graph holds but no anchor: past MT_ANCHOR_LAG_MAX of them the caller walks. */
 	upsert(mt, dim, 5000, MT_ANCHOR_LAG_MAX + 50, 2);
 	cr_assert_eq(mt_index(mt, 0), 0, "%s", err_detail());
-	bool used = true;
-	cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, &seen, hits, &nh, &evals, &used), 0);
+	used = true;
+	cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, SIZE_MAX, &seen, hits,
+	                                &nh, &evals, &used),
+	             0);
 	cr_assert(!used);
 	cr_assert_eq(mt_anchor(mt, 7, &seg, NULL, as, 0, &progress), 0);
 	cr_assert(progress);
-	cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, &seen, hits, &nh, &evals, &used), 0);
+	cr_assert_eq(mt_search_anchored(mt, a, q, 10, trace.best.a, trace.best.n, SIZE_MAX, &seen, hits,
+	                                &nh, &evals, &used),
+	             0);
 	cr_assert(used);
 
 	/* Another segment: a new generation from row 0; at most MT_ANCHOR_GENS of them. */

@@ -100,7 +100,7 @@ static int search_way(struct setup *st, enum way w, const float *q, uint32_t ef,
 		best_add(b, st->hits[i].dist, st->row_seg[st->hits[i].node]);
 	bool used = false;
 	if (w == WAY_ANCHORED &&
-	    (mt_search_anchored(st->mt, st->anchors, q, K, st->trace.best.a, st->trace.best.n,
+	    (mt_search_anchored(st->mt, st->anchors, q, K, st->trace.best.a, st->trace.best.n, SIZE_MAX,
 	                        &st->seen, st->hits, &n, evals, &used) ||
 	     !used))
 		return -1;
