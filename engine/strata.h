@@ -339,9 +339,12 @@ STRATA_API void strata_search_options_default(strata_search_options *sopts_out);
  * STRATA_MEMTABLE_ANCHORS=off (read at open) walk the memtable's graph. A
  * segment flushed from such a memtable (or merged from such segments only)
  * keeps those links, and is searched the same way instead of walked; the
- * indexer hangs the other smaller segments of a writable handle in the
- * background when it has nothing else to do (after an open, or when a merge
- * made another segment the largest). Read-only handles walk every segment.
+ * indexer hangs the other segments of a writable handle in the background
+ * when it has nothing else to do (after an open, or when a merge made another
+ * segment the largest). A memtable or segment with more vectors under the
+ * nodes met than 35% of the largest segment's walk's distance computations is
+ * walked instead, by that query (a walk costs less then). Read-only handles
+ * walk every segment.
  *
  * Thread-safe: any number of threads may search one handle at once. Answers
  * do not depend on sopts->threads.

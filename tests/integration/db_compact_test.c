@@ -917,7 +917,8 @@ static void check_hung_search(struct sift_db *f, size_t from, const uint64_t *de
 	const size_t n = f->base.rows, dim = f->base.dim;
 	double share = evals_after_first(db, q, 64);
 	cr_log_info("%s: its part of a search at ef 64: %.1f distances per query", what, share);
-	cr_assert_lt(share, max_share, "%s: %.1f distances per query: walked", what, share);
+	cr_assert_lt(share, max_share, "%s: %.1f distances per query, not under %.0f", what, share,
+	             max_share);
 	strata_search_options so;
 	strata_search_options_default(&so);
 	so.ef = 64;
