@@ -646,27 +646,45 @@ int mt_search_anchored(struct memtable *mt, const struct mt_anchors *a, const fl
 	for (size_t i = 0; i < n_nodes; i++)
 		if (nodes[i].node < a->seg_count)
 			__builtin_prefetch(&a->head[nodes[i].node]);
+	/*
+	 * A node's list is a chain of dependent loads, each likely a cache miss:
+	 * MT_ANCHOR_CHAINS lists are followed a step at a time in turn, so the
+	 * loads of one round do not wait on each other.
+	 */
 	size_t n_rows = 0;
-	for (size_t i = 0; i < n_nodes; i++) {
-		uint32_t node = nodes[i].node;
-		if (node >= a->seg_count)
-			continue;
-		/*
-		 * Rows hung after `anchored` was read may head the list: they are the
-		 * tail's, skipped here, but the links after them are not.
-		 */
-		for (uint32_t l = atomic_load_explicit(&a->head[node], memory_order_acquire); l;
-		     l = a->next[l - 1]) {
-			uint32_t row = (l - 1) / MT_ANCHOR_LINKS;
-			if (row >= anchored || tags[row] == epoch)
-				continue;
-			tags[row] = epoch;
-			if (mt_is_dead(mt, row))
-				continue;
-			if ((rc = mt_seen_fit(seen, n_rows)))
-				return rc;
-			seen->rows[n_rows++] = row;
-			__builtin_prefetch(hnsw_vec(&v, row));
+	for (size_t from = 0; from < n_nodes; from += MT_ANCHOR_CHAINS) {
+		uint32_t link[MT_ANCHOR_CHAINS];
+		size_t chains = 0;
+		for (size_t i = from; i < n_nodes && i < from + MT_ANCHOR_CHAINS; i++) {
+			uint32_t node = nodes[i].node, l;
+			if (node < a->seg_count &&
+			    (l = atomic_load_explicit(&a->head[node], memory_order_acquire)))
+				link[chains++] = l;
+		}
+		while (chains) {
+			for (size_t c = 0; c < chains;) {
+				uint32_t l = link[c], row = (l - 1) / MT_ANCHOR_LINKS, next = a->next[l - 1];
+				if (next) {
+					__builtin_prefetch(&a->next[next - 1]);
+					__builtin_prefetch(&tags[(next - 1) / MT_ANCHOR_LINKS]);
+					link[c++] = next;
+				} else {
+					link[c] = link[--chains];
+				}
+				/*
+				 * Rows hung after `anchored` was read may head the list: they are
+				 * the tail's, skipped here, but the links after them are not.
+				 */
+				if (row >= anchored || tags[row] == epoch)
+					continue;
+				tags[row] = epoch;
+				if (mt_is_dead(mt, row))
+					continue;
+				if ((rc = mt_seen_fit(seen, n_rows)))
+					return rc;
+				seen->rows[n_rows++] = row;
+				__builtin_prefetch(hnsw_vec(&v, row));
+			}
 		}
 	}
 	if (n_rows > max_rows)

@@ -73,6 +73,8 @@ struct mt_slot {
  * keeps are too few to hold the rows near the query.
  */
 #define MT_ANCHOR_TRACE_MIN 64u
+/* Lists of rows under nodes a search follows side by side (mt_search_anchored). */
+#define MT_ANCHOR_CHAINS 16
 
 struct mt_anchors {
 	uint64_t seg_seq;          /* the segment's manifest sequence number: never reused */

@@ -560,6 +560,13 @@ static int search_leaves(const struct batch *b, struct db_scratch *s, uint32_t i
 		return rc;
 	const struct hnsw_hit *near = s->trace.best.a;
 	size_t n_near = s->trace.best.n, n_nodes = 0;
+	/* Scattered loads, each likely a miss: all issued before the first is waited on. */
+	for (size_t j = 0; j < n_near; j++)
+		if (near[j].node < a->seg_count)
+			__builtin_prefetch(&a->start[near[j].node]);
+	for (size_t j = 0; j < n_near; j++)
+		if (near[j].node < a->seg_count)
+			__builtin_prefetch(&a->leaf[a->start[near[j].node]]);
 	for (size_t j = 0; j < n_near; j++) {
 		uint32_t under = near[j].node;
 		if (under >= a->seg_count)
