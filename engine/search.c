@@ -567,21 +567,27 @@ static int search_leaves(const struct batch *b, struct db_scratch *s, uint32_t i
 	for (size_t j = 0; j < n_near; j++)
 		if (near[j].node < a->seg_count)
 			__builtin_prefetch(&a->leaf[a->start[near[j].node]]);
+	/* Every leaf, its mark loaded ahead; then each once, live ones kept (in place). */
+	size_t n_leaves = 0;
 	for (size_t j = 0; j < n_near; j++) {
 		uint32_t under = near[j].node;
 		if (under >= a->seg_count)
 			continue;
 		for (uint32_t l = a->start[under]; l < a->start[under + 1]; l++) {
 			uint32_t node = a->leaf[l];
-			if (seen->tags[node] == seen->epoch)
-				continue;
-			seen->tags[node] = seen->epoch;
-			if (seg_is_dead(seg, node))
-				continue;
-			if (n_nodes == seen->rows_cap && (rc = mt_seen_fit(seen, n_nodes)))
+			__builtin_prefetch(&seen->tags[node]);
+			if (n_leaves == seen->rows_cap && (rc = mt_seen_fit(seen, n_leaves)))
 				return rc;
-			seen->rows[n_nodes++] = node;
+			seen->rows[n_leaves++] = node;
 		}
+	}
+	for (size_t l = 0; l < n_leaves; l++) {
+		uint32_t node = seen->rows[l];
+		if (seen->tags[node] == seen->epoch)
+			continue;
+		seen->tags[node] = seen->epoch;
+		if (!seg_is_dead(seg, node))
+			seen->rows[n_nodes++] = node;
 	}
 	if (n_nodes > max_nodes)
 		return search_segment(b, s, i, query, limit, n, evals, NULL);
