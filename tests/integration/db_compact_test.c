@@ -1020,6 +1020,46 @@ Test(db_compact, a_merge_of_flushed_batches_keeps_their_anchors, .timeout = 300)
 }
 
 /*
+ * A memtable as large as the segment its rows hang under: a query meets about
+ * as many of them under the walk's nodes as a walk of the memtable would
+ * compute distances, and more in dense parts, where the search walks the
+ * memtable instead (search.c, leaves_budget; siftsmall as 5,000 + 5,000, ef
+ * 64: 339 rows met per query on average against a walk of ~265).
+ */
+Test(db_compact, a_memtable_as_large_as_the_segment_is_walked_where_that_costs_less,
+     .timeout = 300)
+{
+	struct sift_db f = sift_db_open(0);
+	struct t_mat base = f.base, q = f.q;
+	const size_t n = base.rows, dim = base.dim, in_seg = 5000;
+	strata_db *db = f.db;
+	cr_assert_eq(strata_upsert(db, f.ids, base.f, in_seg), 0);
+	cr_assert_eq(strata_flush(db), 0);
+	cr_assert_eq(strata_upsert(db, f.ids + in_seg, base.f + in_seg * dim, n - in_seg), 0);
+	wait_anchored(db);
+	double share = evals_after_first(db, &q, 64);
+	cr_log_info("memtable of equal size: its part of a search at ef 64: %.1f distances per query",
+	            share);
+	cr_assert_lt(share, 290.0, "%.1f distances per query, not under 290", share);
+	strata_search_options so;
+	strata_search_options_default(&so);
+	so.ef = 64;
+	uint64_t *found = malloc(q.rows * 10 * sizeof *found);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	double written = t_recall(found, q.rows, 10, f.truth, 10);
+	size_t self = found_by_own_vector(db, base.f, dim, in_seg, n);
+	cr_assert_geq(self, (n - in_seg) * 99 / 100, "%zu of %zu memtable rows found by their own vector",
+	              self, n - in_seg);
+	cr_assert_eq(strata_compact(db), 0);
+	cr_assert_eq(strata_search(db, q.f, q.rows, 10, &so, found, NULL), 0);
+	double one = t_recall(found, q.rows, 10, f.truth, 10);
+	cr_log_info("memtable of equal size: recall@10 at ef 64 %.4f, compacted %.4f", written, one);
+	cr_assert_geq(written, one - 0.01, "%.4f, compacted %.4f", written, one);
+	free(found);
+	sift_db_close(&f);
+}
+
+/*
  * Anchors live in memory: after a reopen the indexer hangs the other segment
  * under the largest in the background (seg_hang.c), its deleted nodes left
  * out, and searches then reach it through the largest one's walk. The first
