@@ -35,6 +35,7 @@ namespace {
 
 struct Config {
 	std::string data_dir = STRATA_SOURCE_ROOT "/../shared/data";
+	Synthetic synthetic = Synthetic::Spread;
 	size_t n = 400000;    // rows in all
 	size_t memtable = 0;  // the memtable's rows (0: n / 8)
 	unsigned threads = 2; // graph builds
@@ -50,7 +51,8 @@ void usage(FILE *out)
 	      "  --memtable M   of them, the memtable's (default N / 8)\n"
 	      "  --threads T    threads of the graph builds (default 2)\n"
 	      "  --seconds S    per QPS point (default 1)\n"
-	      "  --data DIR     datasets folder (default ../shared/data of the source tree)\n",
+	      "  --data DIR     datasets folder (default ../shared/data of the source tree)\n"
+	      "  --synthetic S  rows past the real ones: spread (default) or copies (sift.h)\n",
 	      out);
 }
 
@@ -93,6 +95,9 @@ Config parse_args(int argc, char **argv)
 				die("--seconds: not a positive number");
 		} else if (a == "--data") {
 			c.data_dir = value();
+		} else if (a == "--synthetic") {
+			if (!parse_synthetic(value(), c.synthetic))
+				die("--synthetic: spread or copies");
 		} else {
 			usage(stderr);
 			die("unknown option " + a);
@@ -111,10 +116,10 @@ int main(int argc, char **argv)
 	if (m == 0 || m >= n)
 		die(fmt("the memtable's rows (%zu) must be between 1 and --n (%zu)", m, n));
 	std::string load_start = loadavg();
-	Data data = load_sift(cfg.data_dir, n);
+	Data data = load_sift(cfg.data_dir, n, cfg.synthetic);
 	printf("strata-anchor-bench: %s\n", cfg.cmdline.c_str());
-	printf("data %s (%zu real rows, synthetic rows after them); load average at start %s\n\n",
-	       data.name.c_str(), data.real_rows, load_start.c_str());
+	printf("data %s (%zu real rows, synthetic rows after them: %s); load average at start %s\n\n",
+	       data.name.c_str(), data.real_rows, synthetic_name(data.synthetic), load_start.c_str());
 	fflush(stdout);
 	std::vector<uint64_t> truth = brute_force_top10(data.base, n, data.query, 2);
 	const std::vector<uint32_t> efs = {10, 32, 64, 128};
@@ -129,7 +134,7 @@ int main(int argc, char **argv)
 	Table t;
 	t.title = fmt("Memtable rows anchored in the segment's graph: %zu segment rows + %zu memtable "
 	              "rows, against all %zu in one graph (%s%s)",
-	              n - m, m, n, data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "");
+	              n - m, m, n, data.name.c_str(), synthetic_tag(data, n).c_str());
 	t.head = {"ef", "way", "evals/query", "recall@10", "QPS", "evals: compacted / this",
 	          "QPS: this / compacted"};
 	t.right = {true, false, true, true, true, true, true};

@@ -61,6 +61,7 @@ constexpr size_t kHeldOut = 900; // part 1: synthetic query rows beyond the data
 
 struct Config {
 	std::string data_dir = STRATA_SOURCE_ROOT "/../shared/data";
+	Synthetic synthetic = Synthetic::Spread;
 	std::string tmp_base = "/tmp";
 	size_t merge_n = 100000;   // part 1: rows of the merged segment
 	size_t latency_n = 100000; // part 2: rows of the two segments together
@@ -96,6 +97,7 @@ void usage(FILE *out)
 	      "  --max-segments S part 3: max_segments (default: the library's, no bound)\n"
 	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3,4)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
+	      "  --synthetic S    rows past the real ones: spread (default) or copies (sift.h)\n"
 	      "  --tmp DIR        where the databases are made (default /tmp)\n"
 	      "Figures and the issue's targets go to stdout, progress to stderr.\n",
 	      out);
@@ -156,6 +158,9 @@ Config parse_args(int argc, char **argv)
 				die(std::string("--parts: not a part list: ") + argv[i]);
 		} else if (a == "--data") {
 			c.data_dir = val();
+		} else if (a == "--synthetic") {
+			if (!parse_synthetic(val(), c.synthetic))
+				die("--synthetic: spread or copies");
 		} else if (a == "--tmp") {
 			c.tmp_base = val();
 		} else {
@@ -256,7 +261,7 @@ void part1(const Config &cfg, const Data &data, const std::string &work)
 	Table t;
 	t.title = fmt("1. Merging two segments of %zu rows (%s%s; %zu queries: the set's %zu + %zu "
 	              "held-out synthetic rows), one thread",
-	              half, data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "",
+	              half, data.name.c_str(), synthetic_tag(data, n).c_str(),
 	              queries.rows, data.query.rows, kHeldOut);
 	t.head = {"", "merge with reuse", "build from nothing", "ratio", "target"};
 	t.right = {false, true, true, true, false};
@@ -592,7 +597,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		options += fmt(", max_segments %u", cfg.max_segments);
 	Table t;
 	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, %s, %s", n,
-	              data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "",
+	              data.name.c_str(), synthetic_tag(data, n).c_str(),
 	              options.c_str(),
 	              cfg.ingest_rate > 0 ? fmt("%.0f vectors/s", cfg.ingest_rate).c_str()
 	                                  : "as fast as acknowledged");
@@ -781,7 +786,7 @@ void part4(const Config &cfg, const Data &data, const std::string &work)
 	Table t;
 	t.title = fmt("4. The floor as written: one segment of %zu rows + %zu memtable rows, against "
 	              "all %zu compacted (%s%s)",
-	              n - m, m, n, data.name.c_str(), data.real_rows < n ? " + synthetic rows" : "");
+	              n - m, m, n, data.name.c_str(), synthetic_tag(data, n).c_str());
 	t.head = {"ef", "evals/query written", "compacted", "ratio", "recall written", "compacted",
 	          "QPS written", "compacted", "ratio"};
 	t.right = {true, true, true, true, true, true, true, true, true};
@@ -811,7 +816,7 @@ int main(int argc, char **argv)
 	Config cfg = parse_args(argc, argv);
 	std::string load_start = loadavg();
 	size_t rows = std::max({cfg.merge_n, cfg.latency_n + 200000, cfg.n});
-	Data data = load_sift(cfg.data_dir, rows + kHeldOut);
+	Data data = load_sift(cfg.data_dir, rows + kHeldOut, cfg.synthetic);
 	data.base.rows = rows; // the rows past it are part 1's held-out queries
 	std::string work = cfg.tmp_base + fmt("/strata-compact-bench.%d", (int)getpid());
 	std::error_code ec;
@@ -819,10 +824,10 @@ int main(int argc, char **argv)
 	if (ec)
 		die("cannot create " + work + ": " + ec.message());
 	printf("strata-compact-bench: %s\n", cfg.cmdline.c_str());
-	printf("strata %s; %u cores; data %s (%zu real rows, synthetic rows after them); load average "
-	       "at start %s\n\n",
+	printf("strata %s; %u cores; data %s (%zu real rows, synthetic rows after them: %s); load "
+	       "average at start %s\n\n",
 	       strata_version(), std::thread::hardware_concurrency(), data.name.c_str(), data.real_rows,
-	       load_start.c_str());
+	       synthetic_name(data.synthetic), load_start.c_str());
 	fflush(stdout);
 	if (cfg.parts & 1)
 		part1(cfg, data, work);

@@ -65,6 +65,7 @@ namespace {
 
 struct Config {
 	std::string data_dir = STRATA_SOURCE_ROOT "/../shared/data";
+	Synthetic synthetic = Synthetic::Spread;
 	std::string tmp_base = "/tmp";
 	size_t n = 1000000;        // part 2: vectors ingested
 	size_t replay_n = 1000000; // part 3: WAL records replayed at open
@@ -489,7 +490,8 @@ Ingested part2(const Config &cfg, const Data &data, const std::string &work, Rep
 	Table t = figure_table(fmt("2. Sustained ingestion of %zu vectors (%s%s), %u threads, M %u, "
 	                           "ef_construction %u",
 	                           n, data.name.c_str(),
-	                           n > data.real_rows ? fmt(" + %zu synthetic", n - data.real_rows).c_str()
+	                           n > data.real_rows ? fmt(" + %zu synthetic (%s)", n - data.real_rows,
+	                                                    synthetic_name(data.synthetic)).c_str()
 	                                              : "",
 	                           cfg.threads, kM, kEfc));
 	double rs = (double)n / t_strata, rh = (double)n / t_hnsw;
@@ -525,9 +527,8 @@ Ingested part2(const Config &cfg, const Data &data, const std::string &work, Rep
 	t.notes.push_back(fmt("recall over the %zu queries of %s, against %s", q.rows,
 	                      data.name.c_str(), truth_from.c_str()));
 	if (n > data.real_rows)
-		t.notes.push_back(fmt("rows past %zu are synthetic: a %s row picked by hash plus integer "
-		                      "noise in [-8, 8] (no larger SIFT set in %s)",
-		                      data.real_rows, data.name.c_str(), cfg.data_dir.c_str()));
+		t.notes.push_back(synthetic_note(data, n) +
+		                  fmt(": no larger SIFT set in %s", cfg.data_dir.c_str()));
 	rep.tables.push_back(t);
 	hnsw_free(h);
 
@@ -703,6 +704,7 @@ void usage(FILE *out)
 	      "  --n N            vectors ingested in part 2 (default 1000000)\n"
 	      "  --replay-n N     WAL records replayed at open in part 3 (default 1000000)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
+	      "  --synthetic S    rows past the real ones: spread (default) or copies (sift.h)\n"
 	      "  --threads T      build threads of both engines (default: every core)\n"
 	      "  --seconds S      length of each timed loop of parts 1 and 4 (default 3)\n"
 	      "  --batch B        vectors per upsert call in parts 1c, 2, 4 (default 1000)\n"
@@ -753,6 +755,9 @@ Config parse_args(int argc, char **argv)
 			replay_set = true;
 		} else if (a == "--data") {
 			c.data_dir = val();
+		} else if (a == "--synthetic") {
+			if (!parse_synthetic(val(), c.synthetic))
+				die("--synthetic: spread or copies");
 		} else if (a == "--threads") {
 			c.threads = (unsigned)parse_num(val(), "--threads");
 		} else if (a == "--seconds") {
@@ -811,7 +816,7 @@ int main(int argc, char **argv)
 	g_prog = "strata-ingest-bench";
 	Config cfg = parse_args(argc, argv);
 	std::string load_start = loadavg();
-	Data data = load_sift(cfg.data_dir, cfg.n);
+	Data data = load_sift(cfg.data_dir, cfg.n, cfg.synthetic);
 	if (cfg.batch > data.base.rows)
 		die(fmt("--batch %zu is larger than the %zu rows at hand", cfg.batch, data.base.rows));
 

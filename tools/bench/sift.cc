@@ -69,7 +69,156 @@ struct strata_stats stats_of(strata_db *db)
 	return st;
 }
 
-Data load_sift(const std::string &data_dir, size_t rows_needed)
+bool parse_synthetic(const std::string &s, Synthetic &out)
+{
+	if (s == "spread")
+		out = Synthetic::Spread;
+	else if (s == "copies")
+		out = Synthetic::Copies;
+	else
+		return false;
+	return true;
+}
+
+const char *synthetic_name(Synthetic how)
+{
+	return how == Synthetic::Spread ? "spread" : "copies";
+}
+
+std::string synthetic_note(const Data &data, size_t n)
+{
+	if (n <= data.real_rows)
+		return "";
+	return fmt("rows past %zu are synthetic (--synthetic %s: %s)", data.real_rows,
+	           synthetic_name(data.synthetic),
+	           data.synthetic == Synthetic::Spread
+	               ? "a real row moved toward three of its ten nearest real rows"
+	               : "a real row plus integer noise in [-8, 8]");
+}
+
+std::string synthetic_tag(const Data &data, size_t n)
+{
+	return n <= data.real_rows ? "" : fmt(" + synthetic rows (%s)", synthetic_name(data.synthetic));
+}
+
+// Squared l2 with 16 running sums, which the compiler vectorises (a single
+// float sum it may not reorder).
+static float l2sq_16(const float *a, const float *b, size_t dim)
+{
+	float acc[16] = {0};
+	size_t j = 0;
+	for (; j + 16 <= dim; j += 16)
+		for (size_t l = 0; l < 16; l++) {
+			float t = a[j + l] - b[j + l];
+			acc[l] += t * t;
+		}
+	float d = 0;
+	for (; j < dim; j++)
+		d += (a[j] - b[j]) * (a[j] - b[j]);
+	for (size_t l = 0; l < 16; l++)
+		d += acc[l];
+	return d;
+}
+
+constexpr size_t kSpreadNear = 10, kSpreadPick = 3;
+constexpr double kSpreadMax = 0.75;
+
+static double unit_of(uint64_t h)
+{
+	return (double)(h >> 11) / 9007199254740992.0; // [0, 1), 53 bits
+}
+
+// Each real row's kSpreadNear nearest real rows (exact; ties to the lower row).
+static std::vector<uint32_t> real_neighbours(const Mat &base, size_t real)
+{
+	std::vector<uint32_t> near(real * kSpreadNear);
+	std::atomic<size_t> next(0);
+	auto work = [&]() {
+		std::vector<std::pair<float, uint32_t>> best;
+		for (size_t a; (a = next.fetch_add(1)) < real;) {
+			best.assign(kSpreadNear, {INFINITY, 0});
+			const float *va = base.f.data() + a * base.dim;
+			for (size_t b = 0; b < real; b++) {
+				if (b == a)
+					continue;
+				float d = l2sq_16(va, base.f.data() + b * base.dim, base.dim);
+				if (d >= best.back().first)
+					continue;
+				size_t p = kSpreadNear - 1;
+				while (p > 0 && best[p - 1].first > d) {
+					best[p] = best[p - 1];
+					p--;
+				}
+				best[p] = {d, (uint32_t)b};
+			}
+			for (size_t i = 0; i < kSpreadNear; i++)
+				near[a * kSpreadNear + i] = best[i].second;
+		}
+	};
+	std::vector<std::thread> pool;
+	for (unsigned t = 0; t < std::max(1u, std::thread::hardware_concurrency()); t++)
+		pool.emplace_back(work);
+	for (auto &t : pool)
+		t.join();
+	return near;
+}
+
+static void synth_spread(Mat &base, size_t rows)
+{
+	const size_t real = base.rows, dim = base.dim;
+	if (real <= kSpreadNear)
+		die(fmt("--synthetic spread needs more than %zu real rows", kSpreadNear));
+	std::vector<uint32_t> near = real_neighbours(base, real);
+	base.f.resize(rows * dim);
+	for (size_t r = real; r < rows; r++) {
+		uint64_t h = mix64(r ^ 0x5eedull);
+		const size_t a = h % real;
+		uint32_t pick[kSpreadPick];
+		double w[kSpreadPick], sum = 0;
+		for (size_t i = 0; i < kSpreadPick; i++) {
+			bool taken;
+			do { // distinct neighbours
+				h = mix64(h);
+				pick[i] = near[a * kSpreadNear + h % kSpreadNear];
+				taken = false;
+				for (size_t j = 0; j < i; j++)
+					taken |= pick[j] == pick[i];
+			} while (taken);
+			w[i] = unit_of(mix64(h ^ 0x77));
+			sum += w[i];
+		}
+		const double share = kSpreadMax * unit_of(mix64(h ^ 0x99)) / (sum > 0 ? sum : 1);
+		const float *va = base.f.data() + a * dim;
+		float *dst = base.f.data() + r * dim;
+		for (size_t j = 0; j < dim; j++) {
+			double x = va[j];
+			for (size_t i = 0; i < kSpreadPick; i++)
+				x += share * w[i] * (base.f[pick[i] * dim + j] - va[j]);
+			dst[j] = (float)std::min(255.0, std::max(0.0, std::round(x)));
+		}
+	}
+	base.rows = rows;
+}
+
+static void synth_copies(Mat &base, size_t rows)
+{
+	const size_t real = base.rows, dim = base.dim;
+	base.f.resize(rows * dim);
+	for (size_t r = real; r < rows; r++) {
+		const float *src = base.f.data() + (mix64(r) % real) * dim;
+		float *dst = base.f.data() + r * dim;
+		uint64_t h = mix64(r ^ 0x5eedull);
+		for (size_t j = 0; j < dim; j++) {
+			if (j % 12 == 0)
+				h = mix64(h);
+			int noise = (int)((h >> (5 * (j % 12))) % 17) - 8;
+			dst[j] = std::min(255.0f, std::max(0.0f, src[j] + (float)noise));
+		}
+	}
+	base.rows = rows;
+}
+
+Data load_sift(const std::string &data_dir, size_t rows_needed, Synthetic how)
 {
 	// Standard names of ANN_SIFT1M (TEXMEX) first, then the 10k set.
 	struct Cand {
@@ -96,21 +245,12 @@ Data load_sift(const std::string &data_dir, size_t rows_needed)
 		if (data.base.dim != 128 || data.query.dim != 128)
 			die(d + ": not 128-d SIFT rows");
 		data.real_rows = data.base.rows;
+		data.synthetic = how;
 		if (data.base.rows < rows_needed) {
-			size_t dim = data.base.dim, real = data.real_rows;
-			data.base.f.resize(rows_needed * dim);
-			for (size_t r = real; r < rows_needed; r++) {
-				const float *src = data.base.f.data() + (mix64(r) % real) * dim;
-				float *dst = data.base.f.data() + r * dim;
-				uint64_t h = mix64(r ^ 0x5eedull);
-				for (size_t j = 0; j < dim; j++) {
-					if (j % 12 == 0)
-						h = mix64(h);
-					int noise = (int)((h >> (5 * (j % 12))) % 17) - 8;
-					dst[j] = std::min(255.0f, std::max(0.0f, src[j] + (float)noise));
-				}
-			}
-			data.base.rows = rows_needed;
+			if (how == Synthetic::Spread)
+				synth_spread(data.base, rows_needed);
+			else
+				synth_copies(data.base, rows_needed);
 		}
 		return data;
 	}

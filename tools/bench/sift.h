@@ -32,17 +32,38 @@ std::string loadavg();          // "/proc/loadavg"'s first three figures
 uint64_t mix64(uint64_t z);     // splitmix64's finaliser
 struct strata_stats stats_of(strata_db *db);
 
+// How rows past the real ones are made (--synthetic).
+//  spread: a real row moved toward three of its ten nearest real rows by
+//    random shares (together up to 3/4 of the way), rounded and clamped to
+//    [0, 255]: new rows fill the space between real neighbours, so a larger
+//    set is denser, as a larger sample of real SIFT is.
+//  copies: a real row plus integer noise in [-8, 8], clamped (the benchmarks'
+//    rows before the eighth session; README figures older than it used
+//    them): clusters of near-copies of the 10,000 real rows, whose top 10
+//    out of a million are 10 of ~100 near-equal copies - hard for any graph
+//    (recall@10 ~0.50 at ef 64 compacted), and a subset of them costs a
+//    search more distance computations than the whole.
+enum class Synthetic { Spread, Copies };
+// Parses "spread" or "copies"; false otherwise.
+bool parse_synthetic(const std::string &s, Synthetic &out);
+const char *synthetic_name(Synthetic how);
+
 // The rows every part writes: the largest SIFT set of the data folder, and if
-// more rows are needed than it has, synthetic SIFT-like rows after them (a
-// base row picked by a hash of the row number, plus integer noise in [-8, 8],
-// clamped to [0, 255] as SIFT's components are); reports must say so.
+// more rows are needed than it has, synthetic SIFT-like rows after them
+// (Synthetic); reports must say so (synthetic_note).
 struct Data {
 	std::string name;     // the dataset folder used
 	Mat base, query;      // base.rows >= rows_needed
 	Mat truth;            // the dataset's ground truth, valid for its own base only
 	size_t real_rows = 0; // rows read from the file; rows past these are synthetic
+	Synthetic synthetic = Synthetic::Spread;
 };
-Data load_sift(const std::string &data_dir, size_t rows_needed);
+Data load_sift(const std::string &data_dir, size_t rows_needed,
+               Synthetic how = Synthetic::Spread);
+// "rows past N are synthetic (...)" for a report of n rows; "" if none is.
+std::string synthetic_note(const Data &data, size_t n);
+// " + synthetic rows (spread)" for a title of n rows; "" if none is.
+std::string synthetic_tag(const Data &data, size_t n);
 
 // Exact top-10 (ids = row numbers) of each query over base rows [0, n), or
 // over the rows listed in `rows` when it is not empty, on `threads` threads.
