@@ -273,12 +273,7 @@ std::vector<uint64_t> brute_force_top10(const Mat &base, size_t n, const Mat &q,
 			best.assign(K, {INFINITY, STRATA_NO_ID});
 			for (size_t i = 0; i < count; i++) {
 				uint64_t r = rows.empty() ? i : rows[i];
-				const float *v = base.f.data() + r * base.dim;
-				float d = 0;
-				for (size_t j = 0; j < base.dim; j++) {
-					float t = v[j] - qv[j];
-					d += t * t;
-				}
+				float d = l2sq_16(base.f.data() + r * base.dim, qv, base.dim);
 				if (d < best[K - 1].first) {
 					size_t p = K - 1;
 					while (p > 0 && best[p - 1].first > d) {
