@@ -782,6 +782,7 @@ int strata_stats(strata_db *db, struct strata_stats *out)
 	out->searches = atomic_load(&db->searches);
 	out->segments_searched = atomic_load(&db->segments_searched);
 	out->distance_evals = atomic_load(&db->dist_evals);
+	out->distance_evals_first = atomic_load(&db->dist_evals_first);
 	out->filtered_graph = atomic_load(&db->filtered_graph);
 	out->filtered_scans = atomic_load(&db->filtered_scans);
 	out->readonly = (db->flags & STRATA_READONLY) != 0;

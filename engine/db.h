@@ -168,6 +168,7 @@ struct strata_db {
 	_Atomic uint64_t searches;
 	_Atomic uint64_t segments_searched;
 	_Atomic uint64_t dist_evals;
+	_Atomic uint64_t dist_evals_first; /* of them, each query's first source's */
 	_Atomic uint64_t filtered_graph;
 	_Atomic uint64_t filtered_scans;
 	_Atomic uint64_t upserts, deletes, flushes, write_stalls, stall_ns;

@@ -698,6 +698,7 @@ static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 	float limit = __builtin_inff();
 	struct memtable *mts[2] = {v->active, v->frozen};
 	size_t budget = 0; /* leaves_budget, after the first source */
+	uint64_t first_evals = 0;
 	for (uint32_t o = 0; o < b->n_sources && !rc; o++) {
 		uint32_t src = b->order[o], n = 0;
 		size_t from = n_merged;
@@ -727,12 +728,15 @@ static int search_one(const struct batch *b, struct db_scratch *s, size_t q)
 			merge_in(s, &n_merged, n, mt->ids, NULL);
 		}
 		sources++;
-		if (o == 0)
+		if (o == 0) {
+			first_evals = evals;
 			budget = leaves_budget(evals);
+		}
 		if (k <= BOUND_K_MAX)
 			limit = best_update(s, &n_best, k, s->merged + from, n_merged - from);
 	}
 	atomic_fetch_add_explicit(&db->dist_evals, evals, memory_order_relaxed);
+	atomic_fetch_add_explicit(&db->dist_evals_first, first_evals, memory_order_relaxed);
 	if (rc)
 		return rc;
 	if (sources > 1)

@@ -405,6 +405,13 @@ struct strata_stats {
 	uint64_t searches;         /* queries answered through this handle */
 	uint64_t segments_searched;/* sum over queries of segments touched */
 	uint64_t distance_evals;   /* distance computations made by searches */
+	/*
+	 * Of them, those of each query's first source: the walk of its largest
+	 * segment (the memtable's search when there is no segment). The rest went
+	 * to the other segments and memtables (walked, or their rows hung under
+	 * that walk's nodes; README, Compaction).
+	 */
+	uint64_t distance_evals_first;
 	uint64_t filtered_graph;   /* filtered segment searches answered by the graph walk */
 	uint64_t filtered_scans;   /* filtered segment searches answered by an exact scan */
 	bool readonly;

@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <dirent.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -732,7 +733,8 @@ Test(db_compact, searching_several_sources_keeps_recall_and_is_thread_independen
 
 /*
  * Distance computations per query of a search at `ef` (k 10) beyond the first
- * segment's walk: the memtable's and the other segments' part.
+ * segment's walk: the memtable's and the other segments' part. The stats'
+ * distance_evals_first is checked against that walk made again here.
  */
 static double evals_after_first(strata_db *db, const struct t_mat *q, uint32_t ef)
 {
@@ -763,6 +765,9 @@ static double evals_after_first(strata_db *db, const struct t_mat *q, uint32_t e
 	hnsw_trace_free(&trace);
 	hnsw_scratch_free(hs);
 	db_unpin(db, v);
+	cr_assert_eq(st1.distance_evals_first - st0.distance_evals_first, seg_evals,
+	             "stats count %" PRIu64 " computations of first walks, made again: %" PRIu64,
+	             st1.distance_evals_first - st0.distance_evals_first, seg_evals);
 	return (double)(st1.distance_evals - st0.distance_evals - seg_evals) / (double)q->rows;
 }
 

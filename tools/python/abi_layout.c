@@ -70,6 +70,7 @@ int main(void)
 	FIELD(struct strata_stats, searches);
 	FIELD(struct strata_stats, segments_searched);
 	FIELD(struct strata_stats, distance_evals);
+	FIELD(struct strata_stats, distance_evals_first);
 	FIELD(struct strata_stats, filtered_graph);
 	FIELD(struct strata_stats, filtered_scans);
 	FIELD(struct strata_stats, readonly);

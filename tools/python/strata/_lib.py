@@ -123,6 +123,7 @@ class Stats(Structure):
         ("searches", c_uint64),
         ("segments_searched", c_uint64),
         ("distance_evals", c_uint64),
+        ("distance_evals_first", c_uint64),
         ("filtered_graph", c_uint64),
         ("filtered_scans", c_uint64),
         ("readonly", c_bool),
