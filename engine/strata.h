@@ -406,10 +406,10 @@ struct strata_stats {
 	uint64_t segments_searched;/* sum over queries of segments touched */
 	uint64_t distance_evals;   /* distance computations made by searches */
 	/*
-	 * Of them, those of each query's first source: the walk of its largest
-	 * segment (the memtable's search when there is no segment). The rest went
-	 * to the other segments and memtables (walked, or their rows hung under
-	 * that walk's nodes; README, Compaction).
+	 * Of them, those of each query's first source: the largest segment or
+	 * memtable (by live vectors), which is searched first. The rest went to
+	 * the other segments and memtables (walked, or their rows hung under the
+	 * nodes that first walk met; README, Compaction).
 	 */
 	uint64_t distance_evals_first;
 	uint64_t filtered_graph;   /* filtered segment searches answered by the graph walk */
