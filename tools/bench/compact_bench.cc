@@ -608,7 +608,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	/*
 	 * Distance computations per query since the last call: what a search cost,
 	 * apart from the machine; and of them, the first source's (the largest
-	 * segment's walk).
+	 * segment or memtable, searched first).
 	 */
 	double first_per_query = 0;
 	auto evals_per_query = [&first_per_query](strata_db *h, struct strata_stats &last) {

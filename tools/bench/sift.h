@@ -41,8 +41,8 @@ struct strata_stats stats_of(strata_db *db);
 //    rows before the eighth session; README figures older than it used
 //    them): clusters of near-copies of the 10,000 real rows, whose top 10
 //    out of a million are 10 of ~100 near-equal copies - hard for any graph
-//    (recall@10 ~0.50 at ef 64 compacted), and a subset of them costs a
-//    search more distance computations than the whole.
+//    (recall@10 ~0.50 at ef 64 compacted). With either kind a subset costs a
+//    search more distance computations than the whole (README-figures, Data).
 enum class Synthetic { Spread, Copies };
 // Parses "spread" or "copies"; false otherwise.
 bool parse_synthetic(const std::string &s, Synthetic &out);
