@@ -14,7 +14,10 @@
 //      rate) throughout; the merge is the background one (SCHED_IDLE) that two
 //      segments of one size tier start.
 //   3. An ingestion of --n rows in batches by one writer thread with default
-//      options (background merges on): every tenth, the segment count, tiers,
+//      options (background merges on), into an empty database or (--base N)
+//      one that starts as N rows built into one segment, as a database that
+//      has taken writes for a while is large against its memtable: every
+//      tenth, the segment count, tiers,
 //      merges, write amplification and the search QPS measured meanwhile (the
 //      writer keeps writing), each beside the QPS of a reference built from
 //      all the rows before the ingestion and searched the second after (the
@@ -66,6 +69,7 @@ struct Config {
 	size_t merge_n = 100000;   // part 1: rows of the merged segment
 	size_t latency_n = 100000; // part 2: rows of the two segments together
 	size_t n = 1000000;        // part 3: rows ingested
+	size_t base = 0;           // part 3: rows built into the database before the ingestion
 	double seconds = 5;        // part 2: idle phase; parts 2, 3: QPS loops use 1 s
 	double write_rate = 2000;  // part 2: writer vectors per second
 	double ingest_rate = 0;    // part 3: writer vectors per second (0: as fast as it can)
@@ -84,6 +88,9 @@ void usage(FILE *out)
 	      "  --merge-n N      part 1: rows of the merge (two segments of N/2; default 100000)\n"
 	      "  --latency-n N    part 2: rows of the two segments (default 100000)\n"
 	      "  --n N            part 3: rows ingested (default 1000000)\n"
+	      "  --base N         part 3: the database starts as N rows built into one segment\n"
+	      "                   (strata_build), the ingestion adds --n rows after them\n"
+	      "                   (default 0: it starts empty)\n"
 	      "  --seconds S      part 2: length of the idle phase (default 5)\n"
 	      "  --write-rate R   part 2: vectors per second the writer upserts (default 2000)\n"
 	      "  --ingest-rate R  part 3: vectors per second of the ingestion (default 0: as fast\n"
@@ -140,6 +147,8 @@ Config parse_args(int argc, char **argv)
 		} else if (a == "--n") {
 			c.n = num(val());
 			n_set = true;
+		} else if (a == "--base") {
+			c.base = num(val());
 		} else if (a == "--seconds") {
 			c.seconds = strtod(val(), nullptr);
 			secs_set = true;
@@ -546,7 +555,7 @@ std::string tiers_of(const struct strata_stats &st)
 
 void part3(const Config &cfg, const Data &data, const std::string &work)
 {
-	const size_t n = cfg.n;
+	const size_t n = cfg.n, base = cfg.base, total = base + n;
 	std::string dir = work + "/p3";
 	strata_options o = base_opts(0); // defaults: memtable limits, merge factor, SYNC_ALWAYS
 	o.memtable_max_vectors = cfg.memtable;
@@ -554,20 +563,29 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		o.merge_factor = cfg.merge_factor;
 	o.max_segments = cfg.max_segments;
 	/*
-	 * A reference beside the database as written: all n rows built into one
-	 * segment before the ingestion, searched right after each sample. The
+	 * A reference beside the database as written: all base + n rows built into
+	 * one segment before the ingestion, searched right after each sample. The
 	 * same query loop minutes apart measured 10k-18k QPS on this shared
 	 * machine; one second apart, the two figures see the same machine.
 	 */
-	note(fmt("part 3: the reference, all %zu rows built into one segment", n));
+	note(fmt("part 3: the reference, all %zu rows built into one segment", total));
 	std::string ref_dir = work + "/p3-ref";
 	strata_options ro = base_opts(0);
-	check_strata(strata_build(ref_dir.c_str(), &ro, nullptr, data.base.f.data(), n),
+	check_strata(strata_build(ref_dir.c_str(), &ro, nullptr, data.base.f.data(), total),
 	             "strata_build");
 	strata_db *ref = nullptr;
 	check_strata(strata_open(ref_dir.c_str(), nullptr, STRATA_READONLY, &ref), "strata_open");
 	search_loop(ref, data.query, 64, 1.0); // warm: else its first sample pays the page faults
-	strata_db *db = open_fresh(dir, o);
+	strata_db *db = nullptr;
+	if (base) {
+		note(fmt("part 3: the database's first %zu rows built into one segment", base));
+		check_strata(strata_build(dir.c_str(), &ro, nullptr, data.base.f.data(), base),
+		             "strata_build");
+		check_strata(strata_open(dir.c_str(), &o, 0, &db), "strata_open");
+		search_loop(db, data.query, 64, 1.0); // warm, as the reference
+	} else {
+		db = open_fresh(dir, o);
+	}
 	std::atomic<size_t> written(0);
 	std::atomic<bool> stop_writer(false);
 	note(fmt("part 3: ingesting %zu rows", n));
@@ -583,8 +601,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 					usleep((useconds_t)(wait * 1e6));
 			}
 			for (size_t i = 0; i < m; i++)
-				ids[i] = at + i;
-			check_strata(strata_upsert(db, ids.data(), data.base.f.data() + at * 128, m),
+				ids[i] = base + at + i;
+			check_strata(strata_upsert(db, ids.data(), data.base.f.data() + (base + at) * 128, m),
 			             "strata_upsert");
 			written.store(at + m);
 		}
@@ -596,8 +614,10 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	if (cfg.max_segments)
 		options += fmt(", max_segments %u", cfg.max_segments);
 	Table t;
-	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000, %s, %s", n,
-	              data.name.c_str(), synthetic_tag(data, n).c_str(),
+	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000%s, %s, %s", n,
+	              data.name.c_str(), synthetic_tag(data, total).c_str(),
+	              base ? fmt(" into a database of %zu rows built into one segment", base).c_str()
+	                   : "",
 	              options.c_str(),
 	              cfg.ingest_rate > 0 ? fmt("%.0f vectors/s", cfg.ingest_rate).c_str()
 	                                  : "as fast as acknowledged");
@@ -637,7 +657,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 			qps_ref.push_back(qr);
 			ratios.push_back(q / qr);
 		}
-		t.rows.push_back({fmt("%zu", mark), fmt("%.0f s", now_s() - t0), fmt("%u", st.segments),
+		t.rows.push_back({fmt("%zu", base + mark), fmt("%.0f s", now_s() - t0), fmt("%u", st.segments),
 		                  tiers_of(st), fmt("%" PRIu64, st.memtable_vectors),
 		                  fmt("%" PRIu64, st.memtable_unindexed),
 		                  fmt("%" PRIu64, st.merges), fmt("%.2f", st.write_amplification),
@@ -645,7 +665,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		                  step < 10 ? fmt("%.0f", qr) : "",
 		                  step < 10 ? fmt("%.2f", ratios.back()) : "",
 		                  step < 10 ? fmt("%.0f (%.0f) / %.0f", e_db, e_first, e_ref) : ""});
-		note(fmt("part 3: %zu rows", mark));
+		note(fmt("part 3: %zu rows", base + mark));
 	}
 	writer.join();
 	double ingest_s = now_s() - t0;
@@ -661,7 +681,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	double idle_wait_s = now_s() - idle0;
 	Spread qps_as_written = qps_spread(db, data.query, 64, 5);
 	note("part 3: truth over all rows");
-	std::vector<uint64_t> truth = brute_force_top10(data.base, n, data.query, 2);
+	std::vector<uint64_t> truth = brute_force_top10(data.base, total, data.query, 2);
 	double rec_written = recall_at_10(search_all(db, data.query, 64), truth, data.query.rows);
 	note("part 3: ef sweep as written");
 	std::vector<Point> sweep_written = ef_sweep(db, data.query, truth);
@@ -702,7 +722,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	                      qps_as_written.median / qps_compacted.median));
 	t.notes.push_back(fmt("reference (all %zu rows built by strata_build into one segment, recall@10 "
 	                      "%.4f at ef 64), each 1 s right after the sample beside it: mean %.0f;",
-	                      n, rec_ref, ref_mean));
+	                      total, rec_ref, ref_mean));
 	t.notes.push_back(fmt("ratio QPS while written / reference measured beside it: %.2f "
 	                      "(target >= 0.80)",
 	                      qps_mean / ref_mean));
@@ -822,7 +842,7 @@ int main(int argc, char **argv)
 	g_prog = "strata-compact-bench";
 	Config cfg = parse_args(argc, argv);
 	std::string load_start = loadavg();
-	size_t rows = std::max({cfg.merge_n, cfg.latency_n + 200000, cfg.n});
+	size_t rows = std::max({cfg.merge_n, cfg.latency_n + 200000, cfg.base + cfg.n});
 	Data data = load_sift(cfg.data_dir, rows + kHeldOut, cfg.synthetic);
 	data.base.rows = rows; // the rows past it are part 1's held-out queries
 	std::string work = cfg.tmp_base + fmt("/strata-compact-bench.%d", (int)getpid());
