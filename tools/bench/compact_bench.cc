@@ -15,9 +15,9 @@
 //      segments of one size tier start.
 //   3. An ingestion of --n rows in batches by one writer thread with default
 //      options (background merges on), into an empty database or (--base N)
-//      one that starts as N rows built into one segment, as a database that
-//      has taken writes for a while is large against its memtable: every
-//      tenth, the segment count, tiers,
+//      one that starts as N rows built into one segment (the state after a
+//      full compaction or a bulk build: one segment large against the
+//      memtable): every tenth, the segment count, tiers,
 //      merges, write amplification and the search QPS measured meanwhile (the
 //      writer keeps writing), each beside the QPS of a reference built from
 //      all the rows before the ingestion and searched the second after (the
