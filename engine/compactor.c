@@ -53,6 +53,7 @@
 #define MERGE_FACTOR_DEFAULT 4u
 #define MERGE_FACTOR_MAX 64u
 #define TOMB_PCT_DEFAULT 20u
+#define MERGE_INTO_LARGEST_MAX 1000u  /* percent: the others ten times the largest */
 #define BACKGROUND_NICE 10            /* the fallback of lower_priority() */
 
 struct retired {
@@ -88,6 +89,7 @@ struct compactor {
 	uint32_t factor;
 	uint64_t max_live;
 	uint32_t max_segs; /* 0: no bound */
+	uint32_t absorb_pct; /* merge_into_largest_pct; 0: off */
 	uint32_t tomb_pct;
 	uint32_t threads;
 	bool background;
@@ -235,6 +237,58 @@ static uint32_t bound_pick(const struct compactor *c, const struct db_version *v
 	return keep_smallest(c, sel, v->nseg, v->nseg - c->max_segs + 1, tmp);
 }
 
+/*
+ * The merge into the largest segment, if it is due: when the other segments
+ * of `v` hold together absorb_pct% of the largest's live vectors (`times`
+ * times over: merges_behind asks with 2), all of them with the largest, cut
+ * to max_live (the largest kept, the others smallest first), kept only if at
+ * least two, in sel in the version's order; returns their count. sel and tmp
+ * hold v->nseg entries.
+ */
+static uint32_t absorb_pick(const struct compactor *c, const struct db_version *v, uint32_t times,
+                            struct db_segment **sel, struct db_segment **tmp)
+{
+	if (!c->absorb_pct || v->nseg < 2)
+		return 0;
+	struct db_segment *big = NULL;
+	uint64_t big_live = 0, others = 0;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		uint64_t live = seg_live_persisted(v->segs[i]);
+		if (!big || live > big_live) {
+			others += big_live;
+			big = v->segs[i];
+			big_live = live;
+		} else {
+			others += live;
+		}
+	}
+	if (others * 100 < (uint64_t)times * c->absorb_pct * big_live)
+		return 0;
+	if (c->max_live && big_live >= c->max_live)
+		return 0;
+	/* The others, smallest first, up to what max_live leaves beside the largest. */
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < v->nseg; i++)
+		if (v->segs[i] != big)
+			tmp[n++] = v->segs[i];
+	qsort(tmp, n, sizeof *tmp, cmp_live);
+	uint64_t sum = big_live;
+	uint32_t k = 0;
+	while (k < n && (!c->max_live || sum + seg_live_persisted(tmp[k]) <= c->max_live))
+		sum += seg_live_persisted(tmp[k++]);
+	if (k == 0)
+		return 0;
+	uint32_t m = 0;
+	for (uint32_t i = 0; i < v->nseg; i++) {
+		bool take = v->segs[i] == big;
+		for (uint32_t j = 0; j < k && !take; j++)
+			take = v->segs[i] == tmp[j];
+		if (take)
+			sel[m++] = v->segs[i];
+	}
+	return m;
+}
+
 static bool needs_rewrite(const struct compactor *c, const struct db_segment *s)
 {
 	uint64_t dead = atomic_load(&s->tomb_saved);
@@ -255,9 +309,10 @@ static uint32_t top_tier(const strata_db *db, const struct db_version *v)
 
 /*
  * The next background job for version `v` (job->n = 0: nothing due), and the
- * number of jobs due in *pending_out (may be NULL). Tier merges come first,
- * lowest tier first: they also drop the deleted rows of their inputs; then
- * the merge down to max_segments, then rewrites.
+ * number of jobs due in *pending_out (may be NULL). The merge into the
+ * largest comes first, then tier merges, lowest tier first: they also drop
+ * the deleted rows of their inputs; then the merge down to max_segments,
+ * then rewrites.
  */
 static int policy_pick(const struct compactor *c, const strata_db *db, const struct db_version *v,
                        struct merge_job *job, uint32_t *pending_out)
@@ -276,6 +331,10 @@ static int policy_pick(const struct compactor *c, const strata_db *db, const str
 	uint32_t chosen = 0;
 	if (job)
 		job->n = 0;
+	/* It takes every segment the tier merges would (and the largest): first. */
+	chosen = absorb_pick(c, v, 1, sel, tmp);
+	if (chosen)
+		pending++;
 	uint32_t max_tier = top_tier(db, v);
 	for (uint32_t t = 0; v->nseg && t <= max_tier; t++) {
 		uint32_t n = tier_pick(c, db, v, t, sel + (chosen ? area : 0), tmp);
@@ -887,8 +946,9 @@ static void lower_priority(void)
 /*
  * Merges are falling behind when some tier holds more than F segments the
  * policy could merge, or more than max_segments + 1 segments exist and some
- * of them could be merged: a merge was due and another flush came before it
- * was done. On a machine kept busy all the time an idle-priority merge never
+ * of them could be merged, or the segments besides the largest hold twice
+ * merge_into_largest_pct of it: a merge was due and another flush came
+ * before it was done. On a machine kept busy all the time an idle-priority merge never
  * runs, and segments (each a graph walk per query) pile up without end; so
  * then merges run at normal priority and take their share of the CPU.
  */
@@ -899,8 +959,9 @@ static bool merges_behind(const struct compactor *c, const strata_db *db, const 
 	if (!sel)
 		return false;
 	uint32_t max_tier = top_tier(db, v);
-	bool behind = c->max_segs && v->nseg > 1 && v->nseg - 1 > c->max_segs &&
-	              bound_pick(c, v, sel, sel + area) != 0;
+	bool behind = (c->max_segs && v->nseg > 1 && v->nseg - 1 > c->max_segs &&
+	               bound_pick(c, v, sel, sel + area) != 0) ||
+	              absorb_pick(c, v, 2, sel, sel + area) != 0;
 	for (uint32_t t = 0; v->nseg && t <= max_tier && !behind; t++)
 		behind = tier_pick(c, db, v, t, sel, sel + area) > c->factor;
 	free(sel);
@@ -1059,6 +1120,9 @@ int compactor_check_options(const strata_options *o)
 		               MERGE_FACTOR_MAX);
 	if (o->tombstone_pct > 100)
 		return err_set(STRATA_EINVAL, "tombstone_pct %u is above 100", o->tombstone_pct);
+	if (o->merge_into_largest_pct > MERGE_INTO_LARGEST_MAX)
+		return err_set(STRATA_EINVAL, "merge_into_largest_pct %u is above %u",
+		               o->merge_into_largest_pct, MERGE_INTO_LARGEST_MAX);
 	return 0;
 }
 
@@ -1074,6 +1138,7 @@ int compactor_start(strata_db *db)
 	c->factor = factor_of(db);
 	c->max_live = o->max_segment_vectors;
 	c->max_segs = o->max_segments;
+	c->absorb_pct = o->merge_into_largest_pct;
 	c->tomb_pct = o->tombstone_pct ? o->tombstone_pct : TOMB_PCT_DEFAULT;
 	c->threads = o->compaction_threads ? o->compaction_threads : 1;
 	c->background = !o->disable_background_merges;

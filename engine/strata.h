@@ -154,6 +154,20 @@ typedef struct strata_options {
 	 */
 	uint32_t max_segments;
 	/*
+	 * Besides the size tiers: when the segments other than the largest hold
+	 * together this percentage of the largest's live vectors, the compactor
+	 * merges them all into the largest (its graph reused, so the CPU goes to
+	 * inserting theirs; never past max_segment_vectors). A query walks the
+	 * largest segment and finds the few rows of the small ones from the nodes
+	 * that walk met, which costs little only while they are few against it;
+	 * two or three equal large segments, where size tiers alone leave a
+	 * database for long stretches, cost each query a walk of each. The price
+	 * is bytes: the largest is rewritten each time the others reach this
+	 * share, about (100 + P) / P bytes written per byte ingested on top of
+	 * the tiers'. 0 = off; at most 1000. Default 0
+	 */
+	uint32_t merge_into_largest_pct;
+	/*
 	 * A segment whose deleted share (persisted deletion file) reaches this
 	 * percentage is rewritten without them. 1..100 (100: only when empty). Default 20
 	 */
@@ -463,7 +477,8 @@ struct strata_stats {
 	 * Merges are falling behind: a size tier holds more than merge_factor
 	 * segments the policy could merge, or more than max_segments + 1 segments
 	 * exist and some could be merged (a flush came before the merge down to
-	 * the bound was done). A background merge that is then
+	 * the bound was done), or the segments besides the largest hold twice
+	 * merge_into_largest_pct of it. A background merge that is then
 	 * starved at idle priority (less than a quarter of a core over a second)
 	 * is given up and run again at normal priority: it takes a share of the
 	 * CPU from queries and writes; writers are not slowed for it.

@@ -266,6 +266,65 @@ Test(db_compact, max_segments_merges_the_smallest_down_to_the_bound)
 	t_dir_free(&dir);
 }
 
+Test(db_compact, merge_into_largest_pct_merges_the_others_into_the_largest)
+{
+	enum { N = 3000, DIM = 8 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.memtable_max_vectors = 1000; /* flushes only when asked */
+	o.merge_into_largest_pct = 50;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(N, DIM, 23);
+	bool *live = calloc(N, sizeof *live);
+	/*
+	 * Flushes of 200 rows, each waited for. The largest absorbs the others
+	 * once they hold half its rows: 200 + 200 -> 400, + 200 -> 600; 600 keeps
+	 * one 200 (a third); with two (400 of 600) -> 1000; 1000 keeps two 200s and
+	 * absorbs at three (600) -> 1600; 1600 keeps two. (Everything here is tier
+	 * 0, which merges at 4 segments: only the 1000 + 3 x 200 merge is also a
+	 * tier merge.)
+	 */
+	const uint32_t want_segments[10] = {1, 1, 1, 2, 1, 2, 3, 1, 2, 3};
+	struct strata_stats st = {0};
+	for (uint64_t f = 0; f < 10; f++) {
+		st = ingest_flushing(db, vecs, live, f * 200, f * 200 + 200, 200, DIM);
+		cr_assert_eq(st.segments, want_segments[f], "%u segments after flush %llu, want %u",
+		             st.segments, (unsigned long long)f + 1, want_segments[f]);
+		cr_assert(!st.merges_behind);
+	}
+	cr_log_info("merge_into_largest_pct 50: %llu flushes, %llu merges (%llu nodes reused, %llu "
+	            "inserted), write amplification %.2f", (unsigned long long)st.flushes,
+	            (unsigned long long)st.merges, (unsigned long long)st.merge_reused_nodes,
+	            (unsigned long long)st.merge_inserted_nodes, st.write_amplification);
+	cr_assert_eq(st.merges, 4);
+	/* Each merge reuses the largest's graph and inserts only the others' rows. */
+	cr_assert_eq(st.merge_reused_nodes, 200 + 400 + 600 + 1000);
+	cr_assert_eq(st.merge_inserted_nodes, 200 + 200 + 400 + 600);
+	check_content(db, vecs, live, N, DIM, "merge_into_largest_pct 50");
+	check_exact_search(db, vecs, live, N, DIM, "merge_into_largest_pct 50");
+	cr_assert_eq(strata_close(db), 0);
+
+	/*
+	 * The largest (1,600) at max_segment_vectors: nothing is merged into it;
+	 * the others merge by their tiers (4 in tier 0 with the largest) without
+	 * passing the bound, and the policy is not behind.
+	 */
+	o.max_segment_vectors = 1600;
+	db = open_or_die(dir.path, &o, 0);
+	st = ingest_flushing(db, vecs, live, 2000, N, 250, DIM);
+	cr_assert(!st.merges_behind, "%u segments", st.segments);
+	cr_assert_eq(st.compaction_pending, 0);
+	cr_assert_geq(st.segments, 2, "%u segments: a merge passed max_segment_vectors",
+	              st.segments);
+	check_content(db, vecs, live, N, DIM, "merge_into_largest_pct 50, max_segment_vectors 1600");
+	check_exact_search(db, vecs, live, N, DIM,
+	                   "merge_into_largest_pct 50, max_segment_vectors 1600");
+	cr_assert_eq(strata_close(db), 0);
+	free(vecs);
+	free(live);
+	t_dir_free(&dir);
+}
+
 Test(db_compact, compact_makes_one_segment_without_the_deleted_vectors)
 {
 	enum { N = 3000, DIM = 12 };
@@ -557,6 +616,9 @@ Test(db_compact, options_are_checked_and_read_only_handles_cannot_compact)
 	o.tombstone_pct = 101;
 	cr_assert_eq(strata_open(dir.path, &o, STRATA_CREATE, &db), STRATA_EINVAL);
 	o.tombstone_pct = 20;
+	o.merge_into_largest_pct = 1001;
+	cr_assert_eq(strata_open(dir.path, &o, STRATA_CREATE, &db), STRATA_EINVAL);
+	o.merge_into_largest_pct = 1000;
 	db = open_or_die(dir.path, &o, STRATA_CREATE);
 	cr_assert_eq(strata_compact(db), 0, "compact of an empty database");
 	strata_close(db);

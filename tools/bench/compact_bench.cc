@@ -76,6 +76,7 @@ struct Config {
 	uint64_t memtable = 0;     // part 3: memtable_max_vectors (0: the default)
 	uint32_t merge_factor = 0; // part 3: merge_factor (0: the default)
 	uint32_t max_segments = 0; // part 3: max_segments (0: the default)
+	int64_t into_largest = -1; // part 3: merge_into_largest_pct (-1: the default)
 	unsigned parts = 15;       // bit mask: 1, 2, 4, 8
 	bool quick = false;
 	std::string cmdline;
@@ -102,6 +103,7 @@ void usage(FILE *out)
 	      "                   part 4: the memtable's rows (default --n / 8)\n"
 	      "  --merge-factor F part 3: merge_factor (default: the library's)\n"
 	      "  --max-segments S part 3: max_segments (default: the library's, no bound)\n"
+	      "  --into-largest P part 3: merge_into_largest_pct (default: the library's)\n"
 	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3,4)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
 	      "  --synthetic S    rows past the real ones: spread (default) or copies (sift.h)\n"
@@ -162,6 +164,8 @@ Config parse_args(int argc, char **argv)
 			c.merge_factor = (uint32_t)num(val());
 		} else if (a == "--max-segments") {
 			c.max_segments = (uint32_t)num(val());
+		} else if (a == "--into-largest") {
+			c.into_largest = (int64_t)num(val());
 		} else if (a == "--parts") {
 			if (!parse_parts(val(), 4, c.parts))
 				die(std::string("--parts: not a part list: ") + argv[i]);
@@ -562,6 +566,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	if (cfg.merge_factor)
 		o.merge_factor = cfg.merge_factor;
 	o.max_segments = cfg.max_segments;
+	if (cfg.into_largest >= 0)
+		o.merge_into_largest_pct = (uint32_t)cfg.into_largest;
 	/*
 	 * A reference beside the database as written: all base + n rows built into
 	 * one segment before the ingestion, searched right after each sample. The
@@ -613,6 +619,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		options += fmt(", merge_factor %u", cfg.merge_factor);
 	if (cfg.max_segments)
 		options += fmt(", max_segments %u", cfg.max_segments);
+	if (cfg.into_largest >= 0)
+		options += fmt(", merge_into_largest_pct %u", o.merge_into_largest_pct);
 	Table t;
 	t.title = fmt("3. Ingesting %zu rows (%s%s) in batches of 1,000%s, %s, %s", n,
 	              data.name.c_str(), synthetic_tag(data, total).c_str(),

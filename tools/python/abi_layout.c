@@ -38,6 +38,7 @@ int main(void)
 	FIELD(strata_options, merge_factor);
 	FIELD(strata_options, max_segment_vectors);
 	FIELD(strata_options, max_segments);
+	FIELD(strata_options, merge_into_largest_pct);
 	FIELD(strata_options, tombstone_pct);
 	FIELD(strata_options, compaction_threads);
 	FIELD(strata_options, disable_background_merges);

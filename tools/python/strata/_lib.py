@@ -85,6 +85,7 @@ class Options(Structure):
         ("merge_factor", c_uint32),
         ("max_segment_vectors", c_uint64),
         ("max_segments", c_uint32),
+        ("merge_into_largest_pct", c_uint32),
         ("tombstone_pct", c_uint32),
         ("compaction_threads", c_uint32),
         ("disable_background_merges", c_bool),
