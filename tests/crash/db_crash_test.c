@@ -17,7 +17,8 @@
  *     or flush the kill interrupted).
  * The child's handle merges in the background (merge factor 2, rewrites at
  * 10% deleted; every other child also with max_segments 1, so that every
- * flush is merged into the large segment) and now and then calls
+ * flush is merged into the large segment, and every other child, drawn
+ * apart, with merge_into_largest_pct 50) and now and then calls
  * strata_compact, announced through the pipe, so kills land in flushes,
  * merges, rewrites and their commits; the parent counts the kills that hit a
  * strata_compact.
@@ -111,6 +112,7 @@ static void child(const char *dir, int fd, uint64_t seed, uint32_t *ver)
 {
 	strata_options o = opts();
 	o.max_segments = seed & 1; /* 0: size tiers only */
+	o.merge_into_largest_pct = seed & 2 ? 50 : 0;
 	strata_db *db;
 	int rc = strata_open(dir, &o, 0, &db);
 	if (rc) {

@@ -8,7 +8,7 @@
  * brute-force answer over the reference (distances equal, ids equal up to
  * ties); stats' live vector count. Small memtables make flushes happen by
  * themselves along the way, and a merge factor of 2 (with max_segments 0, 1
- * or 2 by seed) makes the compactor merge and rewrite segments under the
+ * or 2, and merge_into_largest_pct 0 or 50, by seed) makes the compactor merge and rewrite segments under the
  * sequence's feet (strata_compact is one of the steps too); reopening checks that WAL replay, the segments and the
  * deletion files give back the same content.
  *
@@ -30,6 +30,7 @@ struct model {
 	uint32_t dim;
 	strata_metric metric;
 	uint32_t max_segments; /* per seed: 0 (size tiers only), 1 or 2 */
+	uint32_t into_largest; /* merge_into_largest_pct, per seed: 0 or 50 */
 	bool live[MAX_IDS];
 	float vec[MAX_IDS][8];
 };
@@ -91,6 +92,7 @@ static strata_db *open_db(const char *dir, const struct model *m, unsigned flags
 	o.sync_mode = STRATA_SYNC_NONE; /* durability is the crash tests' job; this one is about content */
 	o.merge_factor = 2;             /* background merges and rewrites all along the way */
 	o.max_segments = m->max_segments;
+	o.merge_into_largest_pct = m->into_largest;
 	o.tombstone_pct = 15;
 	strata_db *db = NULL;
 	int rc = strata_open(dir, &o, flags, &db);
@@ -177,6 +179,7 @@ static void run_model(uint64_t seed, strata_metric metric, uint32_t dim, int ste
 	uint64_t rs = seed;
 	uint64_t mt_max = 16 + rng_next(&rs) % 100;
 	m.max_segments = (uint32_t)(seed % 3);
+	m.into_largest = seed / 3 % 2 ? 50 : 0;
 	strata_db *db = open_db(dir.path, &m, STRATA_CREATE, mt_max);
 	for (int step = 0; step < steps; step++) {
 		unsigned op = (unsigned)(rng_next(&rs) % 100);
