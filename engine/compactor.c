@@ -239,20 +239,22 @@ static uint32_t bound_pick(const struct compactor *c, const struct db_version *v
 
 /*
  * The merge into the largest segment, if it is due: when the other segments
- * of `v` hold together absorb_pct% of the largest's live vectors (`times`
- * times over: merges_behind asks with 2), all of them with the largest, cut
- * to max_live (the largest kept, the others smallest first), kept only if at
- * least two, in sel in the version's order; returns their count. sel and tmp
- * hold v->nseg entries.
+ * of `v` hold together absorb_pct% of the largest's live vectors, all of
+ * them with the largest, cut to max_live (the largest kept, the others
+ * smallest first), kept only if at least two, in sel in the version's order;
+ * returns their count. With `before_newest`, of the segments before the
+ * newest only (merges_behind: was it due before the last flush or merge?).
+ * sel and tmp hold v->nseg entries.
  */
-static uint32_t absorb_pick(const struct compactor *c, const struct db_version *v, uint32_t times,
+static uint32_t absorb_pick(const struct compactor *c, const struct db_version *v, bool before_newest,
                             struct db_segment **sel, struct db_segment **tmp)
 {
-	if (!c->absorb_pct || v->nseg < 2)
+	uint32_t nseg = v->nseg - (before_newest && v->nseg);
+	if (!c->absorb_pct || nseg < 2)
 		return 0;
 	struct db_segment *big = NULL;
 	uint64_t big_live = 0, others = 0;
-	for (uint32_t i = 0; i < v->nseg; i++) {
+	for (uint32_t i = 0; i < nseg; i++) {
 		uint64_t live = seg_live_persisted(v->segs[i]);
 		if (!big || live > big_live) {
 			others += big_live;
@@ -262,13 +264,13 @@ static uint32_t absorb_pick(const struct compactor *c, const struct db_version *
 			others += live;
 		}
 	}
-	if (others * 100 < (uint64_t)times * c->absorb_pct * big_live)
+	if (others * 100 < (uint64_t)c->absorb_pct * big_live)
 		return 0;
 	if (c->max_live && big_live >= c->max_live)
 		return 0;
 	/* The others, smallest first, up to what max_live leaves beside the largest. */
 	uint32_t n = 0;
-	for (uint32_t i = 0; i < v->nseg; i++)
+	for (uint32_t i = 0; i < nseg; i++)
 		if (v->segs[i] != big)
 			tmp[n++] = v->segs[i];
 	qsort(tmp, n, sizeof *tmp, cmp_live);
@@ -279,7 +281,7 @@ static uint32_t absorb_pick(const struct compactor *c, const struct db_version *
 	if (k == 0)
 		return 0;
 	uint32_t m = 0;
-	for (uint32_t i = 0; i < v->nseg; i++) {
+	for (uint32_t i = 0; i < nseg; i++) {
 		bool take = v->segs[i] == big;
 		for (uint32_t j = 0; j < k && !take; j++)
 			take = v->segs[i] == tmp[j];
@@ -332,7 +334,7 @@ static int policy_pick(const struct compactor *c, const strata_db *db, const str
 	if (job)
 		job->n = 0;
 	/* It takes every segment the tier merges would (and the largest): first. */
-	chosen = absorb_pick(c, v, 1, sel, tmp);
+	chosen = absorb_pick(c, v, false, sel, tmp);
 	if (chosen)
 		pending++;
 	uint32_t max_tier = top_tier(db, v);
@@ -946,9 +948,9 @@ static void lower_priority(void)
 /*
  * Merges are falling behind when some tier holds more than F segments the
  * policy could merge, or more than max_segments + 1 segments exist and some
- * of them could be merged, or the segments besides the largest hold twice
- * merge_into_largest_pct of it: a merge was due and another flush came
- * before it was done. On a machine kept busy all the time an idle-priority merge never
+ * of them could be merged, or the merge into the largest was due before the
+ * newest segment came: a merge was due and another flush came before it was
+ * done. On a machine kept busy all the time an idle-priority merge never
  * runs, and segments (each a graph walk per query) pile up without end; so
  * then merges run at normal priority and take their share of the CPU.
  */
@@ -961,7 +963,7 @@ static bool merges_behind(const struct compactor *c, const strata_db *db, const 
 	uint32_t max_tier = top_tier(db, v);
 	bool behind = (c->max_segs && v->nseg > 1 && v->nseg - 1 > c->max_segs &&
 	               bound_pick(c, v, sel, sel + area) != 0) ||
-	              absorb_pick(c, v, 2, sel, sel + area) != 0;
+	              absorb_pick(c, v, true, sel, sel + area) != 0;
 	for (uint32_t t = 0; v->nseg && t <= max_tier && !behind; t++)
 		behind = tier_pick(c, db, v, t, sel, sel + area) > c->factor;
 	free(sel);

@@ -51,7 +51,7 @@ void strata_options_default(strata_options *opts_out)
 	opts_out->merge_factor = 4;
 	opts_out->max_segment_vectors = 0;
 	opts_out->max_segments = 0;
-	opts_out->merge_into_largest_pct = 0;
+	opts_out->merge_into_largest_pct = 25;
 	opts_out->tombstone_pct = 20;
 	opts_out->compaction_threads = 0;
 	opts_out->disable_background_merges = false;

@@ -164,7 +164,7 @@ typedef struct strata_options {
 	 * database for long stretches, cost each query a walk of each. The price
 	 * is bytes: the largest is rewritten each time the others reach this
 	 * share, about (100 + P) / P bytes written per byte ingested on top of
-	 * the tiers'. 0 = off; at most 1000. Default 0
+	 * the tiers'. 0 = off; at most 1000. Default 25
 	 */
 	uint32_t merge_into_largest_pct;
 	/*
@@ -477,8 +477,8 @@ struct strata_stats {
 	 * Merges are falling behind: a size tier holds more than merge_factor
 	 * segments the policy could merge, or more than max_segments + 1 segments
 	 * exist and some could be merged (a flush came before the merge down to
-	 * the bound was done), or the segments besides the largest hold twice
-	 * merge_into_largest_pct of it. A background merge that is then
+	 * the bound was done), or the merge into the largest (see
+	 * merge_into_largest_pct) was due before the newest segment came. A background merge that is then
 	 * starved at idle priority (less than a quarter of a core over a second)
 	 * is given up and run again at normal priority: it takes a share of the
 	 * CPU from queries and writes; writers are not slowed for it.

@@ -258,6 +258,12 @@ _OPTION_RANGES = {
     "memtable_max_bytes": (1, _U64),
     "wal_file_bytes": (1, _U64),
     "memtable_max_unindexed": (1, _U64),
+    "merge_factor": (2, 64),
+    "max_segment_vectors": (0, _U64),
+    "max_segments": (0, _U32),
+    "merge_into_largest_pct": (0, 1000),
+    "tombstone_pct": (1, 100),
+    "compaction_threads": (0, _U32),
 }
 
 
@@ -321,7 +327,9 @@ def open(path, dim=None, metric=None, create=True, readonly=False, verify=False,
         handle: sync ('always' (default): a write returns once durable;
         'interval'; 'none': only at flush/sync/close), sync_interval_ms,
         memtable_max_vectors, memtable_max_bytes, wal_file_bytes,
-        memtable_max_unindexed. See engine/strata.h for each.
+        memtable_max_unindexed; and its compactor's: merge_factor,
+        max_segment_vectors, max_segments, merge_into_largest_pct,
+        tombstone_pct, compaction_threads. See engine/strata.h for each.
 
     Raises a strata.Error subclass (NotFound, Busy, DimensionError, Corrupt ...).
     """

@@ -120,6 +120,10 @@ class OpenCloseTest(unittest.TestCase):
             strata.open(path, dim=4, M=1)
         with self.assertRaises(strata.InvalidArgument):
             strata.open(path, dim=-3)
+        with self.assertRaises(strata.InvalidArgument):
+            strata.open(path, dim=4, merge_into_largest_pct=1001)
+        with self.assertRaises(strata.InvalidArgument):
+            strata.open(path, dim=4, merge_factor=1)
         with self.assertRaises(strata.MetricError):
             strata.open(path, dim=4, metric="hamming")
 
@@ -429,7 +433,8 @@ class FlushCompactStatsTest(unittest.TestCase):
 
     @unittest.skipUnless(strata.has_compact(), "the loaded libstrata has no strata_compact")
     def test_compact_merges_every_segment_into_one(self):
-        with strata.open(os.path.join(tmpdir(self), "db"), dim=4) as db:
+        # Size tiers alone (merge factor 4) leave three small segments as they are.
+        with strata.open(os.path.join(tmpdir(self), "db"), dim=4, merge_into_largest_pct=0) as db:
             v = rand(30, 4)
             for part in range(3):
                 db.upsert(np.arange(part * 10, part * 10 + 10), v[part * 10:part * 10 + 10])
