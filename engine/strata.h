@@ -478,10 +478,11 @@ struct strata_stats {
 	 * segments the policy could merge, or more than max_segments + 1 segments
 	 * exist and some could be merged (a flush came before the merge down to
 	 * the bound was done), or the merge into the largest (see
-	 * merge_into_largest_pct) was due before the newest segment came. A background merge that is then
-	 * starved at idle priority (less than a quarter of a core over a second)
-	 * is given up and run again at normal priority: it takes a share of the
-	 * CPU from queries and writes; writers are not slowed for it.
+	 * merge_into_largest_pct) was due before the newest segment came. A
+	 * background merge that is then starved at idle priority (less than a
+	 * quarter of a core over a second) is given up and run again at normal
+	 * priority: it takes a share of the CPU from queries and writes; writers
+	 * are not slowed for it.
 	 */
 	bool merges_behind;
 	uint64_t merges_escalated; /* idle-priority merges given up to run again at normal priority */

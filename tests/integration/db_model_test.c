@@ -8,9 +8,10 @@
  * brute-force answer over the reference (distances equal, ids equal up to
  * ties); stats' live vector count. Small memtables make flushes happen by
  * themselves along the way, and a merge factor of 2 (with max_segments 0, 1
- * or 2, and merge_into_largest_pct 0 or 50, by seed) makes the compactor merge and rewrite segments under the
- * sequence's feet (strata_compact is one of the steps too); reopening checks that WAL replay, the segments and the
- * deletion files give back the same content.
+ * or 2, and merge_into_largest_pct 0 or 50, by seed) makes the compactor
+ * merge and rewrite segments under the sequence's feet (strata_compact is
+ * one of the steps too); reopening checks that WAL replay, the segments and
+ * the deletion files give back the same content.
  *
  * The seed of a failing run is printed; STRATA_MODEL_SEED reruns it, and
  * STRATA_MODEL_STEPS lengthens the runs (default 1500 steps per seed).
