@@ -163,8 +163,8 @@ typedef struct strata_options {
 	 * two or three equal large segments, where size tiers alone leave a
 	 * database for long stretches, cost each query a walk of each. The price
 	 * is bytes: the largest is rewritten each time the others reach this
-	 * share, about (100 + P) / P bytes written per byte ingested on top of
-	 * the tiers'. 0 = off; at most 1000. Default 25
+	 * share, up to about (100 + P) / P bytes written per byte ingested on
+	 * top of the tiers'. 0 = off; at most 1000. Default 25
 	 */
 	uint32_t merge_into_largest_pct;
 	/*
