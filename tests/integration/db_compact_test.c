@@ -716,6 +716,7 @@ static struct sift_db sift_db_open(uint32_t max_segments)
 	o.sync_mode = STRATA_SYNC_NONE;
 	o.disable_background_merges = max_segments == 0;
 	o.merge_factor = 64; /* no tier merge: 4096 x 64 is past siftsmall */
+	o.merge_into_largest_pct = 0; /* nor one into the largest: the tests place the segments */
 	o.max_segments = max_segments;
 	f.db = open_or_die(f.dir.path, &o, STRATA_CREATE);
 	return f;
