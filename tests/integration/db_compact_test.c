@@ -216,6 +216,14 @@ static struct strata_stats ingest_flushing(strata_db *db, const float *vecs, boo
 	return wait_idle(db);
 }
 
+static void log_merges(const char *what, const struct strata_stats *st)
+{
+	cr_log_info("%s: %llu flushes, %llu merges (%llu nodes reused, %llu inserted), write "
+	            "amplification %.2f", what, (unsigned long long)st->flushes,
+	            (unsigned long long)st->merges, (unsigned long long)st->merge_reused_nodes,
+	            (unsigned long long)st->merge_inserted_nodes, st->write_amplification);
+}
+
 Test(db_compact, max_segments_merges_the_smallest_down_to_the_bound)
 {
 	enum { N = 4000, DIM = 8 };
@@ -233,10 +241,7 @@ Test(db_compact, max_segments_merges_the_smallest_down_to_the_bound)
 		              (unsigned long long)(at + 200));
 		cr_assert(!st.merges_behind);
 	}
-	cr_log_info("max_segments 1: %llu flushes, %llu merges (%llu nodes reused, %llu inserted), "
-	            "write amplification %.2f", (unsigned long long)st.flushes,
-	            (unsigned long long)st.merges, (unsigned long long)st.merge_reused_nodes,
-	            (unsigned long long)st.merge_inserted_nodes, st.write_amplification);
+	log_merges("max_segments 1", &st);
 	cr_assert_eq(st.flushes, 10);
 	cr_assert_eq(st.merges, 9, "one merge per flush after the first");
 	/* Each merge reuses the large segment's graph and inserts only the 200 new rows. */
@@ -298,10 +303,7 @@ Test(db_compact, merge_into_largest_pct_merges_the_others_into_the_largest)
 		             st.segments, (unsigned long long)f + 1, want_segments[f]);
 		cr_assert(!st.merges_behind);
 	}
-	cr_log_info("merge_into_largest_pct 50: %llu flushes, %llu merges (%llu nodes reused, %llu "
-	            "inserted), write amplification %.2f", (unsigned long long)st.flushes,
-	            (unsigned long long)st.merges, (unsigned long long)st.merge_reused_nodes,
-	            (unsigned long long)st.merge_inserted_nodes, st.write_amplification);
+	log_merges("merge_into_largest_pct 50", &st);
 	cr_assert_eq(st.merges, 4);
 	/* Each merge reuses the largest's graph and inserts only the others' rows. */
 	cr_assert_eq(st.merge_reused_nodes, 200 + 400 + 600 + 1000);
