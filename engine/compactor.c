@@ -178,29 +178,34 @@ static int cmp_live(const void *a, const void *b)
 }
 
 /*
- * Of the n candidates in sel (in the version's order), keep the `want`
- * smallest by live vectors, fewer where their sum would pass max_live.
- * Writes the kept ones back to sel in the version's order (the merge's
- * dedup relies on it: the newest input wins); returns their count, 0 when
- * fewer than two remain. tmp holds n entries.
+ * Of the n candidates in sel (in the version's order), keep `keep` (NULL:
+ * none; else one of them, counted first) and the `want` smallest others by
+ * live vectors, fewer where their sum would pass max_live. Writes the kept
+ * ones back to sel in the version's order (the merge's dedup relies on it:
+ * the newest input wins); returns their count, 0 when fewer than two remain.
+ * tmp holds n entries.
  */
 static uint32_t keep_smallest(const struct compactor *c, struct db_segment **sel, uint32_t n,
-                              uint32_t want, struct db_segment **tmp)
+                              uint32_t want, const struct db_segment *keep, struct db_segment **tmp)
 {
-	memcpy(tmp, sel, n * sizeof *tmp);
-	qsort(tmp, n, sizeof *tmp, cmp_live);
-	uint64_t sum = 0;
+	uint32_t nt = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (sel[i] != keep)
+			tmp[nt++] = sel[i];
+	qsort(tmp, nt, sizeof *tmp, cmp_live);
+	uint64_t sum = keep ? seg_live_persisted(keep) : 0;
 	uint32_t k = 0;
-	while (k < want && k < n &&
+	while (k < want && k < nt &&
 	       (!c->max_live || sum + seg_live_persisted(tmp[k]) <= c->max_live))
 		sum += seg_live_persisted(tmp[k++]);
 	uint32_t m = 0;
-	for (uint32_t i = 0; i < n; i++)
-		for (uint32_t j = 0; j < k; j++)
-			if (sel[i] == tmp[j]) {
-				sel[m++] = sel[i];
-				break;
-			}
+	for (uint32_t i = 0; i < n; i++) {
+		bool take = sel[i] == keep;
+		for (uint32_t j = 0; j < k && !take; j++)
+			take = sel[i] == tmp[j];
+		if (take)
+			sel[m++] = sel[i];
+	}
 	return m >= 2 ? m : 0;
 }
 
@@ -219,7 +224,7 @@ static uint32_t tier_pick(const struct compactor *c, const strata_db *db, const 
 			sel[n++] = v->segs[i];
 	if (n < c->factor)
 		return 0;
-	return c->max_live ? keep_smallest(c, sel, n, n, tmp) : n;
+	return c->max_live ? keep_smallest(c, sel, n, n, NULL, tmp) : n;
 }
 
 /*
@@ -234,7 +239,7 @@ static uint32_t bound_pick(const struct compactor *c, const struct db_version *v
 	if (!c->max_segs || v->nseg <= c->max_segs)
 		return 0;
 	memcpy(sel, v->segs, v->nseg * sizeof *sel);
-	return keep_smallest(c, sel, v->nseg, v->nseg - c->max_segs + 1, tmp);
+	return keep_smallest(c, sel, v->nseg, v->nseg - c->max_segs + 1, NULL, tmp);
 }
 
 /*
@@ -268,27 +273,8 @@ static uint32_t absorb_pick(const struct compactor *c, const struct db_version *
 		return 0;
 	if (c->max_live && big_live >= c->max_live)
 		return 0;
-	/* The others, smallest first, up to what max_live leaves beside the largest. */
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < nseg; i++)
-		if (v->segs[i] != big)
-			tmp[n++] = v->segs[i];
-	qsort(tmp, n, sizeof *tmp, cmp_live);
-	uint64_t sum = big_live;
-	uint32_t k = 0;
-	while (k < n && (!c->max_live || sum + seg_live_persisted(tmp[k]) <= c->max_live))
-		sum += seg_live_persisted(tmp[k++]);
-	if (k == 0)
-		return 0;
-	uint32_t m = 0;
-	for (uint32_t i = 0; i < nseg; i++) {
-		bool take = v->segs[i] == big;
-		for (uint32_t j = 0; j < k && !take; j++)
-			take = v->segs[i] == tmp[j];
-		if (take)
-			sel[m++] = v->segs[i];
-	}
-	return m;
+	memcpy(sel, v->segs, nseg * sizeof *sel);
+	return keep_smallest(c, sel, nseg, nseg, big, tmp);
 }
 
 static bool needs_rewrite(const struct compactor *c, const struct db_segment *s)
