@@ -21,7 +21,11 @@
 //      merges, write amplification and the search QPS measured meanwhile (the
 //      writer keeps writing), each beside the QPS of a reference built from
 //      all the rows before the ingestion and searched the second after (the
-//      machine's speed drifts over minutes); at the end, the QPS and recall of
+//      machine's speed drifts over minutes) and, with --same-rows-ref, beside
+//      that of a reference holding the rows written by that sample (the
+//      target's "the same data as one compacted segment": the all-rows
+//      reference holds up to ten times the rows of an early sample, and a
+//      graph's cost per query changes with its size); at the end, the QPS and recall of
 //      the database as written against the same data after strata_compact
 //      (one segment), at ef 64 and over an ef sweep (QPS at equal recall).
 //   4. The floor of a database as written: the best a compactor can keep
@@ -77,6 +81,7 @@ struct Config {
 	uint32_t merge_factor = 0; // part 3: merge_factor (0: the default)
 	uint32_t max_segments = 0; // part 3: max_segments (0: the default)
 	int64_t into_largest = -1; // part 3: merge_into_largest_pct (-1: the default)
+	bool same_rows_ref = false; // part 3: a reference per sample holding that sample's rows
 	unsigned parts = 15;       // bit mask: 1, 2, 4, 8
 	bool quick = false;
 	std::string cmdline;
@@ -104,6 +109,9 @@ void usage(FILE *out)
 	      "  --merge-factor F part 3: merge_factor (default: the library's)\n"
 	      "  --max-segments S part 3: max_segments (default: the library's, no bound)\n"
 	      "  --into-largest P part 3: merge_into_largest_pct (default: the library's)\n"
+	      "  --same-rows-ref  part 3: also a reference per sample holding the rows written\n"
+	      "                   by then (base + that tenth of --n), built into one segment\n"
+	      "                   before the ingestion (nine builds: minutes at 1,000,000 rows)\n"
 	      "  --parts LIST     which parts to run, e.g. 1,3 (default 1,2,3,4)\n"
 	      "  --data DIR       the datasets folder (default <source>/../shared/data)\n"
 	      "  --synthetic S    rows past the real ones: spread (default) or copies (sift.h)\n"
@@ -166,6 +174,8 @@ Config parse_args(int argc, char **argv)
 			c.max_segments = (uint32_t)num(val());
 		} else if (a == "--into-largest") {
 			c.into_largest = (int64_t)num(val());
+		} else if (a == "--same-rows-ref") {
+			c.same_rows_ref = true;
 		} else if (a == "--parts") {
 			if (!parse_parts(val(), 4, c.parts))
 				die(std::string("--parts: not a part list: ") + argv[i]);
@@ -582,6 +592,16 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	strata_db *ref = nullptr;
 	check_strata(strata_open(ref_dir.c_str(), nullptr, STRATA_READONLY, &ref), "strata_open");
 	search_loop(ref, data.query, 64, 1.0); // warm: else its first sample pays the page faults
+	/* The same-rows references: sample `step` (1..9) holds base + n * step / 10 rows. */
+	auto same_dir = [&](int step) { return work + fmt("/p3-ref-%d", step); };
+	if (cfg.same_rows_ref)
+		for (int step = 1; step < 10; step++) {
+			size_t rows = base + n * (size_t)step / 10;
+			note(fmt("part 3: the same-rows reference of sample %d, %zu rows", step, rows));
+			check_strata(strata_build(same_dir(step).c_str(), &ro, nullptr, data.base.f.data(),
+			                          rows),
+			             "strata_build");
+		}
 	strata_db *db = nullptr;
 	if (base) {
 		note(fmt("part 3: the database's first %zu rows built into one segment", base));
@@ -633,6 +653,10 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	          "write ampl.", "QPS (ef 64)", "reference", "ratio",
 	          "evals: written (first source) / ref."};
 	t.right = {true, true, true, false, true, true, true, true, true, true, true, true};
+	if (cfg.same_rows_ref) {
+		t.head.insert(t.head.end(), {"same rows", "ratio", "evals"});
+		t.right.insert(t.right.end(), {true, true, true});
+	}
 	/*
 	 * Distance computations per query since the last call: what a search cost,
 	 * apart from the machine; and of them, the first source's (the largest
@@ -648,7 +672,7 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		return e;
 	};
 	struct strata_stats ev_db = stats_of(db), ev_ref = stats_of(ref);
-	std::vector<double> qps_writing, qps_ref, ratios;
+	std::vector<double> qps_writing, qps_ref, ratios, qps_same, ratios_same;
 	for (int step = 1; step <= 10; step++) {
 		size_t mark = n * (size_t)step / 10;
 		while (written.load() < mark)
@@ -660,6 +684,19 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		double e_db = evals_per_query(db, ev_db), e_first = first_per_query;
 		double qr = step < 10 ? search_loop(ref, data.query, 64, 1.0) : NAN;
 		double e_ref = evals_per_query(ref, ev_ref);
+		double qs = NAN, e_same = NAN;
+		if (cfg.same_rows_ref && step < 10) {
+			strata_db *same = nullptr;
+			check_strata(strata_open(same_dir(step).c_str(), nullptr, STRATA_READONLY, &same),
+			             "strata_open");
+			search_loop(same, data.query, 64, 0.5); // warm, as the others were
+			struct strata_stats ev_same = stats_of(same);
+			qs = search_loop(same, data.query, 64, 1.0);
+			e_same = evals_per_query(same, ev_same);
+			check_strata(strata_close(same), "strata_close");
+			qps_same.push_back(qs);
+			ratios_same.push_back(q / qs);
+		}
 		if (step < 10) {
 			qps_writing.push_back(q);
 			qps_ref.push_back(qr);
@@ -673,6 +710,11 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 		                  step < 10 ? fmt("%.0f", qr) : "",
 		                  step < 10 ? fmt("%.2f", ratios.back()) : "",
 		                  step < 10 ? fmt("%.0f (%.0f) / %.0f", e_db, e_first, e_ref) : ""});
+		if (cfg.same_rows_ref)
+			t.rows.back().insert(t.rows.back().end(),
+			                     {step < 10 ? fmt("%.0f", qs) : "",
+			                      step < 10 ? fmt("%.2f", q / qs) : "",
+			                      step < 10 ? fmt("%.0f", e_same) : ""});
 		note(fmt("part 3: %zu rows", base + mark));
 	}
 	writer.join();
@@ -739,6 +781,19 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	if (!ratios.empty())
 		t.notes.push_back(fmt("per-sample ratio written / reference: median %.2f, range %.2f-%.2f",
 		                      ratios[ratios.size() / 2], ratios.front(), ratios.back()));
+	if (!qps_same.empty()) {
+		double same_mean = 0;
+		for (double x : qps_same)
+			same_mean += x / (double)qps_same.size();
+		std::sort(ratios_same.begin(), ratios_same.end());
+		t.notes.push_back(fmt("same-rows references (each sample's rows built by strata_build into "
+		                      "one segment before the ingestion), 1 s after the all-rows one: mean %.0f;",
+		                      same_mean));
+		t.notes.push_back(fmt("ratio QPS while written / same rows measured beside it: %.2f (target "
+		                      ">= 0.80); per sample: median %.2f, range %.2f-%.2f",
+		                      qps_mean / same_mean, ratios_same[ratios_same.size() / 2],
+		                      ratios_same.front(), ratios_same.back()));
+	}
 	check_strata(strata_close(db), "strata_close");
 	render_text(stdout, t);
 
@@ -766,6 +821,8 @@ void part3(const Config &cfg, const Data &data, const std::string &work)
 	std::error_code ec;
 	std::filesystem::remove_all(dir, ec);
 	std::filesystem::remove_all(ref_dir, ec);
+	for (int step = 1; cfg.same_rows_ref && step < 10; step++)
+		std::filesystem::remove_all(same_dir(step), ec);
 }
 
 // ---- part 4 ---------------------------------------------------------------------
