@@ -90,7 +90,7 @@ struct Config {
 void usage(FILE *out)
 {
 	fputs("usage: strata-compact-bench [options]\n"
-	      "  --quick          small sizes: a smoke run (about a minute), part 3 with\n"
+	      "  --quick          small sizes: a smoke run (one or two minutes), part 3 with\n"
 	      "                   --same-rows-ref\n"
 	      "  --merge-n N      part 1: rows of the merge (two segments of N/2; default 100000)\n"
 	      "  --latency-n N    part 2: rows of the two segments (default 100000)\n"
