@@ -333,6 +333,50 @@ Test(db_compact, merge_into_largest_pct_merges_the_others_into_the_largest)
 	t_dir_free(&dir);
 }
 
+/*
+ * The merge into the largest cut to max_segment_vectors: the largest is kept
+ * and counted first, the others join smallest first while the sum fits.
+ */
+Test(db_compact, merge_into_largest_pct_takes_the_smallest_others_that_fit_beside_the_largest)
+{
+	enum { N = 700, DIM = 8 };
+	struct t_dir dir = t_dir_new_mem();
+	strata_options o = small_opts(DIM);
+	o.memtable_max_vectors = 1000; /* flushes only when asked */
+	o.disable_background_merges = true;
+	strata_db *db = open_or_die(dir.path, &o, STRATA_CREATE);
+	float *vecs = t_random_vectors(N, DIM, 29);
+	bool *live = calloc(N, sizeof *live);
+	/* Segments of 400, 200 and 100 rows, placed with merges off. */
+	ingest_flushing(db, vecs, live, 0, 400, 400, DIM);
+	ingest_flushing(db, vecs, live, 400, 600, 200, DIM);
+	struct strata_stats st = ingest_flushing(db, vecs, live, 600, 700, 100, DIM);
+	cr_assert_eq(st.segments, 3);
+	cr_assert_eq(strata_close(db), 0);
+	/*
+	 * The others (300) hold half of 400 or more; 400 + 100 fits 550, + 200
+	 * does not: one merge of 400 and 100. Then 200 is less than half of 500.
+	 */
+	o.disable_background_merges = false;
+	o.merge_into_largest_pct = 50;
+	o.max_segment_vectors = 550;
+	db = open_or_die(dir.path, &o, 0);
+	st = wait_idle(db);
+	log_merges("merge_into_largest_pct 50, max_segment_vectors 550", &st);
+	cr_assert_eq(st.segments, 2);
+	cr_assert_eq(st.merges, 1);
+	cr_assert_eq(st.merge_reused_nodes, 400);
+	cr_assert_eq(st.merge_inserted_nodes, 100);
+	cr_assert(!st.merges_behind);
+	cr_assert_eq(st.compaction_pending, 0);
+	check_content(db, vecs, live, N, DIM, "the largest with the smallest that fit");
+	check_exact_search(db, vecs, live, N, DIM, "the largest with the smallest that fit");
+	cr_assert_eq(strata_close(db), 0);
+	free(vecs);
+	free(live);
+	t_dir_free(&dir);
+}
+
 Test(db_compact, compact_makes_one_segment_without_the_deleted_vectors)
 {
 	enum { N = 3000, DIM = 12 };
